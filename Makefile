@@ -1,0 +1,39 @@
+# kiln: make demo (try it), make test (the whole suite, as CI runs it).
+GO ?= go
+KILN := $(CURDIR)/bin/kiln
+DEMO := $(CURDIR)/.demo
+
+.PHONY: all kiln deps demo test unit bench golden clean
+
+all: kiln
+
+kiln:
+	$(GO) build -o $(KILN) ./cmd/kiln
+
+deps:
+	bash scripts/install-deps.sh
+
+# The demo uses kiln's default store (/var/lib/kiln as root, or KILN_ROOT).
+demo: deps kiln
+	@mkdir -p $(DEMO)
+	bash scripts/busybox-rootfs.sh $(DEMO)/busybox-rootfs.tar
+	$(KILN) import $(DEMO)/busybox-rootfs.tar busybox:latest
+	$(KILN) build --progress plain -t hello:1.0 examples/hello
+	$(KILN) run --rm hello:1.0
+	$(KILN) images
+	$(KILN) history hello:1.0
+	$(KILN) save -o $(DEMO)/hello.tar hello:1.0
+	tar -tvf $(DEMO)/hello.tar
+
+# Needs root, runc, overlayfs and dockerd (scripts/install-deps.sh installs them).
+test: deps
+	$(GO) test -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+bench: deps kiln
+	bash benchmarks/run.sh
+
+clean:
+	rm -rf bin $(DEMO)

@@ -1,0 +1,234 @@
+// Package build wires one `kiln build`: it compiles the Dockerfile
+// (frontend), solves the graph (solver, with the store's cache records) and
+// exports the target as an image in the store (exporter). The CLI calls
+// Run and prints its events.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/cache/contenthash"
+	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/ops"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/patternmatcher"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Options for one build.
+type Options struct {
+	ContextDir string
+	// Dockerfile path; default ContextDir/Dockerfile.
+	Dockerfile string
+	Tags       []string
+	Target     string
+	BuildArgs  map[string]string
+	Labels     map[string]string
+	NoCache    bool
+	Network    string
+	Runtime    string
+	// Parallel bounds concurrently running steps (default: number of CPUs).
+	Parallel int
+	// Epoch is SOURCE_DATE_EPOCH, if set.
+	Epoch *time.Time
+	Warn  func(string)
+	// Events and Log feed progress output.
+	Events func(solver.Event)
+	Log    func(v *solver.Vertex) solver.Logger
+	// Plan, if set, is called with the compiled graph before solving.
+	Plan func(b *dockerfile.Build)
+}
+
+// Result of a successful build.
+type Result struct {
+	Manifest ocispec.Descriptor
+	ID       string // config digest
+	Names    []string
+}
+
+// Run builds and tags.
+func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error) {
+	ctxDir, err := filepath.Abs(opts.ContextDir)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("build context %q: not a directory", opts.ContextDir)
+	}
+	dfPath := opts.Dockerfile
+	if dfPath == "" {
+		dfPath = filepath.Join(ctxDir, "Dockerfile")
+	}
+	src, err := os.ReadFile(dfPath)
+	if err != nil {
+		return nil, fmt.Errorf("read Dockerfile: %w", err)
+	}
+	names := make([]string, 0, len(opts.Tags))
+	for _, t := range opts.Tags {
+		n, err := content.NormalizeName(t)
+		if err != nil {
+			return nil, fmt.Errorf("tag %q: %w", t, err)
+		}
+		names = append(names, n)
+	}
+	excluded, err := dockerignore(ctxDir, dfPath)
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := contenthash.NewHasher(ctxDir, store.StatCacheDir(), excluded)
+	if err != nil {
+		return nil, err
+	}
+	defer hasher.Save()
+
+	worker := ops.NewWorker(store, opts.Runtime)
+	var created time.Time
+	if opts.Epoch != nil {
+		created = opts.Epoch.UTC()
+		worker.Clamp = created
+	}
+	network := opts.Network
+	if network == "" {
+		network = "host"
+	}
+	if network != "host" && network != "none" && network != "default" {
+		return nil, fmt.Errorf("--network=%s: only host, none and default are supported", network)
+	}
+	if network == "default" {
+		network = "host"
+	}
+	b, err := dockerfile.Compile(ctx, dockerfile.Options{
+		Filename:  displayName(dfPath, ctxDir),
+		Source:    src,
+		Context:   hasher,
+		Target:    opts.Target,
+		BuildArgs: opts.BuildArgs,
+		Labels:    opts.Labels,
+		NoCache:   opts.NoCache,
+		Network:   network,
+		Worker:    worker,
+		Images:    resolver{store},
+		Epoch:     opts.Epoch,
+		Warn:      opts.Warn,
+		OS:        "linux",
+		Arch:      runtime.GOARCH,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Plan != nil {
+		opts.Plan(b)
+	}
+	parallel := opts.Parallel
+	if parallel <= 0 {
+		parallel = runtime.NumCPU()
+	}
+	s := &solver.Solver{
+		Records:       store.Records,
+		Parallel:      parallel,
+		LayersPresent: worker.LayersPresent,
+		Events:        opts.Events,
+		Log:           opts.Log,
+	}
+	results, err := s.Solve(ctx, b.Target)
+	if err != nil {
+		return nil, err
+	}
+	img := b.Image
+	img.OS, img.Architecture = "linux", runtime.GOARCH
+	desc, err := exporter.Image(store.Content, img, results[0].Layers, created)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if len(names) == 0 {
+		err = store.Content.AddUntagged(desc)
+	}
+	for _, n := range names {
+		if err = store.Content.Tag(n, desc); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tag: %w", err)
+	}
+	im, err := store.Content.ReadImage(desc)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Manifest: desc, ID: string(im.ID()), Names: names}, nil
+}
+
+func displayName(dfPath, ctxDir string) string {
+	if rel, err := filepath.Rel(ctxDir, dfPath); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return dfPath
+}
+
+// dockerignore reads .dockerignore (or <Dockerfile>.dockerignore next to
+// the Dockerfile, which wins, like BuildKit).
+func dockerignore(ctxDir, dfPath string) (contenthash.Excluder, error) {
+	var data []byte
+	for _, p := range []string{dfPath + ".dockerignore", filepath.Join(ctxDir, ".dockerignore")} {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			data = b
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	if data == nil {
+		return nil, nil
+	}
+	var patterns []string
+	for _, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		patterns = append(patterns, l)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return nil, fmt.Errorf(".dockerignore: %w", err)
+	}
+	return func(rel string) bool {
+		ok, _ := pm.MatchesOrParentMatches(filepath.ToSlash(rel))
+		return ok
+	}, nil
+}
+
+// resolver finds base images in the local store.
+type resolver struct{ store *cache.Store }
+
+func (r resolver) ResolveImage(ctx context.Context, ref string) (ocispec.Descriptor, *dockerspec.DockerOCIImage, error) {
+	name, err := content.NormalizeName(ref)
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	desc, err := r.store.Content.Resolve(name)
+	if errors.Is(err, content.ErrNotFound) {
+		return ocispec.Descriptor{}, nil, fmt.Errorf("image %q not found in the local store (kiln import or kiln load it first)", ref)
+	}
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	im, err := r.store.Content.ReadImage(desc)
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	return desc, &im.Config, nil
+}

@@ -1,0 +1,61 @@
+// Package atomicfile writes files so that readers see either the old file or
+// the whole new one, never a partial write: data goes to a temp file in the
+// destination's directory, is fsynced, and is renamed into place.
+package atomicfile
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// TempPrefix marks kiln's temp files; a crash leaves at most such files,
+// which the store's cleanup removes.
+const TempPrefix = ".tmp-"
+
+// WriteFile atomically replaces path with data.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return Write(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// Write atomically replaces path with what fill writes. If fill fails the
+// temp file is removed and path is untouched.
+func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), TempPrefix+filepath.Base(path)+"-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := fill(f); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	ok = true
+	return nil
+}
+
+// IsTemp reports whether name is one of kiln's temp files.
+func IsTemp(name string) bool { return strings.HasPrefix(filepath.Base(name), TempPrefix) }

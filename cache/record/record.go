@@ -1,0 +1,139 @@
+// Package record keeps build cache records: cache key → the layers a step
+// produced. One small JSON file per key (cache/<hex>), written atomically,
+// so concurrent builds need no database lock.
+//
+// A key is a named list of components (op definition, input keys, source
+// digests, ...) hashed only at the end; the record keeps the components so
+// that a miss can be explained by which component changed.
+package record
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kiln-build/kiln/cache/atomicfile"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Component is one named input of a cache key.
+type Component struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Key is a cache key and what it was computed from.
+type Key struct {
+	Digest     digest.Digest
+	Components []Component
+}
+
+// NewKey hashes components in order. Names and values are length-prefixed,
+// so no two different lists encode alike.
+func NewKey(components []Component) Key {
+	h := sha256.New()
+	for _, c := range components {
+		fmt.Fprintf(h, "%d:%s%d:%s", len(c.Name), c.Name, len(c.Value), c.Value)
+	}
+	return Key{
+		Digest:     digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))),
+		Components: components,
+	}
+}
+
+// Layer is one layer of a step's result.
+type Layer struct {
+	DiffID digest.Digest `json:"diffID"`
+	Size   int64         `json:"size"`
+}
+
+// Record is the stored result of one step.
+type Record struct {
+	Key        digest.Digest `json:"key"`
+	Components []Component   `json:"components"`
+	// Layers is the step's whole result, bottom first (inherited layers included).
+	Layers  []Layer   `json:"layers"`
+	Created time.Time `json:"created"`
+}
+
+// ErrNotFound is a cache miss.
+var ErrNotFound = errors.New("no cache record")
+
+// Store is the cache/ directory.
+type Store struct{ dir string }
+
+// Open creates dir if needed.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return &Store{dir: dir}, nil
+}
+
+func (s *Store) path(key digest.Digest) string { return filepath.Join(s.dir, key.Encoded()) }
+
+// Get returns the record for key and marks it used (its mtime is the LRU
+// clock for GC).
+func (s *Store) Get(key digest.Digest) (*Record, error) {
+	b, err := os.ReadFile(s.path(key))
+	if os.IsNotExist(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil || r.Key != key {
+		// a damaged record is a miss, never a wrong hit
+		return nil, ErrNotFound
+	}
+	now := time.Now()
+	os.Chtimes(s.path(key), now, now)
+	return &r, nil
+}
+
+// Put stores r, replacing any record with the same key. Atomic.
+func (s *Store) Put(r *Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(s.path(r.Key), b, 0o600)
+}
+
+// All lists every record (for explain, df and GC).
+func (s *Store) All() ([]*Record, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, e := range ents {
+		if atomicfile.IsTemp(e.Name()) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var r Record
+		if json.Unmarshal(b, &r) == nil {
+			out = append(out, &r)
+		}
+	}
+	return out, nil
+}
+
+// Delete removes a record.
+func (s *Store) Delete(key digest.Digest) error {
+	err := os.Remove(s.path(key))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,372 @@
+// Package dockerfile compiles a Dockerfile into a solver graph and the
+// image config that goes with the target stage. Parsing and variable
+// expansion are BuildKit's own (frontend/dockerfile/parser, instructions,
+// shell); the image config is computed here as a pure function of the
+// instructions and the base image's config, like BuildKit's dockerfile2llb.
+package dockerfile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/cache/contenthash"
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/ops"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ImageResolver finds base images (FROM, COPY --from=image).
+type ImageResolver interface {
+	ResolveImage(ctx context.Context, ref string) (ocispec.Descriptor, *dockerspec.DockerOCIImage, error)
+}
+
+// Options is everything a compile depends on.
+type Options struct {
+	// Filename is how errors name the Dockerfile ("Dockerfile").
+	Filename  string
+	Source    []byte
+	Context   *contenthash.Hasher
+	Target    string
+	BuildArgs map[string]string
+	Labels    map[string]string
+	NoCache   bool
+	// Network for RUN: "host" (default) or "none".
+	Network string
+	Worker  *ops.Worker
+	Images  ImageResolver
+	// Epoch (SOURCE_DATE_EPOCH) fixes created times.
+	Epoch *time.Time
+	// Warn receives lint warnings; they never fail a build.
+	Warn func(msg string)
+	// Platform of the host, e.g. linux/amd64.
+	OS, Arch string
+}
+
+// Build is a compiled Dockerfile.
+type Build struct {
+	Target *solver.Vertex
+	// Image is the target's config and history; the exporter adds rootfs.
+	Image dockerspec.DockerOCIImage
+	// Vertices lists every vertex of the needed stages in Dockerfile order.
+	Vertices []*solver.Vertex
+	// SkippedStages are stages the target does not need.
+	SkippedStages []string
+}
+
+// Error is a Dockerfile problem with its location.
+type Error struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.File, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Compile parses and compiles opts.Source.
+func Compile(ctx context.Context, opts Options) (*Build, error) {
+	if opts.Filename == "" {
+		opts.Filename = "Dockerfile"
+	}
+	if opts.Network == "" {
+		opts.Network = "host"
+	}
+	fail := func(line int, err error) error { return &Error{File: opts.Filename, Line: line, Err: err} }
+	res, err := parser.Parse(bytes.NewReader(opts.Source))
+	if err != nil {
+		return nil, fail(errLine(err), err)
+	}
+	if opts.Warn != nil {
+		for _, w := range res.Warnings {
+			line := 0
+			if w.Location != nil {
+				line = w.Location.Start.Line
+			}
+			opts.Warn(fmt.Sprintf("%s:%d: %s", opts.Filename, line, w.Short))
+		}
+	}
+	lint := linter.New(&linter.Config{Warn: func(rule, desc, url, msg string, loc []parser.Range) {
+		if opts.Warn != nil {
+			line := 0
+			if len(loc) > 0 {
+				line = loc[0].Start.Line
+			}
+			opts.Warn(fmt.Sprintf("%s:%d: %s: %s", opts.Filename, line, rule, msg))
+		}
+	}})
+	stages, metaArgs, err := instructions.Parse(res.AST, lint)
+	if err != nil {
+		return nil, fail(errLine(err), err)
+	}
+	if len(stages) == 0 {
+		return nil, fail(0, errors.New("file with no instructions"))
+	}
+	c := &compiler{opts: opts, lex: shell.NewLex(res.EscapeToken), fail: fail, built: map[int]*stageState{}}
+	if err := c.globalArgs(metaArgs); err != nil {
+		return nil, err
+	}
+	c.stages = stages
+	target := len(stages) - 1
+	if opts.Target != "" {
+		target = c.stageIndex(opts.Target, len(stages))
+		if target < 0 {
+			return nil, fail(0, fmt.Errorf("target stage %q could not be found", opts.Target))
+		}
+	}
+	st, err := c.compileStage(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	b := &Build{Target: st.vertex, Image: st.image}
+	for i := range stages {
+		if s, ok := c.built[i]; ok {
+			b.Vertices = append(b.Vertices, s.vertices...)
+		} else {
+			b.SkippedStages = append(b.SkippedStages, stageName(stages[i], i))
+		}
+	}
+	for k, v := range opts.Labels {
+		if b.Image.Config.Labels == nil {
+			b.Image.Config.Labels = map[string]string{}
+		}
+		b.Image.Config.Labels[k] = v
+	}
+	return b, nil
+}
+
+type compiler struct {
+	opts   Options
+	lex    *shell.Lex
+	fail   func(int, error) error
+	global []string // meta ARGs (KEY=VALUE), build-args applied
+	stages []instructions.Stage
+	built  map[int]*stageState
+	inProg map[int]bool
+}
+
+type stageState struct {
+	name     string
+	vertex   *solver.Vertex
+	image    dockerspec.DockerOCIImage
+	runEnv   []string // image env + ARGs in scope, what RUN sees
+	shell    []string
+	cmdSet   bool // CMD given in this stage
+	vertices []*solver.Vertex
+}
+
+func stageName(s instructions.Stage, i int) string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return "stage-" + strconv.Itoa(i)
+}
+
+func (c *compiler) globalArgs(meta []instructions.ArgCommand) error {
+	for _, a := range meta {
+		for _, kv := range a.Args {
+			if v, ok := c.opts.BuildArgs[kv.Key]; ok {
+				c.global = setEnv(c.global, kv.Key, v)
+				continue
+			}
+			if kv.Value != nil {
+				v, _, err := c.lex.ProcessWord(*kv.Value, shell.EnvsFromSlice(c.global))
+				if err != nil {
+					return c.fail(line(a.Location()), err)
+				}
+				c.global = setEnv(c.global, kv.Key, v)
+			}
+		}
+	}
+	return nil
+}
+
+// stageIndex finds a stage by name or number among the first n stages.
+func (c *compiler) stageIndex(name string, n int) int {
+	for i := 0; i < n; i++ {
+		if strings.EqualFold(c.stages[i].Name, name) {
+			return i
+		}
+	}
+	if i, err := strconv.Atoi(name); err == nil && i >= 0 && i < n {
+		return i
+	}
+	return -1
+}
+
+func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, error) {
+	if s, ok := c.built[idx]; ok {
+		return s, nil
+	}
+	if c.inProg == nil {
+		c.inProg = map[int]bool{}
+	}
+	stage := c.stages[idx]
+	if c.inProg[idx] {
+		return nil, c.fail(line(stage.Location), fmt.Errorf("stage %q depends on itself", stageName(stage, idx)))
+	}
+	c.inProg[idx] = true
+	defer delete(c.inProg, idx)
+
+	st := &stageState{name: stageName(stage, idx), shell: []string{"/bin/sh", "-c"}}
+	total := len(stage.Commands) + 1
+	prefix := func(n int) string {
+		if len(c.stages) == 1 {
+			return fmt.Sprintf("[%d/%d]", n, total)
+		}
+		return fmt.Sprintf("[%s %d/%d]", st.name, n, total)
+	}
+	fromLine := line(stage.Location)
+	base, _, err := c.lex.ProcessWord(stage.BaseName, shell.EnvsFromSlice(c.global))
+	if err != nil {
+		return nil, c.fail(fromLine, err)
+	}
+	if stage.Platform != "" {
+		p, _, _ := c.lex.ProcessWord(stage.Platform, shell.EnvsFromSlice(c.global))
+		if p != c.opts.OS+"/"+c.opts.Arch {
+			return nil, c.fail(fromLine, fmt.Errorf("FROM --platform=%s: only the host platform %s/%s can be built", p, c.opts.OS, c.opts.Arch))
+		}
+	}
+	fromVertex := &solver.Vertex{Name: prefix(1) + " FROM " + base, Location: c.loc(fromLine), Source: true}
+	switch {
+	case strings.EqualFold(base, "scratch"):
+		fromVertex.Op = ops.Scratch{}
+		st.image = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: c.opts.OS, Architecture: c.opts.Arch}}}
+		st.image.Config.Env = []string{"PATH=" + defaultPath}
+	case c.stageIndex(base, idx) >= 0:
+		parent, err := c.compileStage(ctx, c.stageIndex(base, idx))
+		if err != nil {
+			return nil, err
+		}
+		fromVertex = parent.vertex
+		st.image = cloneImage(parent.image)
+	default:
+		desc, img, err := c.opts.Images.ResolveImage(ctx, base)
+		if err != nil {
+			return nil, c.fail(fromLine, fmt.Errorf("FROM %s: %w", base, err))
+		}
+		fromVertex.Op = &ops.Image{W: c.opts.Worker, Ref: base, Manifest: desc}
+		st.image = cloneImage(*img)
+		if len(st.image.Config.Env) == 0 {
+			st.image.Config.Env = []string{"PATH=" + defaultPath}
+		}
+	}
+	if fromVertex.Op != nil && fromVertex.Source {
+		st.vertices = append(st.vertices, fromVertex)
+	}
+	st.vertex = fromVertex
+	st.image.Created = nil
+	st.runEnv = append([]string(nil), st.image.Config.Env...)
+	if len(st.image.Config.Shell) > 0 {
+		st.shell = append([]string(nil), st.image.Config.Shell...)
+	}
+	// A stage's own config starts from its base's; ONBUILD triggers are
+	// consumed by the child (issue: full Dockerfile).
+	st.image.Config.OnBuild = nil
+
+	for i, cmd := range stage.Commands {
+		if err := c.dispatch(ctx, st, cmd, prefix(i+2)); err != nil {
+			var fe *Error
+			if errors.As(err, &fe) {
+				return nil, err
+			}
+			return nil, c.fail(line(cmd.Location()), fmt.Errorf("%s: %w", strings.ToUpper(cmd.Name()), err))
+		}
+	}
+	c.built[idx] = st
+	return st, nil
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func (c *compiler) loc(line int) string { return fmt.Sprintf("%s:%d", c.opts.Filename, line) }
+
+func line(r []parser.Range) int {
+	if len(r) == 0 {
+		return 0
+	}
+	return r[0].Start.Line
+}
+
+func errLine(err error) int {
+	var le *parser.LocationError
+	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
+		return le.Locations[0][0].Start.Line
+	}
+	return 0
+}
+
+func cloneImage(img dockerspec.DockerOCIImage) dockerspec.DockerOCIImage {
+	out := img
+	out.Config.Env = append([]string(nil), img.Config.Env...)
+	out.Config.Cmd = append([]string(nil), img.Config.Cmd...)
+	out.Config.Entrypoint = append([]string(nil), img.Config.Entrypoint...)
+	out.Config.Shell = append([]string(nil), img.Config.Shell...)
+	out.History = append([]ocispec.History(nil), img.History...)
+	out.RootFS = ocispec.RootFS{}
+	if img.Config.Labels != nil {
+		out.Config.Labels = map[string]string{}
+		for k, v := range img.Config.Labels {
+			out.Config.Labels[k] = v
+		}
+	}
+	if img.Config.ExposedPorts != nil {
+		out.Config.ExposedPorts = map[string]struct{}{}
+		for k := range img.Config.ExposedPorts {
+			out.Config.ExposedPorts[k] = struct{}{}
+		}
+	}
+	if img.Config.Volumes != nil {
+		out.Config.Volumes = map[string]struct{}{}
+		for k := range img.Config.Volumes {
+			out.Config.Volumes[k] = struct{}{}
+		}
+	}
+	if len(out.Config.Cmd) == 0 {
+		out.Config.Cmd = nil
+	}
+	if len(out.Config.Entrypoint) == 0 {
+		out.Config.Entrypoint = nil
+	}
+	if len(out.Config.Shell) == 0 {
+		out.Config.Shell = nil
+	}
+	return out
+}
+
+// setEnv sets KEY=VALUE in an env list, replacing an earlier value in place.
+func setEnv(env []string, key, value string) []string {
+	for i, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			env[i] = key + "=" + value
+			return env
+		}
+	}
+	return append(env, key+"="+value)
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+

@@ -1,0 +1,49 @@
+package ops
+
+import (
+	"context"
+
+	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/solver"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Image is a base image from the local store, keyed by its manifest digest.
+type Image struct {
+	W        *Worker
+	Ref      string
+	Manifest ocispec.Descriptor
+}
+
+func (i *Image) CacheKey(context.Context) ([]record.Component, error) {
+	return []record.Component{component("op", "image"), component("manifest", string(i.Manifest.Digest))}, nil
+}
+
+func (i *Image) Run(ctx context.Context, _ []solver.Result, _ solver.Logger) (solver.Result, error) {
+	im, err := i.W.Store.Content.ReadImage(i.Manifest)
+	if err != nil {
+		return solver.Result{}, errorf("image %s: %w", i.Ref, err)
+	}
+	return solver.Result{Layers: ImageLayers(im)}, nil
+}
+
+// ImageLayers lists a stored image's layers, bottom first.
+func ImageLayers(im *content.StoredImage) []record.Layer {
+	out := make([]record.Layer, len(im.Config.RootFS.DiffIDs))
+	for j, d := range im.Config.RootFS.DiffIDs {
+		out[j] = record.Layer{DiffID: d, Size: im.Manifest.Layers[j].Size}
+	}
+	return out
+}
+
+// Scratch is the empty filesystem.
+type Scratch struct{}
+
+func (Scratch) CacheKey(context.Context) ([]record.Component, error) {
+	return []record.Component{component("op", "scratch")}, nil
+}
+
+func (Scratch) Run(context.Context, []solver.Result, solver.Logger) (solver.Result, error) {
+	return solver.Result{}, nil
+}

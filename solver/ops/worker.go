@@ -1,0 +1,157 @@
+// Package ops holds the solver's ops: base image and scratch sources, RUN
+// (exec in a runc container) and file ops (COPY/ADD, WORKDIR's mkdir). Every
+// op that changes the filesystem works on an overlay of its input layers
+// with a fresh upper dir; the upper dir becomes the new layer, so no op ever
+// walks or compares a whole rootfs.
+package ops
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/cache/snapshot"
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/runc"
+)
+
+// Worker is what ops run with.
+type Worker struct {
+	Store   *cache.Store
+	Runtime *runc.Runtime
+	// Clamp, if set (SOURCE_DATE_EPOCH), caps every timestamp in new layers.
+	Clamp time.Time
+}
+
+// NewWorker returns a worker on store using runtime binary bin ("" = runc).
+func NewWorker(store *cache.Store, bin string) *Worker {
+	return &Worker{Store: store, Runtime: &runc.Runtime{Binary: bin, StateDir: filepath.Join(store.RunDir(), "runc")}}
+}
+
+func component(name string, v any) record.Component {
+	s, ok := v.(string)
+	if !ok {
+		b, _ := json.Marshal(v)
+		s = string(b)
+	}
+	return record.Component{Name: name, Value: s}
+}
+
+// scratchDir makes a private directory under run/ for one step; the caller
+// removes it.
+func (w *Worker) scratchDir() (string, error) {
+	b := make([]byte, 6)
+	rand.Read(b)
+	dir := filepath.Join(w.Store.RunDir(), hex.EncodeToString(b))
+	return dir, os.MkdirAll(dir, 0o700)
+}
+
+// mutate mounts base's layers with a fresh upper dir at a private rootfs,
+// calls fn with the rootfs path, unmounts, lets cleanup tidy the upper dir
+// and commits it as a new layer on top of base. A step that changed nothing
+// adds no layer, like BuildKit. On any error nothing is left behind.
+func (w *Worker) mutate(ctx context.Context, base solver.Result, fn func(rootfs, scratch string) error, cleanup func(upper string) error) (solver.Result, error) {
+	lowers, err := w.Store.SnapshotStack(ctx, base.Layers)
+	if err != nil {
+		return solver.Result{}, err
+	}
+	upper, err := w.Store.Snapshots.New()
+	if err != nil {
+		return solver.Result{}, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			w.Store.Snapshots.Remove(upper)
+		}
+	}()
+	scratch, err := w.scratchDir()
+	if err != nil {
+		return solver.Result{}, err
+	}
+	defer os.RemoveAll(scratch)
+	rootfs := filepath.Join(scratch, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return solver.Result{}, err
+	}
+	if err := w.Store.Snapshots.Mount(rootfs, lowers, upper); err != nil {
+		return solver.Result{}, err
+	}
+	runErr := fn(rootfs, scratch)
+	if err := snapshot.Unmount(rootfs); err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		return solver.Result{}, runErr
+	}
+	if cleanup != nil {
+		if err := cleanup(w.Store.Snapshots.FS(upper)); err != nil {
+			return solver.Result{}, err
+		}
+	}
+	if empty, err := isEmptyDir(w.Store.Snapshots.FS(upper)); err != nil || empty {
+		return base, err
+	}
+	l, _, err := w.Store.CommitSnapshot(ctx, upper, w.Clamp)
+	if err != nil {
+		return solver.Result{}, err
+	}
+	committed = true
+	layers := append(append([]record.Layer(nil), base.Layers...), l)
+	return solver.Result{Layers: layers}, nil
+}
+
+// withReadOnly mounts layers read-only at a private dir for fn.
+func (w *Worker) withReadOnly(ctx context.Context, layers []record.Layer, fn func(root string) error) error {
+	lowers, err := w.Store.SnapshotStack(ctx, layers)
+	if err != nil {
+		return err
+	}
+	scratch, err := w.scratchDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+	root := filepath.Join(scratch, "src")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return err
+	}
+	if err := w.Store.Snapshots.Mount(root, lowers, ""); err != nil {
+		return err
+	}
+	defer snapshot.Unmount(root)
+	return fn(root)
+}
+
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if len(names) == 0 && err != nil {
+		return true, nil
+	}
+	return false, nil
+}
+
+// LayersPresent reports whether every layer's blob is still in the store:
+// a cache record is only a hit if its layers can be exported.
+func (w *Worker) LayersPresent(layers []record.Layer) bool {
+	for _, l := range layers {
+		if _, ok := w.Store.Content.Has(l.DiffID); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }

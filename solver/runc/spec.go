@@ -1,0 +1,84 @@
+// Package runc runs build steps in ephemeral runc containers. Everything a
+// container gets — namespaces, mounts, capabilities, user — is spelled out
+// in one specs.Spec built by Spec, which a test can print and compare.
+package runc
+
+import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Process is what to run.
+type Process struct {
+	Args []string
+	Env  []string
+	Cwd  string
+	// User is already resolved against the image's /etc/passwd and /etc/group.
+	UID, GID       uint32
+	AdditionalGids []uint32
+	// Network is "host" (share the host's network namespace, the default
+	// like `docker build --network host`) or "none" (a fresh, empty one).
+	Network  string
+	Hostname string
+}
+
+// dockerCaps are the capabilities docker gives a container by default.
+var dockerCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// Spec builds the runtime spec for p with rootfs at rootfs. etcFiles maps
+// /etc/hosts, /etc/resolv.conf and /etc/hostname to host files bound
+// read-only over them.
+func Spec(p Process, rootfs string, etcFiles map[string]string) *specs.Spec {
+	caps := append([]string(nil), dockerCaps...)
+	ns := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
+		{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+	}
+	if p.Network == "none" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	mounts := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+	}
+	for _, dst := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/hostname"} {
+		if src, ok := etcFiles[dst]; ok {
+			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "ro"}})
+		}
+	}
+	return &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Args: p.Args,
+			Env:  p.Env,
+			Cwd:  p.Cwd,
+			User: specs.User{UID: p.UID, GID: p.GID, AdditionalGids: p.AdditionalGids},
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1048576, Soft: 1048576}},
+			NoNewPrivileges: false,
+		},
+		Root:     &specs.Root{Path: rootfs},
+		Hostname: p.Hostname,
+		Mounts:   mounts,
+		Linux: &specs.Linux{
+			Namespaces: ns,
+			MaskedPaths: []string{
+				"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+				"/sys/firmware", "/sys/devices/virtual/powercap",
+			},
+			ReadonlyPaths: []string{
+				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+			},
+		},
+	}
+}

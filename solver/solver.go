@@ -1,0 +1,326 @@
+// Package solver runs a build graph: vertices are ops (exec, file copy,
+// image source, ...) whose inputs are other vertices. It knows nothing of
+// Dockerfiles. Every vertex gets a content-based cache key (its op's own
+// components plus its inputs' keys); before running an op the solver looks
+// the key up in the cache records and reuses a hit. Independent vertices run
+// concurrently, bounded by a semaphore; vertices with the same key in one
+// build run once.
+package solver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kiln-build/kiln/cache/record"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+)
+
+// Result is what a vertex produces: a stack of layers, bottom first.
+type Result struct {
+	Layers []record.Layer
+}
+
+// Op is one step of work.
+type Op interface {
+	// CacheKey returns the op's own key components: its full definition
+	// and, for ops that read local files, the content digests of exactly
+	// the files read. The solver appends the keys of the inputs.
+	CacheKey(ctx context.Context) ([]record.Component, error)
+	// Run computes the result from the inputs' results, in input order.
+	Run(ctx context.Context, inputs []Result, log Logger) (Result, error)
+}
+
+// Logger receives a running op's output.
+type Logger interface {
+	Write(p []byte) (int, error)
+}
+
+// Vertex is a node of the build graph.
+type Vertex struct {
+	// Name is shown in progress, e.g. "[build 2/4] RUN make".
+	Name string
+	// Location says where the vertex comes from, e.g. "Dockerfile:7";
+	// errors are prefixed with it.
+	Location string
+	Op       Op
+	Inputs   []*Vertex
+	// Source vertices (base images, scratch) are resolved every build and
+	// never recorded: they are cheap and their identity is already a digest.
+	Source bool
+	// NoCache forces a run even when a record exists.
+	NoCache bool
+}
+
+// State is what happened to a vertex.
+type State string
+
+const (
+	StateStarted State = "started"
+	StateRan     State = "ran"
+	StateCached  State = "cached"
+	StateDeduped State = "deduped"
+	StateSkipped State = "skipped"
+	StateFailed  State = "failed"
+)
+
+// Event reports a vertex's progress. Each vertex of the graph gets exactly
+// one final event (ran, cached, deduped, skipped or failed); a vertex that
+// runs gets a started event before it.
+type Event struct {
+	Vertex *Vertex
+	State  State
+	Key    record.Key
+	Time   time.Time
+	Err    error
+	// Duration of the run, for ran and failed.
+	Duration time.Duration
+}
+
+// VertexError is a failed vertex with its location.
+type VertexError struct {
+	Vertex *Vertex
+	Err    error
+}
+
+func (e *VertexError) Error() string {
+	if e.Vertex.Location != "" {
+		return fmt.Sprintf("%s: %s: %v", e.Vertex.Location, e.Vertex.Name, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Vertex.Name, e.Err)
+}
+
+func (e *VertexError) Unwrap() error { return e.Err }
+
+// LayerChecker reports whether every layer of a record can still be used
+// (blobs may have been garbage-collected since the record was written).
+type LayerChecker func(layers []record.Layer) bool
+
+// Solver runs graphs against one cache.
+type Solver struct {
+	Records *record.Store
+	// Parallel bounds how many ops run at once (default 1).
+	Parallel int
+	// LayersPresent validates a cache hit; nil accepts every record.
+	LayersPresent LayerChecker
+	// Events, if set, is called for every event, from any goroutine, serially.
+	Events func(Event)
+	// Log returns where a running vertex's output goes.
+	Log func(v *Vertex) Logger
+}
+
+type vertexState struct {
+	keyOnce sync.Once
+	key     record.Key
+	keyErr  error
+
+	solveOnce sync.Once
+	res       Result
+	err       error
+	done      bool
+}
+
+type build struct {
+	s      *Solver
+	sem    *semaphore.Weighted
+	mu     sync.Mutex
+	states map[*Vertex]*vertexState
+	byKey  map[string]*Vertex // first vertex solving each key
+	evMu   sync.Mutex
+}
+
+// Solve computes the results of targets.
+func (s *Solver) Solve(ctx context.Context, targets ...*Vertex) ([]Result, error) {
+	n := s.Parallel
+	if n < 1 {
+		n = 1
+	}
+	b := &build{s: s, sem: semaphore.NewWeighted(int64(n)), states: map[*Vertex]*vertexState{}, byKey: map[string]*Vertex{}}
+	out := make([]Result, len(targets))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, t := range targets {
+		g.Go(func() error {
+			r, err := b.solve(gctx, t)
+			out[i] = r
+			return err
+		})
+	}
+	err := g.Wait()
+	b.reportUnsolved(targets)
+	return out, err
+}
+
+func (b *build) state(v *Vertex) *vertexState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.states[v]
+	if st == nil {
+		st = &vertexState{}
+		b.states[v] = st
+	}
+	return st
+}
+
+func (b *build) emit(e Event) {
+	if b.s.Events == nil {
+		return
+	}
+	e.Time = time.Now()
+	b.evMu.Lock()
+	defer b.evMu.Unlock()
+	b.s.Events(e)
+}
+
+// Key computes a vertex's cache key (and its inputs', concurrently).
+func (b *build) cacheKey(ctx context.Context, v *Vertex) (record.Key, error) {
+	st := b.state(v)
+	st.keyOnce.Do(func() {
+		inKeys := make([]record.Key, len(v.Inputs))
+		g, gctx := errgroup.WithContext(ctx)
+		for i, in := range v.Inputs {
+			g.Go(func() error {
+				k, err := b.cacheKey(gctx, in)
+				inKeys[i] = k
+				return err
+			})
+		}
+		var comps []record.Component
+		g.Go(func() error {
+			var err error
+			comps, err = v.Op.CacheKey(gctx)
+			if err != nil {
+				return &VertexError{Vertex: v, Err: err}
+			}
+			return nil
+		})
+		if st.keyErr = g.Wait(); st.keyErr != nil {
+			return
+		}
+		for i, k := range inKeys {
+			comps = append(comps, record.Component{Name: "input:" + strconv.Itoa(i), Value: string(k.Digest)})
+		}
+		st.key = record.NewKey(comps)
+	})
+	return st.key, st.keyErr
+}
+
+func (b *build) solve(ctx context.Context, v *Vertex) (Result, error) {
+	st := b.state(v)
+	st.solveOnce.Do(func() {
+		st.res, st.err = b.solveOnce(ctx, v, st)
+		st.done = true
+	})
+	return st.res, st.err
+}
+
+func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Result, error) {
+	key, err := b.cacheKey(ctx, v)
+	if err != nil {
+		return Result{}, err
+	}
+	// An identical vertex already in this build: wait for it.
+	b.mu.Lock()
+	first := b.byKey[string(key.Digest)]
+	if first == nil {
+		b.byKey[string(key.Digest)] = v
+	}
+	b.mu.Unlock()
+	if first != nil && first != v {
+		res, err := b.solve(ctx, first)
+		if err == nil {
+			b.emit(Event{Vertex: v, State: StateDeduped, Key: key})
+		}
+		return res, err
+	}
+
+	if !v.Source && !v.NoCache {
+		if rec, err := b.s.Records.Get(key.Digest); err == nil {
+			if b.s.LayersPresent == nil || b.s.LayersPresent(rec.Layers) {
+				b.emit(Event{Vertex: v, State: StateCached, Key: key})
+				return Result{Layers: rec.Layers}, nil
+			}
+		}
+	}
+
+	inputs := make([]Result, len(v.Inputs))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, in := range v.Inputs {
+		g.Go(func() error {
+			r, err := b.solve(gctx, in)
+			inputs[i] = r
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return Result{}, err
+	}
+
+	if err := b.sem.Acquire(ctx, 1); err != nil {
+		return Result{}, err
+	}
+	defer b.sem.Release(1)
+	start := time.Now()
+	if !v.Source {
+		b.emit(Event{Vertex: v, State: StateStarted, Key: key})
+	}
+	var log Logger = discard{}
+	if b.s.Log != nil {
+		log = b.s.Log(v)
+	}
+	res, err := v.Op.Run(ctx, inputs, log)
+	if err != nil {
+		var ve *VertexError
+		if !errors.As(err, &ve) {
+			err = &VertexError{Vertex: v, Err: err}
+		}
+		b.emit(Event{Vertex: v, State: StateFailed, Key: key, Err: err, Duration: time.Since(start)})
+		return Result{}, err
+	}
+	if v.Source {
+		b.emit(Event{Vertex: v, State: StateCached, Key: key})
+		return res, nil
+	}
+	if err := b.s.Records.Put(&record.Record{Key: key.Digest, Components: key.Components, Layers: res.Layers, Created: time.Now().UTC()}); err != nil {
+		return Result{}, &VertexError{Vertex: v, Err: fmt.Errorf("save cache record: %w", err)}
+	}
+	b.emit(Event{Vertex: v, State: StateRan, Key: key, Duration: time.Since(start)})
+	return res, nil
+}
+
+// reportUnsolved gives every vertex that was never solved its final event:
+// its result was not needed because something downstream was cached.
+func (b *build) reportUnsolved(targets []*Vertex) {
+	seen := map[*Vertex]bool{}
+	var walk func(v *Vertex)
+	walk = func(v *Vertex) {
+		if seen[v] {
+			return
+		}
+		seen[v] = true
+		for _, in := range v.Inputs {
+			walk(in)
+		}
+		st := b.state(v)
+		if st.done {
+			return
+		}
+		state := StateSkipped
+		if st.keyErr == nil && st.key.Digest != "" {
+			if _, err := b.s.Records.Get(st.key.Digest); err == nil || v.Source {
+				state = StateCached
+			}
+		}
+		b.emit(Event{Vertex: v, State: state, Key: st.key})
+	}
+	for _, t := range targets {
+		walk(t)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
