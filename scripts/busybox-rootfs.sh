@@ -35,6 +35,7 @@ fi
 
 umask 022
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/busybox-rootfs.XXXXXX")
+case $tmp in /*) ;; *) tmp=$(pwd)/$tmp ;; esac
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM HUP
 root=$tmp/root

@@ -199,7 +199,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, root, state, sock, filepath.Join(d.DataRoot, "containerd", "opt"))
-	cfgPath := filepath.Join(d.Dir, "containerd.toml")
+	// In the exec root, so the command line names it (Stop finds leftovers
+	// by that).
+	cfgPath := filepath.Join(d.ExecRoot, "containerd", "containerd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return "", err
 	}
@@ -454,8 +456,10 @@ func (d *Dockerd) stop() error {
 	return errors.Join(errs...)
 }
 
-// killLeftovers SIGTERMs, then SIGKILLs, every process in before (if it is
-// still the same process) or related to roots now, and waits for them to go.
+// killLeftovers SIGKILLs every process in before (if it is still the same
+// process) or related to roots now, and waits up to 10 s for them to go.
+// dockerd had its chance to shut things down cleanly; what is left now
+// (shims and containers of a crashed daemon) gets no second one.
 func killLeftovers(before []procID, roots []string) error {
 	collect := func() []procID {
 		alive := map[procID]bool{}
@@ -473,31 +477,19 @@ func killLeftovers(before []procID, roots []string) error {
 		}
 		return out
 	}
-	left := collect()
-	if len(left) == 0 {
-		return nil
-	}
-	for _, p := range left {
-		_ = syscall.Kill(p.pid, syscall.SIGTERM)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	killed := false
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		time.Sleep(50 * time.Millisecond)
-		left = collect()
+		left := collect()
 		if len(left) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			if killed {
-				return fmt.Errorf("processes left after stopping dockerd: %v", left)
-			}
-			for _, p := range left {
-				_ = syscall.Kill(p.pid, syscall.SIGKILL)
-			}
-			killed = true
-			deadline = time.Now().Add(5 * time.Second)
+			return fmt.Errorf("processes left after stopping dockerd: %v", left)
 		}
+		for _, p := range left {
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -204,3 +204,41 @@ func TestLookCommand(t *testing.T) {
 		t.Errorf("sh: %q %v", p, err)
 	}
 }
+
+// Stop still cleans up after dockerd died abruptly, leaving containerd (or
+// at least shims and a running container) and mounts behind.
+func TestDockerdStopAfterCrash(t *testing.T) {
+	requireDockerd(t)
+	bb := BusyboxTar(t)
+	d, err := StartDockerd(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop() })
+	if err := d.Import(bb, "busybox:latest"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Docker("run", "-d", "--network", "none", "busybox", "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	if mps, _ := d.Mounts(); len(mps) == 0 {
+		t.Log("no mounts left behind by the crash (nothing to clean)")
+	} else {
+		t.Logf("mounts after crash: %d", len(mps))
+	}
+	if left := relatedProcs(nil, []string{d.DataRoot, d.ExecRoot}); len(left) == 0 {
+		t.Log("no processes left behind by the crash")
+	} else {
+		t.Logf("processes after crash: %v", left)
+	}
+	start := time.Now()
+	if err := d.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	t.Logf("stopped in %v", time.Since(start).Round(time.Millisecond))
+	assertStopped(t, d)
+}

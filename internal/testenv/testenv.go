@@ -153,15 +153,17 @@ func processTempDir() (string, error) {
 // tar). Call it from TestMain after m.Run; later BusyboxTar calls in the same
 // process would fail.
 func Cleanup() {
+	busyboxMu.Lock() // lock order: busyboxMu, then scratchMu
+	defer busyboxMu.Unlock()
+	busyboxDone = true
+	busyboxPath = ""
+	busyboxErr = errors.New("testenv: BusyboxTar called after Cleanup")
 	scratchMu.Lock()
 	defer scratchMu.Unlock()
 	if scratchDir != "" {
 		os.RemoveAll(scratchDir)
 		scratchDir = ""
 	}
-	busyboxDone = true
-	busyboxPath = ""
-	busyboxErr = errors.New("testenv: BusyboxTar called after Cleanup")
 }
 
 var (

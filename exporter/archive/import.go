@@ -1,0 +1,85 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"github.com/kiln-build/kiln/cache/content"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Import makes a one-layer image from a root filesystem tar (plain, gzip or
+// zstd), like `docker import`. The layer is stored uncompressed, byte for
+// byte as the (decompressed) input; the config says linux/GOARCH, has the
+// layer as its only diff_id and one history entry "kiln import". created is
+// the image's creation time (zero means now). It returns the manifest
+// descriptor; the caller tags it.
+func Import(ctx context.Context, r io.Reader, store *content.Store, created time.Time) (ocispec.Descriptor, error) {
+	if created.IsZero() {
+		created = time.Now()
+	}
+	created = created.UTC()
+
+	br := bufio.NewReaderSize(ctxReader{ctx, r}, 1<<20)
+	if _, err := br.Peek(1); err == io.EOF {
+		return ocispec.Descriptor{}, errors.New("import: empty input")
+	}
+	c := detectCompression(br)
+	dr, err := decompress(c, br)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)
+	}
+	defer dr.Close()
+
+	w, err := store.NewWriter()
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)
+	}
+	defer w.Close()
+	// Everything read goes to the store as is; walking the tar on the way
+	// checks that the input is one.
+	tee := io.TeeReader(dr, w)
+	tr := tar.NewReader(tee)
+	for {
+		_, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return ocispec.Descriptor{}, fmt.Errorf("import: truncated input: %w", err)
+		}
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("import: not a tar archive: %w", err)
+		}
+	}
+	// The end-of-archive blocks and any padding after them are part of the
+	// layer too.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)
+	}
+	layer, err := w.Commit("")
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)
+	}
+	layer.MediaType = ocispec.MediaTypeImageLayer
+
+	var cfg dockerspec.DockerOCIImage
+	cfg.Created = &created
+	cfg.OS = "linux"
+	cfg.Architecture = runtime.GOARCH
+	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layer.Digest}}
+	cfg.History = []ocispec.History{{Created: &created, CreatedBy: "kiln import"}}
+	desc, err := store.WriteImage(cfg, []ocispec.Descriptor{layer})
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)
+	}
+	return desc, nil
+}
