@@ -147,6 +147,9 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error)
 	}
 	img := b.Image
 	img.OS, img.Architecture = "linux", runtime.GOARCH
+	if created.IsZero() {
+		created = results[0].Created
+	}
 	desc, err := exporter.Image(store.Content, img, results[0].Layers, created)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)

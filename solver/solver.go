@@ -23,6 +23,10 @@ import (
 // Result is what a vertex produces: a stack of layers, bottom first.
 type Result struct {
 	Layers []record.Layer
+	// Created is when the newest layer of the result was made: now for a
+	// step that ran, the record's time for a cache hit. A no-op rebuild
+	// thus exports the very same image (same ID) instead of a new one.
+	Created time.Time
 }
 
 // Op is one step of work.
@@ -241,7 +245,7 @@ func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Resu
 		if rec, err := b.s.Records.Get(key.Digest); err == nil {
 			if b.s.LayersPresent == nil || b.s.LayersPresent(rec.Layers) {
 				b.emit(Event{Vertex: v, State: StateCached, Key: key})
-				return Result{Layers: rec.Layers}, nil
+				return Result{Layers: rec.Layers, Created: rec.Created}, nil
 			}
 		}
 	}
@@ -284,7 +288,8 @@ func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Resu
 		b.emit(Event{Vertex: v, State: StateCached, Key: key})
 		return res, nil
 	}
-	if err := b.s.Records.Put(&record.Record{Key: key.Digest, Components: key.Components, Layers: res.Layers, Created: time.Now().UTC()}); err != nil {
+	res.Created = time.Now().UTC().Truncate(time.Second)
+	if err := b.s.Records.Put(&record.Record{Key: key.Digest, Components: key.Components, Layers: res.Layers, Created: res.Created}); err != nil {
 		return Result{}, &VertexError{Vertex: v, Err: fmt.Errorf("save cache record: %w", err)}
 	}
 	b.emit(Event{Vertex: v, State: StateRan, Key: key, Duration: time.Since(start)})

@@ -86,9 +86,10 @@ func (t *eofTracker) Read(p []byte) (int, error) {
 // compressed.
 //
 // It makes one streaming pass: every regular entry is ingested into the
-// store as it is read (entry names are only keys, never paths on disk),
-// gzip and zstd layers are decompressed on the fly, and small JSON files are
-// kept in memory. Then it resolves manifest.json (preferred) or index.json,
+// store as it is read (entry names are only keys, never paths on disk) and
+// gzip and zstd layers are decompressed on the fly; small JSON files (and
+// tiny files such as VERSION) are kept in memory instead, and only those an
+// image refers to (its config) are written to the store afterwards. Then it resolves manifest.json (preferred) or index.json,
 // checks every blob against its name and every layer against the config's
 // diff_ids, writes the manifests and finally tags the images. On error no
 // tag is written.
@@ -131,7 +132,7 @@ func Load(ctx context.Context, r io.Reader, store *content.Store) ([]Loaded, err
 				return out, fmt.Errorf("load: tag %s: %w", n, err)
 			}
 		}
-		out = append(out, Loaded{Names: im.names, Manifest: im.manifest, ID: im.manifestConfig})
+		out = append(out, Loaded{Names: im.names, Manifest: im.manifest, ID: im.id})
 	}
 	return out, nil
 }
@@ -388,9 +389,9 @@ func (l *loader) ensureStored(e *entry) error {
 // pendingImage is an image whose blobs and manifest are in the store, not
 // yet tagged.
 type pendingImage struct {
-	names          []string
-	manifest       ocispec.Descriptor
-	manifestConfig digest.Digest
+	names    []string
+	manifest ocispec.Descriptor
+	id       digest.Digest
 }
 
 // image checks an image's config and layers and writes its manifest.
@@ -452,7 +453,7 @@ func (l *loader) image(configName string, configWant digest.Digest, layers []lay
 	if err != nil {
 		return pendingImage{}, fmt.Errorf("load: %w", err)
 	}
-	return pendingImage{manifest: mdesc, manifestConfig: ce.stored}, nil
+	return pendingImage{manifest: mdesc, id: ce.stored}, nil
 }
 
 type layerRef struct {

@@ -63,7 +63,6 @@ func Spec(p Process, rootfs string, etcFiles map[string]string) *specs.Spec {
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1048576, Soft: 1048576}},
 			NoNewPrivileges: false,
 		},
 		Root:     &specs.Root{Path: rootfs},
