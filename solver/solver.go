@@ -236,7 +236,11 @@ func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Resu
 	if first != nil && first != v {
 		res, err := b.solve(ctx, first)
 		if err == nil {
-			b.emit(Event{Vertex: v, State: StateDeduped, Key: key})
+			state := StateDeduped
+			if v.Source {
+				state = StateCached // a base image resolved twice did no work twice
+			}
+			b.emit(Event{Vertex: v, State: state, Key: key})
 		}
 		return res, err
 	}
