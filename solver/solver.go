@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,10 +93,17 @@ type VertexError struct {
 }
 
 func (e *VertexError) Error() string {
-	if e.Vertex.Location != "" {
-		return fmt.Sprintf("%s: %s: %v", e.Vertex.Location, e.Vertex.Name, e.Err)
+	// "[build 2/4] RUN make" → "RUN make": the location already says where.
+	name := e.Vertex.Name
+	if strings.HasPrefix(name, "[") {
+		if _, rest, ok := strings.Cut(name, "] "); ok {
+			name = rest
+		}
 	}
-	return fmt.Sprintf("%s: %v", e.Vertex.Name, e.Err)
+	if e.Vertex.Location != "" {
+		return fmt.Sprintf("%s: %s: %v", e.Vertex.Location, name, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", name, e.Err)
 }
 
 func (e *VertexError) Unwrap() error { return e.Err }

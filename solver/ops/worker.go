@@ -56,7 +56,9 @@ func (w *Worker) scratchDir() (string, error) {
 // mutate mounts base's layers with a fresh upper dir at a private rootfs,
 // calls fn with the rootfs path, unmounts, lets cleanup tidy the upper dir
 // and commits it as a new layer on top of base. A step that changed nothing
-// adds no layer, like BuildKit. On any error nothing is left behind.
+// still adds an (empty) layer, like docker's classic builder, so that every
+// layer-making instruction maps to exactly one layer and its history
+// entry. On any error nothing is left behind.
 func (w *Worker) mutate(ctx context.Context, base solver.Result, fn func(rootfs, scratch string) error, cleanup func(upper string) error) (solver.Result, error) {
 	lowers, err := w.Store.SnapshotStack(ctx, base.Layers)
 	if err != nil {
@@ -96,9 +98,6 @@ func (w *Worker) mutate(ctx context.Context, base solver.Result, fn func(rootfs,
 			return solver.Result{}, err
 		}
 	}
-	if empty, err := isEmptyDir(w.Store.Snapshots.FS(upper)); err != nil || empty {
-		return base, err
-	}
 	l, _, err := w.Store.CommitSnapshot(ctx, upper, w.Clamp)
 	if err != nil {
 		return solver.Result{}, err
@@ -128,19 +127,6 @@ func (w *Worker) withReadOnly(ctx context.Context, layers []record.Layer, fn fun
 	}
 	defer snapshot.Unmount(root)
 	return fn(root)
-}
-
-func isEmptyDir(dir string) (bool, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if len(names) == 0 && err != nil {
-		return true, nil
-	}
-	return false, nil
 }
 
 // LayersPresent reports whether every layer's blob is still in the store:
