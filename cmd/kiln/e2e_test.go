@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/internal/testenv"
 )
@@ -86,6 +87,12 @@ func (s *store) assertClean() {
 		}
 		return nil
 	})
+	snaps, _ := filepath.Glob(filepath.Join(s.root, "snapshots", "[0-9]*"))
+	for _, sn := range snaps {
+		if _, err := os.Stat(filepath.Join(sn, "diffid")); err != nil {
+			s.t.Errorf("uncommitted snapshot left: %s", sn)
+		}
+	}
 	if out, err := exec.Command("runc", "--root", filepath.Join(s.root, "run", "runc"), "list", "-q").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
 		s.t.Errorf("runc containers left: %s", out)
 	}
@@ -308,3 +315,59 @@ func TestFailuresExitOneAndLeaveStoreClean(t *testing.T) {
 		t.Errorf("earlier image broken after save/load:\n%s", out)
 	}
 }
+
+func TestInterruptStopsContainerAndCleansUp(t *testing.T) {
+	s := newStore(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN echo started && sleep 617\n"), 0o644)
+	cmd := exec.Command(kilnBin, "--root", s.root, "build", "--progress", "plain", dir)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	started := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		once := false
+		for {
+			n, err := pr.Read(buf)
+			log.Write(buf[:n])
+			if !once && strings.Contains(log.String(), " started") {
+				once = true
+				close(started)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-timeAfter(60):
+		cmd.Process.Kill()
+		t.Fatalf("RUN never started:\n%s", log.String())
+	}
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-timeAfter(30):
+		cmd.Process.Kill()
+		t.Fatalf("kiln did not stop after SIGINT:\n%s", log.String())
+	}
+	pw.Close()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("want exit 1 after SIGINT, got %v", err)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "sleep 617").Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("container process still running: %s", out)
+	}
+	s.assertClean()
+}
+
+func timeAfter(seconds int) <-chan time.Time { return time.After(time.Duration(seconds) * time.Second) }
