@@ -87,4 +87,3 @@ func removeImage(store *cache.Store, ref string, force bool) error {
 	fmt.Println("Deleted:", si.ID())
 	return nil
 }
-

@@ -67,4 +67,3 @@ type exitStatus int
 
 func (e exitStatus) Error() string { return "container exited with status " + strconv.Itoa(int(e)) }
 func (e exitStatus) ExitCode() int { return int(e) }
-
