@@ -54,6 +54,7 @@ func runCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.SetInterspersed(false) // flags after IMAGE belong to the command, like docker run
 	f.BoolVar(&rm, "rm", true, "remove the container when it exits (always: kiln keeps no containers)")
 	f.StringVar(&network, "network", "host", "network: host or none")
 	f.StringVarP(&user, "user", "u", "", "user to run as")
