@@ -90,9 +90,12 @@ func (s *Store) AddUntagged(desc ocispec.Descriptor) error {
 func (s *Store) Untag(name string, keepImage bool) error {
 	found := false
 	err := s.updateIndex(func(idx *ocispec.Index) {
-		before := len(idx.Manifests)
+		for _, m := range idx.Manifests {
+			if m.Annotations[AnnotationImageName] == name {
+				found = true
+			}
+		}
 		idx.Manifests = untag(idx.Manifests, name, keepImage)
-		found = len(idx.Manifests) != before || keepImage
 	})
 	if err == nil && !found {
 		return fmt.Errorf("image %q: %w", name, ErrNotFound)

@@ -98,6 +98,11 @@ func MountsUnder(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// mountinfo shows resolved paths: a store reached through a symlink
+	// would otherwise seem to have no mounts.
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
 	dir = filepath.Clean(dir)
 	var out []string
 	for _, line := range strings.Split(string(b), "\n") {

@@ -88,10 +88,13 @@ func (s *Store) Commit(id string, diffID digest.Digest) (string, error) {
 	if err := os.Mkdir(s.Work(id), 0o755); err != nil && !os.IsExist(err) {
 		return "", err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(s.dir, id, "diffid"), []byte(diffID), 0o644); err != nil {
+	// The index entry first, the snapshot's own diffid file last: a crash
+	// in between leaves an uncommitted snapshot (repair removes it) and an
+	// entry that Lookup rejects because the snapshot does not confirm it.
+	if err := atomicfile.WriteFile(s.diffIDPath(diffID), []byte(id), 0o644); err != nil {
 		return "", err
 	}
-	if err := atomicfile.WriteFile(s.diffIDPath(diffID), []byte(id), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.dir, id, "diffid"), []byte(diffID), 0o644); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -107,7 +110,8 @@ func (s *Store) Lookup(diffID digest.Digest) (string, error) {
 		return "", err
 	}
 	id := strings.TrimSpace(string(b))
-	if _, err := os.Stat(s.FS(id)); err != nil {
+	// Ids are reused after removal, so the snapshot must confirm the entry.
+	if own, err := os.ReadFile(filepath.Join(s.dir, id, "diffid")); err != nil || digest.Digest(own) != diffID {
 		return "", fmt.Errorf("%s: %w", diffID, ErrNotFound)
 	}
 	return id, nil
