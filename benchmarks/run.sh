@@ -83,8 +83,9 @@ CLEANED=0
 # procs_naming ROOT...: pids (with descendants) whose command line names a
 # path at or below one of ROOTs. Never this shell.
 procs_naming() {
-	ps -e -o pid=,ppid=,args= 2>/dev/null | awk -v self="$$" -v roots="$*" '
-	BEGIN { n = split(roots, r, " ") }
+	# roots via the environment: on awk's command line they would match awk.
+	ps -e -o pid=,ppid=,args= 2>/dev/null | BENCH_ROOTS="$*" awk -v self="$$" '
+	BEGIN { n = split(ENVIRON["BENCH_ROOTS"], r, " ") }
 	{
 		pid = $1; ppid = $2; parent[pid] = ppid
 		$1 = ""; $2 = ""; args = $0
@@ -94,7 +95,7 @@ procs_naming() {
 		# add descendants, a few rounds are plenty
 		for (round = 0; round < 8; round++)
 			for (p in parent) if (!(p in hit) && (parent[p] in hit)) hit[p] = 1
-		for (p in hit) if (p != self && p > 1) print p
+		for (p in hit) if (p + 0 != self + 0 && p + 0 > 1) print p
 	}'
 }
 
@@ -214,9 +215,10 @@ CLICONF=$DDIR/cli-config
 dk() {
 	DOCKER_HOST="unix://$SOCK" DOCKER_BUILDKIT=1 DOCKER_CONFIG="$CLICONF" "$DOCKER" "$@"
 }
-daemon_env() {
-	env PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH" "$@"
-}
+# dockerd/containerd get Debian's sbin and bin first (runc, containerd,
+# docker-init). Started as `env ... setsid DAEMON &` (no shell function, so no
+# subshell): $! is the daemon itself, in its own session and process group.
+DAEMON_PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
 start_docker() {
 	local i args ctrdsock
@@ -251,7 +253,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$DATAROOT/containerd/opt"
 EOF
-		daemon_env setsid containerd --config "$EXECROOT/containerd/containerd.toml" \
+		env PATH="$DAEMON_PATH" setsid containerd --config "$EXECROOT/containerd/containerd.toml" \
 			>>"$DDIR/containerd.log" 2>&1 </dev/null &
 		CTRD_PID=$!
 		for ((i = 0; i < 300; i++)); do
@@ -263,7 +265,7 @@ EOF
 		args+=(--containerd "$ctrdsock")
 		log "private containerd (pid $CTRD_PID) at $ctrdsock"
 	fi
-	daemon_env setsid "$DOCKERD" "${args[@]}" >>"$DDIR/dockerd.log" 2>&1 </dev/null &
+	env PATH="$DAEMON_PATH" setsid "$DOCKERD" "${args[@]}" >>"$DDIR/dockerd.log" 2>&1 </dev/null &
 	DOCKERD_PID=$!
 	for ((i = 0; i < 600; i++)); do
 		pid_alive "$DOCKERD_PID" || die "dockerd exited during startup: $(tail -20 "$DDIR/dockerd.log")"
@@ -426,11 +428,14 @@ make_contexts() {
 	per=$((NFILES / 200))
 	[ "$per" -ge 1 ] || per=1
 	n=0
+	local d f
 	for ((i = 0; i < 20; i++)); do
 		for ((j = 0; j < 10; j++)); do
-			mkdir -p "$(printf '%s/src/d%02d/s%02d' "$c" "$i" "$j")"
+			printf -v d '%s/src/d%02d/s%02d' "$c" "$i" "$j"
+			mkdir -p "$d"
 			for ((k = 0; k < per; k++)); do
-				printf 'file %d of the context\n' "$n" >"$(printf '%s/src/d%02d/s%02d/f%05d.txt' "$c" "$i" "$j" "$n")"
+				printf -v f '%s/f%05d.txt' "$d" "$n"
+				printf 'file %d of the context\n' "$n" >"$f"
 				n=$((n + 1))
 			done
 		done
@@ -586,6 +591,7 @@ w_save() {
 
 # --- main ------------------------------------------------------------------------------
 START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 bash "$REPO/scripts/busybox-rootfs.sh" "$BBTAR" || die "busybox-rootfs.sh failed"
 log "generating contexts (NFILES=$NFILES, BIG_MB=$BIG_MB, CPU_LOOP=$CPU_LOOP)"
 make_contexts
@@ -648,6 +654,7 @@ header() {
 	echo "# kiln benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "# kiln $kiln_rev ($KILN); docker $(dk version --format '{{.Server.Version}}' 2>/dev/null) BuildKit; runc $(runc --version 2>/dev/null | awk 'NR==1{print $3}')"
 	echo "# $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r), fs $(stat -f -c %T "$WORK")"
+	echo "# load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews results)"
 	echo "# REPS=$REPS QUICK=$QUICK NFILES=$NFILES_ACTUAL BIG_MB=$BIG_MB CPU_LOOP=$CPU_LOOP; median of REPS, kiln/docker alternating; wall seconds"
 }
 {
