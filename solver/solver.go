@@ -134,6 +134,7 @@ type vertexState struct {
 	res       Result
 	err       error
 	done      bool
+	final     bool // its final event was emitted
 }
 
 type build struct {
@@ -178,6 +179,12 @@ func (b *build) state(v *Vertex) *vertexState {
 }
 
 func (b *build) emit(e Event) {
+	if e.State != StateStarted {
+		st := b.state(e.Vertex)
+		b.mu.Lock()
+		st.final = true
+		b.mu.Unlock()
+	}
 	if b.s.Events == nil {
 		return
 	}
@@ -302,14 +309,18 @@ func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Resu
 	}
 	res.Created = time.Now().UTC().Truncate(time.Second)
 	if err := b.s.Records.Put(&record.Record{Key: key.Digest, Components: key.Components, Layers: res.Layers, Created: res.Created}); err != nil {
-		return Result{}, &VertexError{Vertex: v, Err: fmt.Errorf("save cache record: %w", err)}
+		err = &VertexError{Vertex: v, Err: fmt.Errorf("save cache record: %w", err)}
+		b.emit(Event{Vertex: v, State: StateFailed, Key: key, Err: err, Duration: time.Since(start)})
+		return Result{}, err
 	}
 	b.emit(Event{Vertex: v, State: StateRan, Key: key, Duration: time.Since(start)})
 	return res, nil
 }
 
-// reportUnsolved gives every vertex that was never solved its final event:
-// its result was not needed because something downstream was cached.
+// reportUnsolved gives every vertex that has no final event yet its final
+// event: its result was not needed because something downstream was
+// cached, or the build stopped (a failure elsewhere) before it could run.
+// A vertex whose own cache key could not be computed failed.
 func (b *build) reportUnsolved(targets []*Vertex) {
 	seen := map[*Vertex]bool{}
 	var walk func(v *Vertex)
@@ -322,16 +333,21 @@ func (b *build) reportUnsolved(targets []*Vertex) {
 			walk(in)
 		}
 		st := b.state(v)
-		if st.done {
+		if st.final {
 			return
 		}
 		state := StateSkipped
-		if st.keyErr == nil && st.key.Digest != "" {
+		var ve *VertexError
+		var err error
+		switch {
+		case errors.As(st.keyErr, &ve) && ve.Vertex == v:
+			state, err = StateFailed, st.keyErr
+		case !st.done && st.keyErr == nil && st.key.Digest != "":
 			if _, err := b.s.Records.Get(st.key.Digest); err == nil || v.Source {
 				state = StateCached
 			}
 		}
-		b.emit(Event{Vertex: v, State: state, Key: st.key})
+		b.emit(Event{Vertex: v, State: state, Key: st.key, Err: err})
 	}
 	for _, t := range targets {
 		walk(t)

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -244,13 +243,15 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 		}
 	}
 	fromVertex := &solver.Vertex{Name: prefix(1) + " FROM " + base, Location: c.loc(fromLine), Source: true}
+	var parent *stageState // the stage this one is FROM, if any
 	switch {
 	case strings.EqualFold(base, "scratch"):
 		fromVertex.Op = ops.Scratch{}
 		st.image = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: c.opts.OS, Architecture: c.opts.Arch}}}
 		st.image.Config.Env = []string{"PATH=" + defaultPath}
+		st.image.Config.WorkingDir = "/" // like BuildKit's empty image
 	case c.stageIndex(base, idx) >= 0:
-		parent, err := c.compileStage(ctx, c.stageIndex(base, idx))
+		parent, err = c.compileStage(ctx, c.stageIndex(base, idx))
 		if err != nil {
 			return nil, err
 		}
@@ -263,16 +264,22 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 		}
 		fromVertex.Op = &ops.Image{W: c.opts.Worker, Ref: base, Manifest: desc}
 		st.image = cloneImage(*img)
-		if len(st.image.Config.Env) == 0 {
-			st.image.Config.Env = []string{"PATH=" + defaultPath}
+		// like BuildKit, PATH is always set
+		if _, ok := shell.EnvsFromSlice(st.image.Config.Env).Get("PATH"); !ok {
+			st.image.Config.Env = append(st.image.Config.Env, "PATH="+defaultPath)
 		}
 	}
-	if fromVertex.Op != nil && fromVertex.Source {
+	if parent == nil {
+		// the parent stage already lists its own vertices
 		st.vertices = append(st.vertices, fromVertex)
 	}
 	st.vertex = fromVertex
 	st.image.Created = nil
 	st.runEnv = append([]string(nil), st.image.Config.Env...)
+	if parent != nil {
+		// like BuildKit, a stage inherits its parent's ARGs too
+		st.runEnv = append([]string(nil), parent.runEnv...)
+	}
 	if len(st.image.Config.Shell) > 0 {
 		st.shell = append([]string(nil), st.image.Config.Shell...)
 	}
@@ -359,13 +366,4 @@ func setEnv(env []string, key, value string) []string {
 		}
 	}
 	return append(env, key+"="+value)
-}
-
-func sortedKeys(m map[string]struct{}) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/kiln-build/kiln/solver"
@@ -117,6 +118,12 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 			if err != nil {
 				return err
 			}
+			if src.Location == "" {
+				// a new vertex for an image (a stage's vertex has a
+				// location): it is part of this build too
+				src.Location = c.loc(line(cmd.Location()))
+				st.vertices = append(st.vertices, src)
+			}
 			inputs = append(inputs, src)
 			name += "--from=" + cmd.From + " "
 		} else {
@@ -174,16 +181,28 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 		history(fmt.Sprintf("ENTRYPOINT %q", args), false)
 
 	case *instructions.ExposeCommand:
+		// like BuildKit: variables expanded, then each port normalized
+		var ports []string
+		for _, raw := range cmd.Ports {
+			words, err := c.lex.ProcessWords(raw, env)
+			if err != nil {
+				return err
+			}
+			for _, w := range words {
+				ps, err := exposedPorts(w)
+				if err != nil {
+					return err
+				}
+				ports = append(ports, ps...)
+			}
+		}
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
 		}
-		for _, p := range cmd.Ports {
-			if !strings.Contains(p, "/") {
-				p += "/tcp"
-			}
+		for _, p := range ports {
 			cfg.ExposedPorts[p] = struct{}{}
 		}
-		history("EXPOSE "+strings.Join(sortedKeys(cfg.ExposedPorts), " "), false)
+		history(fmt.Sprintf("EXPOSE %v", ports), false)
 
 	case *instructions.VolumeCommand:
 		if cfg.Volumes == nil {
@@ -242,6 +261,39 @@ func (c *compiler) fromVertex(ctx context.Context, from string) (*solver.Vertex,
 		return nil, fmt.Errorf("--from=%s: %w", from, err)
 	}
 	return &solver.Vertex{Name: "FROM " + from, Op: &ops.Image{W: c.opts.Worker, Ref: from, Manifest: desc}, Source: true}, nil
+}
+
+// exposedPorts turns one EXPOSE word, [[ip:]hostport:]port[-end][/proto],
+// into "port/proto" keys the way BuildKit does: the protocol defaults to
+// tcp and is lower-cased, a range is expanded, host parts are ignored.
+func exposedPorts(raw string) ([]string, error) {
+	spec := raw
+	if i := strings.LastIndex(spec, ":"); i >= 0 {
+		spec = spec[i+1:]
+	}
+	port, proto, _ := strings.Cut(spec, "/")
+	proto = strings.ToLower(proto)
+	switch proto {
+	case "":
+		proto = "tcp"
+	case "tcp", "udp", "sctp":
+	default:
+		return nil, fmt.Errorf("invalid port %q: invalid proto %s", raw, proto)
+	}
+	first, last, isRange := strings.Cut(port, "-")
+	lo, err := strconv.ParseUint(first, 10, 16)
+	hi := lo
+	if err == nil && isRange {
+		hi, err = strconv.ParseUint(last, 10, 16)
+	}
+	if err != nil || hi < lo {
+		return nil, fmt.Errorf("invalid port %q", raw)
+	}
+	out := make([]string, 0, hi-lo+1)
+	for p := lo; p <= hi; p++ {
+		out = append(out, strconv.FormatUint(p, 10)+"/"+proto)
+	}
+	return out, nil
 }
 
 func workdir(wd string) string {
