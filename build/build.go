@@ -48,6 +48,41 @@ type Options struct {
 	Log    func(v *solver.Vertex) solver.Logger
 	// Plan, if set, is called with the compiled graph before solving.
 	Plan func(b *dockerfile.Build)
+
+	// Secrets maps a secret id to where its value comes from
+	// (--secret id=ID,src=PATH|env=VAR). Values are read when a step
+	// mounts them and never stored.
+	Secrets map[string]Secret
+	// SSH maps an ssh id to an agent socket path (--ssh default[=PATH]).
+	SSH map[string]string
+	// BuildContexts are named contexts (--build-context NAME=DIR or
+	// NAME=docker-image://REF) that FROM and COPY --from can name.
+	BuildContexts map[string]string
+	// NoCacheFilter lists stages that must not use the cache.
+	NoCacheFilter []string
+	// Platform requested with --platform ("" = the host's).
+	Platform string
+	// AllowInsecure permits RUN --security=insecure (--allow security.insecure).
+	AllowInsecure bool
+	// Outputs are extra exports (-o type=local|tar|oci|docker,dest=...).
+	Outputs []Output
+	// MetadataFile receives JSON about the result, like buildx's.
+	MetadataFile string
+}
+
+// Secret is where a build secret's value comes from: a file or an
+// environment variable.
+type Secret struct {
+	File string
+	Env  string
+}
+
+// Output is one -o/--output: Type is local, tar, oci or docker; Dest a
+// directory (local) or file ("-" = stdout for tar kinds); Attrs the rest.
+type Output struct {
+	Type  string
+	Dest  string
+	Attrs map[string]string
 }
 
 // Result of a successful build.
