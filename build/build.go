@@ -6,6 +6,7 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,9 +16,11 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cache/atomicfile"
 	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/exporter/output"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/ops"
@@ -94,6 +97,10 @@ type Result struct {
 
 // Run builds and tags.
 func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error) {
+	variant, err := checkOutputOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	ctxDir, err := filepath.Abs(opts.ContextDir)
 	if err != nil {
 		return nil, err
@@ -128,6 +135,11 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error)
 	defer hasher.Save()
 
 	worker := ops.NewWorker(store, opts.Runtime)
+	worker.Secrets = secretSource{secrets: opts.Secrets, ssh: opts.SSH}
+	named, err := namedContexts(opts.BuildContexts, store.StatCacheDir(), ctxDir)
+	if err != nil {
+		return nil, err
+	}
 	var created time.Time
 	if opts.Epoch != nil {
 		created = opts.Epoch.UTC()
@@ -158,6 +170,10 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error)
 		Warn:      opts.Warn,
 		OS:        "linux",
 		Arch:      runtime.GOARCH,
+
+		NamedContexts: named,
+		NoCacheFilter: opts.NoCacheFilter,
+		AllowInsecure: opts.AllowInsecure,
 	})
 	if err != nil {
 		return nil, err
@@ -182,6 +198,9 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error)
 	}
 	img := b.Image
 	img.OS, img.Architecture = "linux", runtime.GOARCH
+	if variant != "" {
+		img.Variant = variant
+	}
 	if created.IsZero() {
 		created = results[0].Created
 	}
@@ -204,7 +223,11 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Manifest: desc, ID: string(im.ID()), Names: names}, nil
+	res := &Result{Manifest: desc, ID: string(im.ID()), Names: names}
+	if err := finish(ctx, store, opts, res); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 func displayName(dfPath, ctxDir string) string {
@@ -269,4 +292,138 @@ func (r resolver) ResolveImage(ctx context.Context, ref string) (ocispec.Descrip
 		return ocispec.Descriptor{}, nil, err
 	}
 	return desc, &im.Config, nil
+}
+
+// checkOutputOptions checks, before anything runs, what only matters at
+// the end of a build: the platform (kiln builds for the host only; the
+// CLI has normalized --platform to "linux/<arch>[/<variant>]") and the
+// outputs. It returns the platform's variant, if one was asked for.
+func checkOutputOptions(opts Options) (variant string, err error) {
+	if p := opts.Platform; p != "" && p != "local" {
+		parts := strings.Split(p, "/")
+		host := "linux/" + runtime.GOARCH
+		if len(parts) < 2 || len(parts) > 3 || parts[0] != "linux" || parts[1] != runtime.GOARCH {
+			return "", fmt.Errorf("--platform %s: kiln builds only for the host platform %s", p, host)
+		}
+		if len(parts) == 3 {
+			variant = parts[2]
+		}
+	}
+	return variant, output.Validate(outputSpecs(opts.Outputs))
+}
+
+func outputSpecs(outs []Output) []output.Spec {
+	specs := make([]output.Spec, len(outs))
+	for i, o := range outs {
+		specs[i] = output.Spec{Type: o.Type, Dest: o.Dest, Attrs: o.Attrs}
+	}
+	return specs
+}
+
+// finish runs after the image is stored and tagged: it performs the
+// outputs (-o) and writes the metadata file. A failure here fails the
+// build, but the image stays in the store under its names.
+func finish(ctx context.Context, store *cache.Store, opts Options, res *Result) error {
+	if len(opts.Outputs) > 0 {
+		err := output.Export(ctx, store, output.Image{Manifest: res.Manifest, Names: res.Names}, outputSpecs(opts.Outputs), output.Options{})
+		if err != nil {
+			return err
+		}
+	}
+	if opts.MetadataFile != "" {
+		if err := writeMetadata(opts.MetadataFile, opts.Tags, res); err != nil {
+			return fmt.Errorf("--metadata-file: %w", err)
+		}
+	}
+	return nil
+}
+
+// Metadata is what --metadata-file receives, with buildx's keys. Digests
+// are those of the image in kiln's store (what `kiln inspect` shows): the
+// manifest's layers are the uncompressed ones, whatever -o type=oci
+// compressed for its own tar.
+type Metadata struct {
+	ConfigDigest string             `json:"containerimage.config.digest"`
+	Digest       string             `json:"containerimage.digest"`
+	Descriptor   ocispec.Descriptor `json:"containerimage.descriptor"`
+	ImageName    string             `json:"image.name,omitempty"`
+}
+
+func writeMetadata(path string, tags []string, res *Result) error {
+	md := Metadata{
+		ConfigDigest: res.ID,
+		Digest:       string(res.Manifest.Digest),
+		Descriptor: ocispec.Descriptor{
+			MediaType: res.Manifest.MediaType,
+			Digest:    res.Manifest.Digest,
+			Size:      res.Manifest.Size,
+		},
+		// As buildx: the names as given to -t, comma separated.
+		ImageName: strings.Join(tags, ","),
+	}
+	b, err := json.MarshalIndent(md, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// secretSource reads secrets when a step mounts them; values are never
+// kept beyond the step.
+type secretSource struct {
+	secrets map[string]Secret
+	ssh     map[string]string
+}
+
+func (s secretSource) Secret(id string) ([]byte, bool, error) {
+	src, ok := s.secrets[id]
+	if !ok {
+		return nil, false, nil
+	}
+	if src.Env != "" {
+		v, ok := os.LookupEnv(src.Env)
+		return []byte(v), ok, nil
+	}
+	b, err := os.ReadFile(src.File)
+	if err != nil {
+		return nil, false, fmt.Errorf("secret %s: %w", id, err)
+	}
+	return b, true, nil
+}
+
+func (s secretSource) SSHSocket(id string) (string, bool) {
+	p, ok := s.ssh[id]
+	return p, ok
+}
+
+// namedContexts resolves --build-context values: a directory (relative to
+// the working directory) or docker-image://REF.
+func namedContexts(in map[string]string, statDir, mainCtx string) (map[string]dockerfile.NamedContext, error) {
+	out := map[string]dockerfile.NamedContext{}
+	for name, v := range in {
+		if ref, ok := strings.CutPrefix(v, "docker-image://"); ok {
+			out[name] = dockerfile.NamedContext{Image: ref}
+			continue
+		}
+		if strings.Contains(v, "://") {
+			return nil, fmt.Errorf("--build-context %s=%s: only directories and docker-image:// are supported", name, v)
+		}
+		dir, err := filepath.Abs(v)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--build-context %s=%s: not a directory", name, v)
+		}
+		excluded, err := dockerignore(dir, filepath.Join(dir, "Dockerfile"))
+		if err != nil {
+			return nil, err
+		}
+		h, err := contenthash.NewHasher(dir, statDir, excluded)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = dockerfile.NamedContext{Dir: h}
+	}
+	return out, nil
 }

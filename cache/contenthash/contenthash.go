@@ -30,6 +30,9 @@ import (
 type Options struct {
 	IgnoreMode  bool
 	IgnoreOwner bool
+	// Exclude, if set, leaves out more paths (COPY --exclude) on top of the
+	// hasher's own filter.
+	Exclude Excluder
 }
 
 // Excluder reports whether a context-relative path is excluded (.dockerignore).
@@ -141,7 +144,8 @@ func (h *Hasher) hashTree(w io.Writer, rel, name string, opts Options) error {
 		}
 		names := make([]string, 0, len(ents))
 		for _, e := range ents {
-			if !h.excluded(filepath.Join(rel, e.Name())) || e.IsDir() {
+			child := filepath.Join(rel, e.Name())
+			if e.IsDir() || !h.excluded(child) && (opts.Exclude == nil || !opts.Exclude(child)) {
 				names = append(names, e.Name())
 			}
 		}

@@ -50,6 +50,19 @@ type Options struct {
 	Warn func(msg string)
 	// Platform of the host, e.g. linux/amd64.
 	OS, Arch string
+	// NamedContexts are --build-context NAME=...: FROM NAME and
+	// COPY --from=NAME use them before stages and images.
+	NamedContexts map[string]NamedContext
+	// NoCacheFilter lists stages whose steps ignore the cache.
+	NoCacheFilter []string
+	// AllowInsecure permits RUN --security=insecure.
+	AllowInsecure bool
+}
+
+// NamedContext is a directory (Dir) or an image reference (Image).
+type NamedContext struct {
+	Dir   *contenthash.Hasher
+	Image string
 }
 
 // Build is a compiled Dockerfile.
@@ -166,7 +179,9 @@ type stageState struct {
 	image    dockerspec.DockerOCIImage
 	runEnv   []string // image env + ARGs in scope, what RUN sees
 	shell    []string
-	cmdSet   bool // CMD given in this stage
+	argsUsed []string // K=V of ARGs with values, for RUN history
+	noCache  bool     // --no-cache-filter names this stage
+	cmdSet   bool     // CMD given in this stage
 	vertices []*solver.Vertex
 }
 
@@ -177,7 +192,20 @@ func stageName(s instructions.Stage, i int) string {
 	return "stage-" + strconv.Itoa(i)
 }
 
+// platformArgs are BuildKit's predefined ARGs: usable in FROM without a
+// declaration, and in a stage after a bare `ARG NAME`.
+func (c *compiler) platformArgs() map[string]string {
+	p := c.opts.OS + "/" + c.opts.Arch
+	return map[string]string{
+		"TARGETPLATFORM": p, "TARGETOS": c.opts.OS, "TARGETARCH": c.opts.Arch, "TARGETVARIANT": "",
+		"BUILDPLATFORM": p, "BUILDOS": c.opts.OS, "BUILDARCH": c.opts.Arch, "BUILDVARIANT": "",
+	}
+}
+
 func (c *compiler) globalArgs(meta []instructions.ArgCommand) error {
+	for k, v := range c.platformArgs() {
+		c.global = setEnv(c.global, k, v)
+	}
 	for _, a := range meta {
 		for _, kv := range a.Args {
 			if v, ok := c.opts.BuildArgs[kv.Key]; ok {
@@ -242,15 +270,34 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 			return nil, c.fail(fromLine, fmt.Errorf("FROM --platform=%s: only the host platform %s/%s can be built", p, c.opts.OS, c.opts.Arch))
 		}
 	}
+	for _, f := range c.opts.NoCacheFilter {
+		if strings.EqualFold(f, st.name) || f == strconv.Itoa(idx) {
+			st.noCache = true
+		}
+	}
 	fromVertex := &solver.Vertex{Name: prefix(1) + " FROM " + base, Location: c.loc(fromLine), Source: true}
 	var parent *stageState // the stage this one is FROM, if any
+	imageRef := base
+	named, isNamed := c.opts.NamedContexts[base]
+	if isNamed && named.Image != "" {
+		imageRef = named.Image
+	}
 	switch {
+	case isNamed && named.Dir != nil:
+		// FROM a directory: its files are the root filesystem
+		scratch := &solver.Vertex{Name: prefix(1) + " FROM " + base + " (context)", Location: c.loc(fromLine), Source: true, Op: ops.Scratch{}}
+		st.vertices = append(st.vertices, scratch)
+		fromVertex = &solver.Vertex{Name: prefix(1) + " COPY context " + base + " /", Location: c.loc(fromLine),
+			Op: &ops.Copy{W: c.opts.Worker, Context: named.Dir, Sources: []string{"."}, Dest: "/"}, Inputs: []*solver.Vertex{scratch}}
+		st.image = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: c.opts.OS, Architecture: c.opts.Arch}}}
+		st.image.Config.Env = []string{"PATH=" + defaultPath}
+		st.image.Config.WorkingDir = "/"
 	case strings.EqualFold(base, "scratch"):
 		fromVertex.Op = ops.Scratch{}
 		st.image = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: c.opts.OS, Architecture: c.opts.Arch}}}
 		st.image.Config.Env = []string{"PATH=" + defaultPath}
 		st.image.Config.WorkingDir = "/" // like BuildKit's empty image
-	case c.stageIndex(base, idx) >= 0:
+	case !isNamed && c.stageIndex(base, idx) >= 0:
 		parent, err = c.compileStage(ctx, c.stageIndex(base, idx))
 		if err != nil {
 			return nil, err
@@ -258,11 +305,11 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 		fromVertex = parent.vertex
 		st.image = cloneImage(parent.image)
 	default:
-		desc, img, err := c.opts.Images.ResolveImage(ctx, base)
+		desc, img, err := c.opts.Images.ResolveImage(ctx, imageRef)
 		if err != nil {
 			return nil, c.fail(fromLine, fmt.Errorf("FROM %s: %w", base, err))
 		}
-		fromVertex.Op = &ops.Image{W: c.opts.Worker, Ref: base, Manifest: desc}
+		fromVertex.Op = &ops.Image{W: c.opts.Worker, Ref: imageRef, Manifest: desc}
 		st.image = cloneImage(*img)
 		// like BuildKit, PATH is always set
 		if _, ok := shell.EnvsFromSlice(st.image.Config.Env).Get("PATH"); !ok {
@@ -283,9 +330,19 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 	if len(st.image.Config.Shell) > 0 {
 		st.shell = append([]string(nil), st.image.Config.Shell...)
 	}
-	// A stage's own config starts from its base's; ONBUILD triggers are
-	// consumed by the child (issue: full Dockerfile).
+	// ONBUILD triggers of the base run first, in order, and are consumed:
+	// the new image does not inherit them.
+	triggers := st.image.Config.OnBuild
 	st.image.Config.OnBuild = nil
+	for _, trig := range triggers {
+		cmd, err := parseTrigger(trig)
+		if err != nil {
+			return nil, c.fail(fromLine, fmt.Errorf("ONBUILD %s: %w", trig, err))
+		}
+		if err := c.dispatch(ctx, st, cmd, prefix(1)+" ONBUILD"); err != nil {
+			return nil, c.fail(fromLine, fmt.Errorf("ONBUILD %s: %w", trig, err))
+		}
+	}
 
 	for i, cmd := range stage.Commands {
 		if err := c.dispatch(ctx, st, cmd, prefix(i+2)); err != nil {
@@ -366,4 +423,24 @@ func setEnv(env []string, key, value string) []string {
 		}
 	}
 	return append(env, key+"="+value)
+}
+
+// parseTrigger parses one ONBUILD expression as an instruction.
+func parseTrigger(expr string) (instructions.Command, error) {
+	res, err := parser.Parse(strings.NewReader(expr))
+	if err != nil {
+		return nil, err
+	}
+	if len(res.AST.Children) != 1 {
+		return nil, errors.New("expected one instruction")
+	}
+	cmd, err := instructions.ParseCommand(res.AST.Children[0])
+	if err != nil {
+		return nil, err
+	}
+	switch cmd.(type) {
+	case *instructions.OnbuildCommand:
+		return nil, errors.New("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+	}
+	return cmd, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/ops"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -36,7 +37,7 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 	addVertex := func(op solver.Op, name string, inputs ...*solver.Vertex) {
 		v := &solver.Vertex{
 			Name: prefix + " " + name, Location: c.loc(line(cmd.Location())), Op: op,
-			Inputs: append([]*solver.Vertex{st.vertex}, inputs...), NoCache: c.opts.NoCache,
+			Inputs: append([]*solver.Vertex{st.vertex}, inputs...), NoCache: c.opts.NoCache || st.noCache,
 		}
 		st.vertex = v
 		st.vertices = append(st.vertices, v)
@@ -62,11 +63,14 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 				val = kv.Value
 			} else if v, ok := shell.EnvsFromSlice(c.global).Get(kv.Key); ok {
 				val = &v
+			} else if v, ok := c.platformArgs()[kv.Key]; ok {
+				val = &v
 			}
 			s := kv.Key
 			if val != nil {
 				st.runEnv = setEnv(st.runEnv, kv.Key, *val)
 				s += "=" + *val
+				st.argsUsed = append(st.argsUsed, s)
 			}
 			parts = append(parts, s)
 		}
@@ -88,44 +92,52 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 		history("MAINTAINER "+cmd.Maintainer, false)
 
 	case *instructions.RunCommand:
-		if len(cmd.Files) > 0 {
-			return errors.New("heredocs are not supported yet")
+		op, name, err := c.runOp(ctx, st, cmd)
+		if err != nil {
+			return err
 		}
-		if len(cmd.FlagsUsed) > 0 {
-			return fmt.Errorf("flags %v are not supported yet", cmd.FlagsUsed)
+		var inputs []*solver.Vertex
+		for _, m := range op.mountInputs {
+			inputs = append(inputs, m)
 		}
-		args := cmd.CmdLine
-		if cmd.PrependShell {
-			args = append(append([]string(nil), st.shell...), strings.Join(cmd.CmdLine, " "))
-		}
-		op := &ops.Exec{W: c.opts.Worker, Args: args, Env: st.runEnv, Cwd: workdir(cfg.WorkingDir), User: cfg.User, Network: c.opts.Network}
-		op.Env = append([]string(nil), st.runEnv...)
-		addVertex(op, "RUN "+strings.Join(cmd.CmdLine, " "))
-		history("RUN "+strings.Join(args, " ")+" # buildkit", true)
+		addVertex(op.Exec, name, inputs...)
+		history("RUN "+runHistory(op.Exec.Args, st)+" # buildkit", true)
 
 	case *instructions.CopyCommand:
-		if len(cmd.SourceContents) > 0 {
-			return errors.New("heredocs are not supported yet")
-		}
-		if cmd.Parents || len(cmd.ExcludePatterns) > 0 {
-			return errors.New("--parents and --exclude are not supported yet")
-		}
-		op := &ops.Copy{W: c.opts.Worker, Sources: cmd.SourcePaths, Dest: destPath(cfg.WorkingDir, cmd.DestPath), Chown: cmd.Chown, Chmod: cmd.Chmod}
-		var inputs []*solver.Vertex
+		dest := destPath(cfg.WorkingDir, cmd.DestPath)
 		name := "COPY "
 		if cmd.From != "" {
-			src, err := c.fromVertex(ctx, cmd.From)
+			name += "--from=" + cmd.From + " "
+		}
+		if len(cmd.SourceContents) > 0 {
+			op, err := c.inlineFiles(cmd.SourceContents, dest, cmd.Chown, cmd.Chmod, st)
 			if err != nil {
 				return err
 			}
-			if src.Location == "" {
-				// a new vertex for an image (a stage's vertex has a
-				// location): it is part of this build too
-				src.Location = c.loc(line(cmd.Location()))
-				st.vertices = append(st.vertices, src)
+			name += "<<" + cmd.SourceContents[0].Path + " " + cmd.DestPath
+			addVertex(op, name)
+			history(name+" # buildkit", true)
+			break
+		}
+		op := &ops.Copy{W: c.opts.Worker, Sources: cmd.SourcePaths, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod,
+			Parents: cmd.Parents, Exclude: cmd.ExcludePatterns}
+		var inputs []*solver.Vertex
+		if cmd.From != "" {
+			src, hasher, err := c.fromSource(ctx, cmd.From)
+			if err != nil {
+				return err
 			}
-			inputs = append(inputs, src)
-			name += "--from=" + cmd.From + " "
+			if hasher != nil {
+				op.Context = hasher
+			} else {
+				if src.Location == "" {
+					// a new vertex for an image (a stage's vertex has a
+					// location): it is part of this build too
+					src.Location = c.loc(line(cmd.Location()))
+					st.vertices = append(st.vertices, src)
+				}
+				inputs = append(inputs, src)
+			}
 		} else {
 			op.Context = c.opts.Context
 		}
@@ -134,14 +146,46 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 		history(name+" # buildkit", true)
 
 	case *instructions.AddCommand:
-		for _, s := range cmd.SourcePaths {
-			if strings.Contains(s, "://") || strings.HasPrefix(s, "git@") {
-				return fmt.Errorf("remote source %q is not supported yet", s)
+		dest := destPath(cfg.WorkingDir, cmd.DestPath)
+		if len(cmd.SourceContents) > 0 {
+			op, err := c.inlineFiles(cmd.SourceContents, dest, cmd.Chown, cmd.Chmod, st)
+			if err != nil {
+				return err
+			}
+			name := "ADD <<" + cmd.SourceContents[0].Path + " " + cmd.DestPath
+			addVertex(op, name)
+			history(name+" # buildkit", true)
+			break
+		}
+		var local, remote []string
+		for _, src := range cmd.SourcePaths {
+			switch {
+			case isGitSource(src):
+				return fmt.Errorf("git source %q: kiln cannot fetch git repositories (no network access to git remotes; clone it into the build context instead)", src)
+			case strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://"):
+				remote = append(remote, src)
+			default:
+				local = append(local, src)
 			}
 		}
-		op := &ops.Copy{W: c.opts.Worker, Context: c.opts.Context, Sources: cmd.SourcePaths, Dest: destPath(cfg.WorkingDir, cmd.DestPath), Chown: cmd.Chown, Chmod: cmd.Chmod, Add: true}
+		if cmd.Checksum != "" && (len(remote) != 1 || len(local) > 0) {
+			return errors.New("--checksum can only be used with a single HTTP(S) source")
+		}
 		name := "ADD " + strings.Join(cmd.SourcePaths, " ") + " " + cmd.DestPath
-		addVertex(op, name)
+		if len(remote) > 0 {
+			if len(cmd.SourcePaths) > 1 && !strings.HasSuffix(dest, "/") {
+				return errors.New("When using ADD with more than one source file, the destination must be a directory and end with a /")
+			}
+			for _, u := range remote {
+				addVertex(&ops.Download{W: c.opts.Worker, URL: u, Checksum: cmd.Checksum, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod}, "ADD "+u+" "+cmd.DestPath)
+			}
+		}
+		if len(local) > 0 {
+			unpack := cmd.Unpack == nil || *cmd.Unpack
+			op := &ops.Copy{W: c.opts.Worker, Context: c.opts.Context, Sources: local, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod, Add: unpack,
+				Exclude: cmd.ExcludePatterns}
+			addVertex(op, name)
+		}
 		history(name+" # buildkit", true)
 
 	case *instructions.WorkdirCommand:
@@ -242,25 +286,31 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 	return nil
 }
 
-// fromVertex resolves COPY --from: an earlier stage (name or index) or an
-// image.
-func (c *compiler) fromVertex(ctx context.Context, from string) (*solver.Vertex, error) {
+// fromSource resolves COPY --from (and RUN --mount from=): a named build
+// context, an earlier stage (name or index) or an image. A named context
+// that is a directory comes back as a hasher instead of a vertex.
+func (c *compiler) fromSource(ctx context.Context, from string) (*solver.Vertex, *contenthash.Hasher, error) {
 	from, _, err := c.lex.ProcessWord(from, shell.EnvsFromSlice(c.global))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if i := c.stageIndex(from, len(c.stages)); i >= 0 {
+	if nc, ok := c.opts.NamedContexts[from]; ok {
+		if nc.Dir != nil {
+			return nil, nc.Dir, nil
+		}
+		from = nc.Image
+	} else if i := c.stageIndex(from, len(c.stages)); i >= 0 {
 		st, err := c.compileStage(ctx, i)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return st.vertex, nil
+		return st.vertex, nil, nil
 	}
 	desc, _, err := c.opts.Images.ResolveImage(ctx, from)
 	if err != nil {
-		return nil, fmt.Errorf("--from=%s: %w", from, err)
+		return nil, nil, fmt.Errorf("--from=%s: %w", from, err)
 	}
-	return &solver.Vertex{Name: "FROM " + from, Op: &ops.Image{W: c.opts.Worker, Ref: from, Manifest: desc}, Source: true}, nil
+	return &solver.Vertex{Name: "FROM " + from, Op: &ops.Image{W: c.opts.Worker, Ref: from, Manifest: desc}, Source: true}, nil, nil
 }
 
 // exposedPorts turns one EXPOSE word, [[ip:]hostport:]port[-end][/proto],

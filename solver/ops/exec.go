@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/runc"
@@ -24,24 +27,60 @@ type Exec struct {
 	Cwd     string
 	User    string
 	Network string // "host" or "none"
+	// Mounts are RUN --mount specs; their sources are inputs 1.. or the
+	// build context.
+	Mounts []Mount
+	// Insecure is RUN --security=insecure.
+	Insecure bool
+	// ExtraEnv is passed to the process but not part of the cache key
+	// (proxy variables, like BuildKit).
+	ExtraEnv []string
 }
 
 // CacheKey is the full definition; each field is its own component so a
 // miss can be explained.
 func (e *Exec) CacheKey(context.Context) ([]record.Component, error) {
-	return []record.Component{
+	comps := []record.Component{
 		component("op", "exec"),
 		component("args", e.Args),
 		component("env", e.Env),
 		component("cwd", e.Cwd),
 		component("user", e.User),
 		component("network", e.Network),
-	}, nil
+	}
+	if e.Insecure {
+		comps = append(comps, component("security", "insecure"))
+	}
+	if len(e.Mounts) > 0 {
+		comps = append(comps, component("mounts", e.Mounts))
+	}
+	for _, m := range e.Mounts {
+		if m.Type == "bind" && m.Input == 0 && m.Context != nil {
+			d, err := m.Context.Digest(m.Source, contenthash.Options{})
+			if err != nil {
+				return nil, fmt.Errorf("--mount=type=bind,source=%s: %w", m.Source, err)
+			}
+			comps = append(comps, component("bind:"+m.Target, string(d)))
+		}
+	}
+	return comps, nil
 }
 
 // mountStubs are paths runc may create in the rootfs to mount over; if the
 // image lacked them they must not end up in the layer.
-var mountStubs = []string{"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/etc", "/proc", "/sys", "/dev"}
+var mountStubs = []string{"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/proc", "/sys", "/dev"}
+
+// missingPaths lists p and its parents that do not exist in rootfs,
+// outermost first.
+func missingPaths(rootfs, p string) []string {
+	var out []string
+	for p = path.Clean("/" + p); p != "/"; p = path.Dir(p) {
+		if _, err := os.Lstat(filepath.Join(rootfs, p)); os.IsNotExist(err) {
+			out = append([]string{p}, out...)
+		}
+	}
+	return out
+}
 
 // Run runs the command; a non-zero exit fails the step with the last lines
 // of its output.
@@ -49,10 +88,14 @@ func (e *Exec) Run(ctx context.Context, inputs []solver.Result, log solver.Logge
 	var missing []string
 	tail := &tailBuffer{max: 20}
 	res, err := e.W.mutate(ctx, inputs[0], func(rootfs, scratch string) error {
-		for _, p := range mountStubs {
-			if _, err := os.Lstat(filepath.Join(rootfs, p)); os.IsNotExist(err) {
-				missing = append(missing, p)
+		targets := append([]string(nil), mountStubs...)
+		for _, m := range e.Mounts {
+			if m.Target != "" {
+				targets = append(targets, m.Target)
 			}
+		}
+		for _, t := range targets {
+			missing = append(missing, missingPaths(rootfs, t)...)
 		}
 		uid, gid, extra, err := runc.ResolveUser(rootfs, e.User)
 		if err != nil {
@@ -72,7 +115,13 @@ func (e *Exec) Run(ctx context.Context, inputs []solver.Result, log solver.Logge
 		if err := os.Mkdir(bundle, 0o700); err != nil {
 			return err
 		}
-		p := runc.Process{Args: e.Args, Env: e.Env, Cwd: cwd, UID: uid, GID: gid, AdditionalGids: extra, Network: e.Network}
+		mounts, menv, unmount, err := e.setupMounts(ctx, inputs, rootfs, scratch)
+		if err != nil {
+			return err
+		}
+		defer unmount()
+		env := append(append(append([]string(nil), e.Env...), e.ExtraEnv...), menv...)
+		p := runc.Process{Args: e.Args, Env: env, Cwd: cwd, UID: uid, GID: gid, AdditionalGids: extra, Network: e.Network, Mounts: mounts, Insecure: e.Insecure}
 		id := "kiln-" + filepath.Base(scratch)
 		err = e.W.Runtime.Run(ctx, id, bundle, rootfs, p, io.MultiWriter(log, tail))
 		var ee *runc.ExitError
@@ -81,9 +130,10 @@ func (e *Exec) Run(ctx context.Context, inputs []solver.Result, log solver.Logge
 		}
 		return err
 	}, func(upper string) error {
-		// deepest first, so /etc goes after /etc/hosts
-		for i := len(missing) - 1; i >= 0; i-- {
-			removeStub(filepath.Join(upper, missing[i]))
+		// deepest first, so a created parent goes after its child
+		sort.Slice(missing, func(i, j int) bool { return len(missing[i]) > len(missing[j]) })
+		for _, p := range missing {
+			removeStub(filepath.Join(upper, p))
 		}
 		return nil
 	})

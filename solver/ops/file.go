@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/patternmatcher"
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/solver"
@@ -31,6 +32,12 @@ type Copy struct {
 	Chmod string
 	// Add extracts local tar archives (ADD).
 	Add bool
+	// Parents keeps each source's directories (COPY --parents); a "/./" in
+	// a source marks where the kept part starts.
+	Parents bool
+	// Exclude are --exclude patterns, matched like .dockerignore against
+	// paths relative to the source root and to each matched source.
+	Exclude []string
 }
 
 // CacheKey: the definition, and for context sources the content digest of
@@ -49,14 +56,24 @@ func (c *Copy) CacheKey(ctx context.Context) ([]record.Component, error) {
 		component("chown", c.Chown),
 		component("chmod", c.Chmod),
 	}
+	if c.Parents {
+		comps = append(comps, component("parents", "true"))
+	}
+	if len(c.Exclude) > 0 {
+		comps = append(comps, component("exclude", c.Exclude))
+	}
 	if c.Context == nil {
 		return comps, nil
 	}
-	matches, err := filecopy.Expand(c.Context.Root(), c.Sources, c.Context.IsExcluded)
+	matches, err := filecopy.Expand(c.Context.Root(), stripPivots(c.Sources), c.Context.IsExcluded)
 	if err != nil {
 		return nil, err
 	}
-	opts := contenthash.Options{IgnoreOwner: true, IgnoreMode: c.Chmod != ""}
+	extra, err := c.excluder(nil, matches)
+	if err != nil {
+		return nil, err
+	}
+	opts := contenthash.Options{IgnoreOwner: true, IgnoreMode: c.Chmod != "", Exclude: extra}
 	for _, m := range matches {
 		d, err := c.Context.Digest(m, opts)
 		if err != nil {
@@ -72,9 +89,13 @@ func (c *Copy) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger)
 	if err != nil {
 		return solver.Result{}, err
 	}
-	copyInto := func(srcRoot string, excluded func(string) bool) (solver.Result, error) {
+	copyInto := func(srcRoot string, ignored func(string) bool) (solver.Result, error) {
 		return c.W.mutate(ctx, inputs[0], func(rootfs, _ string) error {
-			matches, err := filecopy.Expand(srcRoot, c.Sources, excluded)
+			matches, err := filecopy.Expand(srcRoot, stripPivots(c.Sources), ignored)
+			if err != nil {
+				return err
+			}
+			excluded, err := c.excluder(ignored, matches)
 			if err != nil {
 				return err
 			}
@@ -86,7 +107,26 @@ func (c *Copy) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger)
 				}
 				opts.Chown = o
 			}
-			return filecopy.Copy(ctx, srcRoot, matches, rootfs, c.Dest, opts)
+			if !c.Parents {
+				return filecopy.Copy(ctx, srcRoot, matches, rootfs, c.Dest, opts)
+			}
+			for _, src := range c.Sources {
+				one, err := filecopy.Expand(srcRoot, stripPivots([]string{src}), ignored)
+				if err != nil {
+					return err
+				}
+				for _, m := range one {
+					kept := keptPath(src, m)
+					if fi, err := statIn(srcRoot, m); err != nil || !fi.IsDir() {
+						kept = path.Dir(kept) // a file lands in its kept parent dir
+					}
+					dest := path.Join(c.Dest, kept) + "/"
+					if err := filecopy.Copy(ctx, srcRoot, []string{m}, rootfs, dest, opts); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
 		}, nil)
 	}
 	if c.Context != nil {
@@ -99,6 +139,62 @@ func (c *Copy) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger)
 		return err
 	})
 	return res, err
+}
+
+// excluder combines a source's own filter (.dockerignore) with --exclude.
+func (c *Copy) excluder(base func(string) bool, matches []string) (func(string) bool, error) {
+	if len(c.Exclude) == 0 {
+		return base, nil
+	}
+	pm, err := patternmatcher.New(c.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("--exclude: %w", err)
+	}
+	return func(rel string) bool {
+		if base != nil && base(rel) {
+			return true
+		}
+		if ok, _ := pm.MatchesOrParentMatches(rel); ok {
+			return true
+		}
+		for _, m := range matches {
+			if strings.HasPrefix(rel, m+"/") {
+				if ok, _ := pm.MatchesOrParentMatches(strings.TrimPrefix(rel, m+"/")); ok {
+					return true
+				}
+			}
+		}
+		return false
+	}, nil
+}
+
+// stripPivots removes the "/./" markers of --parents from sources.
+func stripPivots(srcs []string) []string {
+	out := make([]string, len(srcs))
+	for i, s := range srcs {
+		out[i] = strings.Replace(s, "/./", "/", 1)
+	}
+	return out
+}
+
+// keptPath is the part of match's path that --parents keeps: all of it, or
+// what follows a "/./" pivot in the source pattern.
+func keptPath(pattern, match string) string {
+	if i := strings.Index(pattern, "/./"); i >= 0 {
+		pivot := path.Clean(strings.TrimPrefix(pattern[:i], "/"))
+		if rel, ok := strings.CutPrefix(match, pivot+"/"); ok {
+			return rel
+		}
+	}
+	return match
+}
+
+func statIn(root, rel string) (os.FileInfo, error) {
+	p, err := securejoin.SecureJoin(root, rel)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(p)
 }
 
 func parseChmod(s string) (*os.FileMode, error) {

@@ -28,6 +28,8 @@ type Worker struct {
 	Runtime *runc.Runtime
 	// Clamp, if set (SOURCE_DATE_EPOCH), caps every timestamp in new layers.
 	Clamp time.Time
+	// Secrets provides RUN --mount=type=secret|ssh values; nil = none given.
+	Secrets Secrets
 }
 
 // NewWorker returns a worker on store using runtime binary bin ("" = runc).
