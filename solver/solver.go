@@ -260,7 +260,7 @@ func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Resu
 		return res, err
 	}
 
-	if !v.Source && !v.NoCache {
+	if !v.Source && !b.noCache(v) {
 		if rec, err := b.s.Records.Get(key.Digest); err == nil {
 			if b.s.LayersPresent == nil || b.s.LayersPresent(rec.Layers) {
 				b.emit(Event{Vertex: v, State: StateCached, Key: key})
@@ -315,6 +315,21 @@ func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Resu
 	}
 	b.emit(Event{Vertex: v, State: StateRan, Key: key, Duration: time.Since(start)})
 	return res, nil
+}
+
+// noCache reports whether v or anything it depends on must not use the
+// cache: a step downstream of a re-run step is re-run too, because keys
+// describe definitions, not outputs, and the re-run output may differ.
+func (b *build) noCache(v *Vertex) bool {
+	if v.NoCache {
+		return true
+	}
+	for _, in := range v.Inputs {
+		if b.noCache(in) {
+			return true
+		}
+	}
+	return false
 }
 
 // reportUnsolved gives every vertex that has no final event yet its final

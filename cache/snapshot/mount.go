@@ -44,6 +44,18 @@ func (s *Store) Mount(target string, lowers []string, upper string) error {
 	return mountIn(s.dir, target, opts)
 }
 
+// MountDir mounts a writable overlay of the plain directory lower at
+// target, with writes going to upperDir/workDir (same filesystem). It is
+// for directories outside the store, such as a build context mounted
+// read-write into a step: the context itself is never written.
+func MountDir(target, lower, upperDir, workDir string) error {
+	opts := "lowerdir=" + lower + ",upperdir=" + upperDir + ",workdir=" + workDir + ",index=off,redirect_dir=off,metacopy=off"
+	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay at %s: %w", target, err)
+	}
+	return nil
+}
+
 func mountIn(dir, target, opts string) error {
 	abs, err := filepath.Abs(target)
 	if err != nil {

@@ -9,12 +9,12 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
-	"github.com/moby/patternmatcher"
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/filecopy"
 	"github.com/kiln-build/kiln/solver/runc"
+	"github.com/moby/patternmatcher"
 )
 
 // Copy is COPY/ADD: files from the build context (Context set) or from

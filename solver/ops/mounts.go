@@ -177,10 +177,24 @@ func (e *Exec) bindSource(ctx context.Context, m Mount, inputs []solver.Result, 
 		if err != nil {
 			return "", nil, err
 		}
-		if _, err := os.Stat(p); err != nil {
+		fi, err := os.Stat(p)
+		if err != nil {
 			return "", nil, fmt.Errorf("--mount=type=bind,source=%s: not found in build context", m.Source)
 		}
-		return p, func() {}, nil
+		if m.ReadOnly || !fi.IsDir() {
+			return p, func() {}, nil
+		}
+		// rw: writes go to a throwaway upper dir, never to the context
+		dir := filepath.Join(scratch, "mnt"+strconv.Itoa(i))
+		for _, d := range []string{dir, dir + "-upper", dir + "-work"} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return "", nil, err
+			}
+		}
+		if err := snapshot.MountDir(dir, p, dir+"-upper", dir+"-work"); err != nil {
+			return "", nil, err
+		}
+		return dir, func() { snapshot.Unmount(dir) }, nil
 	}
 	dir := filepath.Join(scratch, "mnt"+strconv.Itoa(i))
 	if err := os.Mkdir(dir, 0o755); err != nil {

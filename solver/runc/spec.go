@@ -4,6 +4,10 @@
 package runc
 
 import (
+	"os"
+	"strconv"
+	"strings"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -85,14 +89,15 @@ func Spec(p Process, rootfs string, etcFiles map[string]string) *specs.Spec {
 		Hostname: p.Hostname,
 		Mounts:   mounts,
 		Linux: &specs.Linux{
-			Namespaces: ns,
+			Namespaces:    ns,
 			MaskedPaths:   masked,
 			ReadonlyPaths: readonly,
 		},
 	}
 }
 
-// allCaps lists every capability the running kernel knows.
+// allCaps lists every capability this process may hand on (its bounding
+// set), in the kernel's numbering order.
 func allCaps() []string {
 	names := []string{
 		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -105,5 +110,26 @@ func allCaps() []string {
 		"CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
 		"CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 	}
-	return names
+	bnd := boundingSet()
+	var out []string
+	for i, n := range names {
+		if bnd&(1<<uint(i)) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func boundingSet() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapBnd:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return n
+		}
+	}
+	return 0
 }
