@@ -114,7 +114,18 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 			opts.Warn(fmt.Sprintf("%s:%d: %s", opts.Filename, line, w.Short))
 		}
 	}
-	lint := linter.New(&linter.Config{Warn: func(rule, desc, url, msg string, loc []parser.Range) {
+	if syntax, _, _, ok := parser.DetectSyntax(opts.Source); ok && opts.Warn != nil {
+		opts.Warn(fmt.Sprintf("%s: # syntax=%s: kiln uses its built-in Dockerfile frontend (BuildKit's parser) and never downloads one", opts.Filename, syntax))
+	}
+	lintCfg := &linter.Config{}
+	if check, _, _, ok := parser.ParseDirective("check", opts.Source); ok {
+		c, err := linter.ParseLintOptions(check)
+		if err != nil {
+			return nil, fail(1, fmt.Errorf("# check=%s: %w", check, err))
+		}
+		lintCfg = c
+	}
+	lintCfg.Warn = func(rule, desc, url, msg string, loc []parser.Range) {
 		if opts.Warn != nil {
 			line := 0
 			if len(loc) > 0 {
@@ -122,7 +133,8 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 			}
 			opts.Warn(fmt.Sprintf("%s:%d: %s: %s", opts.Filename, line, rule, msg))
 		}
-	}})
+	}
+	lint := linter.New(lintCfg)
 	stages, metaArgs, err := instructions.Parse(res.AST, lint)
 	if err != nil {
 		return nil, fail(errLine(err), err)
@@ -130,7 +142,7 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 	if len(stages) == 0 {
 		return nil, fail(0, errors.New("file with no instructions"))
 	}
-	c := &compiler{opts: opts, lex: shell.NewLex(res.EscapeToken), fail: fail, built: map[int]*stageState{}}
+	c := &compiler{opts: opts, lex: shell.NewLex(res.EscapeToken), fail: fail, built: map[int]*stageState{}, lint: lint}
 	if err := c.globalArgs(metaArgs); err != nil {
 		return nil, err
 	}
@@ -164,6 +176,7 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 }
 
 type compiler struct {
+	lint   *linter.Linter
 	opts   Options
 	lex    *shell.Lex
 	fail   func(int, error) error

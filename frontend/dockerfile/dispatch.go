@@ -12,6 +12,7 @@ import (
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/ops"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -47,6 +48,9 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 	case *instructions.EnvCommand:
 		parts := []string{}
 		for _, kv := range cmd.Env {
+			if kv.NoDelim {
+				c.lint.Run(&linter.RuleLegacyKeyValueFormat, cmd.Location(), linter.RuleLegacyKeyValueFormat.Format(cmd.Name()))
+			}
 			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
 			st.runEnv = setEnv(st.runEnv, kv.Key, kv.Value)
 			parts = append(parts, kv.Key+"="+kv.Value)
@@ -82,6 +86,9 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 		}
 		parts := []string{}
 		for _, kv := range cmd.Labels {
+			if kv.NoDelim {
+				c.lint.Run(&linter.RuleLegacyKeyValueFormat, cmd.Location(), linter.RuleLegacyKeyValueFormat.Format(cmd.Name()))
+			}
 			cfg.Labels[kv.Key] = kv.Value
 			parts = append(parts, kv.Key+"="+kv.Value)
 		}
