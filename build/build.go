@@ -312,6 +312,10 @@ func checkOutputOptions(opts Options) (variant string, err error) {
 	return variant, output.Validate(outputSpecs(opts.Outputs))
 }
 
+// CheckOutputs checks -o outputs (types, attributes, destinations) without
+// building anything; Run checks them again.
+func CheckOutputs(outs []Output) error { return output.Validate(outputSpecs(outs)) }
+
 func outputSpecs(outs []Output) []output.Spec {
 	specs := make([]output.Spec, len(outs))
 	for i, o := range outs {

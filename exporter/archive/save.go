@@ -57,6 +57,21 @@ type savedImage struct {
 // The output is deterministic: entries in a fixed order, mtime 0, owner 0:0,
 // mode 0444 for files and 0755 for directories.
 func Save(ctx context.Context, w io.Writer, store *content.Store, images []SaveImage) error {
+	return SaveWith(ctx, w, store, images, SaveOptions{})
+}
+
+// SaveOptions changes what SaveWith writes.
+type SaveOptions struct {
+	// Layer, if set, maps each layer as stored (uncompressed, digest =
+	// diffID) to the blob written in its place: a compressed copy that is
+	// in the same store. Each manifest is then rewritten to name the new
+	// layer blobs (its digest changes); the config, and with it the
+	// diff_ids and the image ID, stay as they are.
+	Layer func(ctx context.Context, layer ocispec.Descriptor) (ocispec.Descriptor, error)
+}
+
+// SaveWith is Save with options.
+func SaveWith(ctx context.Context, w io.Writer, store *content.Store, images []SaveImage, opts SaveOptions) error {
 	imgs := make([]savedImage, 0, len(images))
 	for _, si := range images {
 		im, err := store.ReadImage(si.Manifest)
@@ -66,6 +81,11 @@ func Save(ctx context.Context, w io.Writer, store *content.Store, images []SaveI
 		mb, err := store.ReadBlob(si.Manifest.Digest)
 		if err != nil {
 			return fmt.Errorf("save: manifest: %w", err)
+		}
+		if opts.Layer != nil {
+			if im, mb, err = replaceLayers(ctx, im, opts.Layer); err != nil {
+				return fmt.Errorf("save: %w", err)
+			}
 		}
 		s := savedImage{im: im, manifest: mb}
 		seen := map[string]bool{}
@@ -126,9 +146,12 @@ func Save(ctx context.Context, w io.Writer, store *content.Store, images []SaveI
 				continue
 			}
 			written[b.d] = true
-			data, err := store.ReadBlob(b.d)
-			if err != nil {
-				return fmt.Errorf("save: %s: %w", b.kind, err)
+			data := s.manifest // verified or made above; maybe not in the store
+			if b.kind == "config" {
+				var err error
+				if data, err = store.ReadBlob(b.d); err != nil {
+					return fmt.Errorf("save: %s: %w", b.kind, err)
+				}
 			}
 			if err := writeFile(blobPath(b.d), data); err != nil {
 				return fmt.Errorf("save: %w", err)
@@ -281,4 +304,34 @@ func copyBlob(ctx context.Context, tw *tar.Writer, store *content.Store, d diges
 		return fmt.Errorf("blob content does not match its digest")
 	}
 	return nil
+}
+
+// replaceLayers returns a copy of im whose manifest names the layers that
+// layer maps im's layers to, and that manifest's bytes.
+func replaceLayers(ctx context.Context, im *content.StoredImage, layer func(context.Context, ocispec.Descriptor) (ocispec.Descriptor, error)) (*content.StoredImage, []byte, error) {
+	out := *im
+	m := im.Manifest
+	m.Layers = make([]ocispec.Descriptor, len(im.Manifest.Layers))
+	for i, l := range im.Manifest.Layers {
+		nl, err := layer(ctx, l)
+		if err != nil {
+			return nil, nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
+		m.Layers[i] = nl
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	out.Manifest = m
+	out.ManifestDesc = ocispec.Descriptor{
+		MediaType: im.ManifestDesc.MediaType,
+		Digest:    digest.FromBytes(mb),
+		Size:      int64(len(mb)),
+		Platform:  im.ManifestDesc.Platform,
+	}
+	if out.ManifestDesc.MediaType == "" {
+		out.ManifestDesc.MediaType = ocispec.MediaTypeImageManifest
+	}
+	return &out, mb, nil
 }

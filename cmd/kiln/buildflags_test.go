@@ -1,0 +1,296 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/build"
+)
+
+func TestParseOutputs(t *testing.T) {
+	cases := []struct {
+		in   []string
+		want []build.Output
+		err  string
+	}{
+		{in: []string{"type=local,dest=out"}, want: []build.Output{{Type: "local", Dest: "out"}}},
+		{in: []string{"out/dir"}, want: []build.Output{{Type: "local", Dest: "out/dir"}}},
+		// As buildx: one plain field is a directory, even with a "=".
+		{in: []string{"a=b"}, want: []build.Output{{Type: "local", Dest: "a=b"}}},
+		{in: []string{"-"}, want: []build.Output{{Type: "tar", Dest: "-"}}},
+		{in: []string{"type=tar,dest=-"}, want: []build.Output{{Type: "tar", Dest: "-"}}},
+		{in: []string{"type=tar"}, want: []build.Output{{Type: "tar"}}},
+		{in: []string{"type=oci,dest=x.tar,compression=zstd,compression-level=3"},
+			want: []build.Output{{Type: "oci", Dest: "x.tar", Attrs: map[string]string{"compression": "zstd", "compression-level": "3"}}}},
+		{in: []string{"Type=docker, Dest=d.tar,name=a:1"}, want: []build.Output{{Type: "docker", Dest: "d.tar", Attrs: map[string]string{"name": "a:1"}}}},
+		{in: []string{`type=docker,"name=a:1,b:2",dest=d.tar`}, want: []build.Output{{Type: "docker", Dest: "d.tar", Attrs: map[string]string{"name": "a:1,b:2"}}}},
+		{in: []string{"type=local,dest=a", "type=tar,dest=b"}, want: []build.Output{{Type: "local", Dest: "a"}, {Type: "tar", Dest: "b"}}},
+		{in: []string{"dest=x,compression=gzip"}, err: "type is required"},
+		{in: []string{"type=oci,dest"}, err: `invalid value "dest"`},
+		{in: []string{`type=oci,"dest`}, err: "-o"},
+	}
+	for _, c := range cases {
+		got, err := parseOutputs(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("parseOutputs(%q) = %v, %v; want error %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("parseOutputs(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestCheckStdoutOutputs(t *testing.T) {
+	cases := []struct {
+		outs     []build.Output
+		terminal bool
+		err      bool
+	}{
+		{[]build.Output{{Type: "tar", Dest: "-"}}, false, false},
+		{[]build.Output{{Type: "tar", Dest: "-"}}, true, true},
+		{[]build.Output{{Type: "oci"}}, true, true},
+		{[]build.Output{{Type: "docker", Dest: "x.tar"}}, true, false},
+		{[]build.Output{{Type: "local", Dest: "dir"}}, true, false},
+	}
+	for _, c := range cases {
+		err := checkStdoutOutputs(c.outs, c.terminal)
+		if (err != nil) != c.err {
+			t.Errorf("checkStdoutOutputs(%+v, terminal=%v) = %v", c.outs, c.terminal, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "refusing to write a tar to a terminal") {
+			t.Errorf("message: %v", err)
+		}
+	}
+}
+
+func TestParsePlatform(t *testing.T) {
+	cases := []struct {
+		in, goarch string
+		variants   []string
+		want, err  string
+	}{
+		{"", "amd64", nil, "", ""},
+		{"linux/amd64", "amd64", nil, "linux/amd64", ""},
+		{"local", "amd64", nil, "linux/amd64", ""},
+		{"amd64", "amd64", nil, "linux/amd64", ""},
+		{"linux", "amd64", nil, "linux/amd64", ""},
+		{"Linux/X86_64", "amd64", nil, "linux/amd64", ""},
+		{"linux/amd64/v1", "amd64", nil, "linux/amd64", ""},
+		{"linux/amd64/v2", "amd64", []string{"v2", "v3"}, "linux/amd64/v2", ""},
+		{"linux/amd64,linux/amd64", "amd64", nil, "linux/amd64", ""},
+		{"linux/amd64,local", "amd64", nil, "linux/amd64", ""},
+		{"linux/arm64", "amd64", nil, "", "--platform linux/arm64: kiln builds only for the host platform linux/amd64"},
+		{"linux/amd64,linux/arm64", "amd64", nil, "", "--platform linux/arm64: kiln builds only for the host platform linux/amd64"},
+		{"windows/amd64", "amd64", nil, "", "--platform windows/amd64: kiln builds only for the host platform linux/amd64"},
+		{"linux/amd64/v4", "amd64", []string{"v2", "v3"}, "", "--platform linux/amd64/v4: kiln builds only for the host platform linux/amd64 (variants this host runs: v2, v3)"},
+		{"linux/amd64,linux/amd64/v2", "amd64", []string{"v2"}, "", "one platform at a time"},
+		{"linux/arm64/v8", "arm64", nil, "linux/arm64", ""},
+		{"linux/aarch64", "arm64", nil, "linux/arm64", ""},
+		{"linux/amd64", "arm64", nil, "", "--platform linux/amd64: kiln builds only for the host platform linux/arm64"},
+		{"linux/a/b/c", "amd64", nil, "", "kiln builds only for the host platform"},
+	}
+	for _, c := range cases {
+		got, err := parsePlatform(c.in, c.goarch, c.variants)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("parsePlatform(%q, %s) = %q, %v; want error %q", c.in, c.goarch, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("parsePlatform(%q, %s) = %q, %v; want %q", c.in, c.goarch, got, err, c.want)
+		}
+	}
+	// The exact message of the issue.
+	if _, err := parsePlatform("linux/arm64", "amd64", nil); err == nil || err.Error() != "--platform linux/arm64: kiln builds only for the host platform linux/amd64" {
+		t.Errorf("message: %v", err)
+	}
+}
+
+func TestParseSecrets(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	os.WriteFile(file, []byte("s3cret"), 0o600)
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, make([]byte, 500*1024+1), 0o600)
+	// "mysecret" as a file in the working directory, for id=mysecret.
+	t.Chdir(dir)
+	os.WriteFile("mysecret", []byte("x"), 0o600)
+	env := map[string]string{"GH_TOKEN": "t", "FROMENV": "v"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+
+	cases := []struct {
+		in   []string
+		want map[string]build.Secret
+		err  string
+	}{
+		{in: []string{"id=tok,src=" + file}, want: map[string]build.Secret{"tok": {File: file}}},
+		{in: []string{"id=tok,source=" + file}, want: map[string]build.Secret{"tok": {File: file}}},
+		{in: []string{"id=tok,type=file,src=" + file}, want: map[string]build.Secret{"tok": {File: file}}},
+		{in: []string{"id=gh,env=GH_TOKEN"}, want: map[string]build.Secret{"gh": {Env: "GH_TOKEN"}}},
+		// type=env takes src as the variable's name, as buildx does.
+		{in: []string{"id=gh,type=env,src=GH_TOKEN"}, want: map[string]build.Secret{"gh": {Env: "GH_TOKEN"}}},
+		// id alone: the variable of that name if set...
+		{in: []string{"id=FROMENV"}, want: map[string]build.Secret{"FROMENV": {Env: "FROMENV"}}},
+		// ...else the file of that name.
+		{in: []string{"id=mysecret"}, want: map[string]build.Secret{"mysecret": {File: filepath.Join(dir, "mysecret")}}},
+		// An env secret is read when used; an unset variable is no error yet.
+		{in: []string{"id=x,env=UNSET_VAR"}, want: map[string]build.Secret{"x": {Env: "UNSET_VAR"}}},
+		{in: []string{"id=a,src=" + file, "id=b,env=GH_TOKEN"}, want: map[string]build.Secret{"a": {File: file}, "b": {Env: "GH_TOKEN"}}},
+		{in: []string{"id=tok,src=" + filepath.Join(dir, "missing")}, err: "no such file or directory"},
+		{in: []string{"id=nosuch"}, err: "no such file or directory"},
+		{in: []string{"src=" + file}, err: "id= is required"},
+		{in: []string{"id=tok,type=ssh"}, err: `unsupported secret type "ssh"`},
+		{in: []string{"id=tok,foo=bar"}, err: `unexpected key "foo"`},
+		{in: []string{"id=tok,src"}, err: "must be a key=value pair"},
+		{in: []string{"id=tok,src=" + dir}, err: "is a directory"},
+		{in: []string{"id=tok,src=" + big}, err: "too big"},
+	}
+	for _, c := range cases {
+		got, err := parseSecrets(c.in, lookup)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("parseSecrets(%q) = %v, %v; want error %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("parseSecrets(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestParseSSH(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	other := filepath.Join(dir, "other.sock")
+	l2, err := net.Listen("unix", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	notSock := filepath.Join(dir, "id_ed25519")
+	os.WriteFile(notSock, []byte("key"), 0o600)
+
+	cases := []struct {
+		in    []string
+		agent string
+		want  map[string]string
+		err   string
+	}{
+		{in: []string{"default"}, agent: sock, want: map[string]string{"default": sock}},
+		{in: []string{"default=" + other}, agent: sock, want: map[string]string{"default": other}},
+		{in: []string{"default", "work=" + other}, agent: sock, want: map[string]string{"default": sock, "work": other}},
+		{in: []string{"default"}, agent: "", err: "invalid empty ssh agent socket: make sure SSH_AUTH_SOCK is set"},
+		{in: []string{"default=" + filepath.Join(dir, "gone")}, agent: sock, err: "no such file or directory"},
+		{in: []string{"default=" + notSock}, agent: sock, err: "is not a socket"},
+		{in: []string{"default=" + sock + "," + other}, agent: sock, err: "only one agent socket"},
+		{in: []string{"=" + sock}, agent: sock, err: "expected ID[=SOCKET]"},
+	}
+	for _, c := range cases {
+		got, err := parseSSH(c.in, c.agent)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("parseSSH(%q) = %v, %v; want error %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("parseSSH(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestParseBuildContexts(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	os.Mkdir("src", 0o755)
+	os.WriteFile("file", nil, 0o644)
+	cases := []struct {
+		in   []string
+		want map[string]string
+		err  string
+	}{
+		{in: []string{"src=./src"}, want: map[string]string{"src": filepath.Join(dir, "src")}},
+		{in: []string{"abs=" + dir}, want: map[string]string{"abs": dir}},
+		{in: []string{"alpine=docker-image://alpine:3.20"}, want: map[string]string{"alpine": "docker-image://alpine:3.20"}},
+		// Names are normalized like image names, as buildx does.
+		{in: []string{"docker.io/library/alpine:latest=docker-image://busybox"}, want: map[string]string{"alpine": "docker-image://busybox"}},
+		{in: []string{"alpine:3.20=oci-layout:///tmp/layout"}, want: map[string]string{"alpine:3.20": "oci-layout:///tmp/layout"}},
+		{in: []string{"base=target:build"}, want: map[string]string{"base": "target:build"}},
+		{in: []string{"repo=https://github.com/a/b.git"}, want: map[string]string{"repo": "https://github.com/a/b.git"}},
+		{in: []string{"a=./src", "b=docker-image://x"}, want: map[string]string{"a": filepath.Join(dir, "src"), "b": "docker-image://x"}},
+		{in: []string{"src"}, err: "expected NAME=VALUE"},
+		{in: []string{"=./src"}, err: "expected NAME=VALUE"},
+		{in: []string{"src="}, err: "expected NAME=VALUE"},
+		{in: []string{"Bad Name=./src"}, err: "invalid context name"},
+		{in: []string{"x=./missing"}, err: "no such file or directory"},
+		{in: []string{"x=./file"}, err: "not a directory"},
+	}
+	for _, c := range cases {
+		got, err := parseBuildContexts(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("parseBuildContexts(%q) = %v, %v; want error %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("parseBuildContexts(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestParseAllowAndLists(t *testing.T) {
+	cases := []struct {
+		in       []string
+		insecure bool
+		err      string
+	}{
+		{nil, false, ""},
+		{[]string{"security.insecure"}, true, ""},
+		{[]string{"network.host"}, false, ""},
+		{[]string{"network.host,security.insecure"}, true, ""},
+		{[]string{"network.host", "security.insecure"}, true, ""},
+		{[]string{"device"}, false, "invalid entitlement"},
+	}
+	for _, c := range cases {
+		got, err := parseAllow(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("parseAllow(%q) = %v, %v; want error %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.insecure {
+			t.Errorf("parseAllow(%q) = %v, %v; want %v", c.in, got, err, c.insecure)
+		}
+	}
+
+	// --no-cache-filter: repeatable and comma separated.
+	for _, c := range []struct {
+		in   []string
+		want []string
+	}{
+		{nil, nil},
+		{[]string{"build"}, []string{"build"}},
+		{[]string{"build,test", "release"}, []string{"build", "test", "release"}},
+		{[]string{" a , ,b "}, []string{"a", "b"}},
+	} {
+		if got := splitList(c.in); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("splitList(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
