@@ -96,7 +96,7 @@ type Result struct {
 }
 
 // Run builds and tags.
-func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error) {
+func Run(ctx context.Context, store *cache.Store, opts Options) (res *Result, err error) {
 	variant, err := checkOutputOptions(opts)
 	if err != nil {
 		return nil, err
@@ -185,12 +185,23 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error)
 	if parallel <= 0 {
 		parallel = runtime.NumCPU()
 	}
+	jr, err := newJournal(store.Root, opts, ctxDir, dfPath)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		image := ""
+		if res != nil {
+			image = res.ID
+		}
+		jr.finish(image, err)
+	}()
 	s := &solver.Solver{
 		Records:       store.Records,
 		Parallel:      parallel,
 		LayersPresent: worker.LayersPresent,
-		Events:        opts.Events,
-		Log:           opts.Log,
+		Events:        jr.event(opts.Events),
+		Log:           jr.logger(opts.Log),
 	}
 	results, err := s.Solve(ctx, b.Target)
 	if err != nil {
@@ -223,11 +234,11 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Manifest: desc, ID: string(im.ID()), Names: names}
-	if err := finish(ctx, store, opts, res); err != nil {
+	built := &Result{Manifest: desc, ID: string(im.ID()), Names: names}
+	if err := finish(ctx, store, opts, built); err != nil {
 		return nil, err
 	}
-	return res, nil
+	return built, nil
 }
 
 func displayName(dfPath, ctxDir string) string {

@@ -2,6 +2,7 @@ package build_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,5 +267,39 @@ func TestRetagMakesOldImageDangling(t *testing.T) {
 	}
 	if len(dangling) != 1 {
 		t.Fatalf("old image should be listed once without a name: %+v", imgs)
+	}
+}
+
+func TestEveryBuildLeavesAJournalWithKeysStatesAndFullLogs(t *testing.T) {
+	s := newStore(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN for i in $(seq 1 3000); do echo line $i; done\nRUN exit 4\n"})
+	if _, err := build.Run(context.Background(), s, build.Options{ContextDir: dir}); err == nil {
+		t.Fatal("build should fail")
+	}
+	dirs, _ := filepath.Glob(filepath.Join(s.Root, "builds", "*", "build.json"))
+	if len(dirs) != 1 {
+		t.Fatalf("want one journal, got %v", dirs)
+	}
+	b, err := os.ReadFile(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j build.Journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(j.Error, "exit code 4") || len(j.Steps) != 3 {
+		t.Fatalf("journal: %+v", j)
+	}
+	run := j.Steps[1]
+	if run.State != solver.StateRan || run.Key == "" || len(run.Components) == 0 || run.Log == "" {
+		t.Fatalf("step record: %+v", run)
+	}
+	logData, err := os.ReadFile(filepath.Join(filepath.Dir(dirs[0]), run.Log))
+	if err != nil || !strings.Contains(string(logData), "line 1\n") || !strings.Contains(string(logData), "line 3000\n") {
+		t.Errorf("step log is not complete (%d bytes): %v", len(logData), err)
+	}
+	if j.Steps[2].State != solver.StateFailed {
+		t.Errorf("failed step state: %s", j.Steps[2].State)
 	}
 }
