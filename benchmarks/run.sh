@@ -26,7 +26,7 @@ set -u -o pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
-WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6"}
+WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7"}
 CPU_LOOP=${CPU_LOOP:-1500000}
 if [ "$QUICK" = 1 ]; then
 	NFILES=${NFILES:-2000}
@@ -444,6 +444,17 @@ make_contexts() {
 	printf 'FROM busybox\nCOPY src/ /src/\nRUN ls -R /src | wc -l\n' >"$c/Dockerfile"
 	EARLY_FILE=$c/src/d00/s00/f00000.txt
 
+	# 7: a "compiler" with a cache mount: each of 8 sources costs a CPU loop
+	# unless its checksum is already in the cache mount; one source changes.
+	c=$WORK/ctx/cachemount
+	mkdir -p "$c/src"
+	for ((i = 0; i < 8; i++)); do printf 'module %d\n' "$i" >"$(printf '%s/src/m%02d.c' "$c" "$i")"; done
+	{
+		echo 'FROM busybox'
+		echo 'COPY src/ /src/'
+		echo "RUN --mount=type=cache,target=/cache,id=bench-objs sh -c 'mkdir -p /out; for f in /src/*.c; do k=\$(md5sum \"\$f\" | cut -c1-32); if [ ! -f /cache/\$k ]; then i=0; while [ \$i -lt $((CPU_LOOP / 4)) ]; do i=\$((i+1)); done; cp \"\$f\" /cache/\$k; fi; cp /cache/\$k /out/\$(basename \"\$f\" .c).o; done'"
+	} >"$c/Dockerfile"
+
 	# 6: one incompressible layer.
 	c=$WORK/ctx/big
 	mkdir -p "$c"
@@ -458,6 +469,7 @@ NAME[3]="50 RUN steps cold"
 NAME[4]="4 parallel CPU stages cold"
 NAME[5]="1-file change, ${NFILES}-file ctx"
 NAME[6]="save ${BIG_MB} MB layer"
+NAME[7]="1 of 8 sources, cache mount"
 
 w_hello_cold() { cold_workload 1 "$WORK/ctx/hello" bench-hello:cold; }
 
@@ -499,10 +511,15 @@ w_hello_noop() {
 w_runs50() { cold_workload 3 "$WORK/ctx/runs50" bench-runs50:cold; }
 w_cpu4() { cold_workload 4 "$WORK/ctx/cpu4" bench-cpu4:cold; }
 
-w_files() {
-	local w=5 r lg ctx=$WORK/ctx/files tag=bench-files:latest side
+w_files() { changed_rebuild_workload 5 "$WORK/ctx/files" bench-files:latest "$EARLY_FILE"; }
+w_cachemount() { changed_rebuild_workload 7 "$WORK/ctx/cachemount" bench-cachemount:latest "$WORK/ctx/cachemount/src/m03.c"; }
+
+# changed_rebuild_workload W CTX TAG FILE: one untimed build on each side,
+# then per rep a new content for FILE (untimed) and a timed rebuild.
+changed_rebuild_workload() {
+	local w=$1 ctx=$2 tag=$3 changed=$4 r lg side
 	# Setup (untimed): the first build of the whole context on each side.
-	lg=$WORK/logs/w5-kiln-setup.log
+	lg=$WORK/logs/w$w-kiln-setup.log
 	if ! fresh_kiln; then
 		fail kiln $w "$WORK/logs/kiln-import.log" "kiln import failed"
 	elif ! kbuild "$lg" "$tag" "$ctx"; then
@@ -510,7 +527,7 @@ w_files() {
 	else
 		log "[${NAME[$w]}] kiln setup build ${ELAPSED}s (untimed)"
 	fi
-	lg=$WORK/logs/w5-docker-setup.log
+	lg=$WORK/logs/w$w-docker-setup.log
 	docker_cold "$tag"
 	if dbuild "$lg" "$tag" "$ctx"; then
 		log "[${NAME[$w]}] docker setup build ${ELAPSED}s (untimed)"
@@ -521,8 +538,8 @@ w_files() {
 		for side in kiln docker; do
 			ok $side $w || continue
 			# A content no build on either side has seen (untimed).
-			printf 'changed for %s rep %d at %s\n' "$side" "$r" "$(date +%s.%N)" >"$EARLY_FILE"
-			lg=$WORK/logs/w5-$side-$r.log
+			printf 'changed for %s rep %d at %s\n' "$side" "$r" "$(date +%s.%N)" >"$changed"
+			lg=$WORK/logs/w$w-$side-$r.log
 			if [ $side = kiln ]; then
 				if kbuild "$lg" "$tag" "$ctx"; then
 					record kiln $w
@@ -613,7 +630,8 @@ for w in $WORKLOADS; do
 	4) w_cpu4 ;;
 	5) w_files ;;
 	6) w_save ;;
-	*) die "unknown workload '$w' (1-6)" ;;
+	7) w_cachemount ;;
+	*) die "unknown workload '$w' (1-7)" ;;
 	esac
 done
 
