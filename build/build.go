@@ -5,6 +5,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"github.com/kiln-build/kiln/solver/ops"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -265,13 +267,10 @@ func dockerignore(ctxDir, dfPath string) (contenthash.Excluder, error) {
 	if data == nil {
 		return nil, nil
 	}
-	var patterns []string
-	for _, l := range strings.Split(string(data), "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		patterns = append(patterns, l)
+	// ignorefile normalizes patterns like docker does ("/x" and "./x" are "x").
+	patterns, err := ignorefile.ReadAll(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf(".dockerignore: %w", err)
 	}
 	pm, err := patternmatcher.New(patterns)
 	if err != nil {

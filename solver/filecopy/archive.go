@@ -180,6 +180,11 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
+		if rel == "." {
+			// the archive's own root entry does not change the
+			// destination directory, like BuildKit
+			return nil
+		}
 		fi, err := os.Lstat(target)
 		switch {
 		case err == nil && fi.IsDir():

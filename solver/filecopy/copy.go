@@ -282,7 +282,17 @@ func (c *copier) ensureDir(abs string, replace bool) error {
 	} else if !isNotExist(err) {
 		return err
 	}
-	return c.mkdirAll(abs)
+	if err := c.mkdirAll(abs); err != nil {
+		return err
+	}
+	// Like current BuildKit, the destination directory a copy creates gets
+	// the --chmod mode too (parents above it stay 0755).
+	if c.opts.Chmod != nil {
+		if err := unix.Fchmodat(unix.AT_FDCWD, abs, unixPerm(*c.opts.Chmod), 0); err != nil {
+			return &os.PathError{Op: "chmod", Path: abs, Err: err}
+		}
+	}
+	return nil
 }
 
 // mkdirAll creates abs (already resolved inside destRoot) and any missing

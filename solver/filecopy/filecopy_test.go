@@ -415,9 +415,14 @@ func TestCopyOwnership(t *testing.T) {
 			if tc.opts.Chown != nil {
 				fileGID, dirGID = tc.opts.Chown.GID, tc.opts.Chown.GID
 			}
-			// Created parents and the created destination directory: 0755.
+			// Created parents: 0755; the created destination directory
+			// takes --chmod like current BuildKit.
 			wantOwnerMode(t, filepath.Join(dstRoot, "existing/new"), createdUID, createdGID, 0o755)
-			wantOwnerMode(t, filepath.Join(dstRoot, "existing/new/deep"), createdUID, createdGID, 0o755)
+			destMode := uint32(0o755)
+			if tc.opts.Chmod != nil {
+				destMode = uint32(*tc.opts.Chmod)
+			}
+			wantOwnerMode(t, filepath.Join(dstRoot, "existing/new/deep"), createdUID, createdGID, destMode)
 			// A pre-existing parent is untouched.
 			wantOwnerMode(t, filepath.Join(dstRoot, "existing"), 0, 0, 0o755)
 			wantOwnerMode(t, filepath.Join(dstRoot, "existing/new/deep/f"), tc.fileUID, fileGID, tc.fileMode)

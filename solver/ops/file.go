@@ -99,7 +99,7 @@ func (c *Copy) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger)
 			if err != nil {
 				return err
 			}
-			opts := filecopy.Options{Chmod: mode, ResetOwner: c.Context != nil, Excluded: excluded, ExtractArchives: c.Add}
+			opts := filecopy.Options{Chmod: mode, ResetOwner: c.Context != nil, Excluded: excluded, ExtractArchives: c.Add, FollowSourceSymlink: true}
 			if c.Chown != "" {
 				o, err := resolveChown(rootfs, c.Chown)
 				if err != nil {
@@ -219,22 +219,29 @@ func parseChmod(s string) (*os.FileMode, error) {
 }
 
 // resolveChown resolves --chown=user[:group] against the destination
-// image; without a group the gid equals the uid, as docker documents.
+// image the way BuildKit does: a user name takes uid and primary gid from
+// /etc/passwd, a numeric user is used as both uid and gid, and a group
+// (name via /etc/group, or number) replaces the gid.
 func resolveChown(rootfs, spec string) (*filecopy.Owner, error) {
 	user, group, hasGroup := strings.Cut(spec, ":")
-	uid, _, _, err := runc.ResolveUser(rootfs, user)
-	if err != nil {
-		return nil, fmt.Errorf("--chown=%s: %w", spec, err)
+	var o filecopy.Owner
+	if n, err := strconv.Atoi(user); err == nil {
+		o = filecopy.Owner{UID: n, GID: n}
+	} else {
+		uid, gid, _, err := runc.ResolveUser(rootfs, user)
+		if err != nil {
+			return nil, fmt.Errorf("--chown=%s: %w", spec, err)
+		}
+		o = filecopy.Owner{UID: int(uid), GID: int(gid)}
 	}
-	gid := uid
 	if hasGroup {
 		_, g, _, err := runc.ResolveUser(rootfs, "0:"+group)
 		if err != nil {
 			return nil, fmt.Errorf("--chown=%s: %w", spec, err)
 		}
-		gid = g
+		o.GID = int(g)
 	}
-	return &filecopy.Owner{UID: int(uid), GID: int(gid)}, nil
+	return &o, nil
 }
 
 // Mkdir is WORKDIR's directory creation (mkdir -p, owned by the current

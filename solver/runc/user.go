@@ -56,7 +56,11 @@ func ResolveUser(rootfs, user string) (uid, gid uint32, extra []uint32, err erro
 			return 0, 0, nil, err
 		}
 		gid = g
-	} else if userName != "" {
+	}
+	// like BuildKit (containerd's WithUser), the primary group is also a
+	// supplementary one
+	extra = append(extra, gid)
+	if !hasGroup && userName != "" {
 		// supplementary groups only when the group is not given explicitly, like docker
 		for _, f := range groups {
 			if len(f) < 4 {

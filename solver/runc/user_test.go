@@ -56,20 +56,21 @@ func TestResolveUser(t *testing.T) {
 		errSubstr string
 	}{
 		{user: "", uid: 0, gid: 0},
-		{user: "root", uid: 0, gid: 0},
-		// a name: its uid, primary gid and the groups listing it (not its primary)
-		{user: "app", uid: 1000, gid: 1000, extra: []uint32{10, 50}},
+		// the primary group is always a supplementary group too, like BuildKit
+		{user: "root", uid: 0, gid: 0, extra: []uint32{0}},
+		// a name: its uid, primary gid, then the groups listing it
+		{user: "app", uid: 1000, gid: 1000, extra: []uint32{1000, 10, 50}},
 		// a known uid resolves like its name
-		{user: "1000", uid: 1000, gid: 1000, extra: []uint32{10, 50}},
-		{user: "other", uid: 1001, gid: 1001, extra: []uint32{10, 29}},
-		// an explicit group replaces the primary one, with no supplementary groups
-		{user: "app:staff", uid: 1000, gid: 50},
-		{user: "app:0", uid: 1000, gid: 0},
-		{user: "1000:50", uid: 1000, gid: 50},
+		{user: "1000", uid: 1000, gid: 1000, extra: []uint32{1000, 10, 50}},
+		{user: "other", uid: 1001, gid: 1001, extra: []uint32{1001, 10, 29}},
+		// an explicit group replaces the primary one; no other groups
+		{user: "app:staff", uid: 1000, gid: 50, extra: []uint32{50}},
+		{user: "app:0", uid: 1000, gid: 0, extra: []uint32{0}},
+		{user: "1000:50", uid: 1000, gid: 50, extra: []uint32{50}},
 		// a numeric uid need not exist: gid 0, like docker
-		{user: "4242", uid: 4242, gid: 0},
-		{user: "4242:7", uid: 4242, gid: 7},
-		{user: "4242:audio", uid: 4242, gid: 29},
+		{user: "4242", uid: 4242, gid: 0, extra: []uint32{0}},
+		{user: "4242:7", uid: 4242, gid: 7, extra: []uint32{7}},
+		{user: "4242:audio", uid: 4242, gid: 29, extra: []uint32{29}},
 		{user: "nobody", errSubstr: "unable to find user nobody: no matching entries in passwd file"},
 		{user: "app:nogroup", errSubstr: "unable to find group nogroup: no matching entries in group file"},
 		{user: "broken", errSubstr: `user "broken": malformed /etc/passwd entry`},
