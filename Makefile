@@ -32,6 +32,12 @@ test: deps
 unit:
 	$(GO) test -count=1 -short ./...
 
+# Rebuild the conformance goldens (testdata/conformance/*/buildkit.json) with
+# BuildKit: the standalone one at kiln's buildkit version, else docker's.
+# ORACLE=auto|standalone|docker|both, CASE=NAME (scripts/make-golden.sh).
+golden: deps
+	sh scripts/make-golden.sh
+
 bench: deps kiln
 	bash benchmarks/run.sh
 

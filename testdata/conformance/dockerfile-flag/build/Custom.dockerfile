@@ -1,0 +1,3 @@
+FROM busybox
+COPY build/marker.txt /marker.txt
+RUN echo custom > /custom
