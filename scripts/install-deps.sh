@@ -6,7 +6,7 @@
 # falls back to sudo when not root and sudo exists.
 set -eu
 
-PACKAGES="runc busybox-static docker.io containerd tini skopeo umoci docker-registry iproute2 ca-certificates tar gzip"
+PACKAGES="runc busybox-static docker.io containerd tini skopeo umoci docker-registry iproute2 ca-certificates tar gzip xz-utils bzip2"
 
 # have_cmd NAME: true if NAME (a command name or an absolute path) is available.
 have_cmd() {
@@ -22,7 +22,7 @@ if ! have_cmd /usr/sbin/dockerd && ! have_cmd /usr/bin/dockerd; then
 	missing="$missing dockerd"
 fi
 for c in runc /bin/busybox /usr/bin/docker containerd containerd-shim-runc-v2 \
-	skopeo umoci docker-registry ip tar gzip; do
+	skopeo umoci docker-registry ip tar gzip xz bzip2; do
 	# runc, containerd and ip are in sbin on some layouts; PATH may lack sbin.
 	if ! have_cmd "$c" && ! have_cmd "/usr/sbin/$c" && ! have_cmd "/sbin/$c"; then
 		missing="$missing $c"

@@ -7,6 +7,7 @@ import (
 	"compress/bzip2"
 	"errors"
 	"fmt"
+	"github.com/ulikunitz/xz"
 	"io"
 	"os"
 	"path"
@@ -71,7 +72,11 @@ func (c *copier) extractArchive(srcAbs, rel, destAbs string) (bool, error) {
 	var r io.Reader = br
 	switch detectCompression(head) {
 	case compXz:
-		return false, fmt.Errorf("%q: xz archives are not supported yet", rel)
+		xr, err := xz.NewReader(br)
+		if err != nil {
+			return false, nil
+		}
+		r = xr
 	case compGzip:
 		gz, err := gzip.NewReader(br)
 		if err != nil {

@@ -476,6 +476,8 @@ func (c *copier) applyMeta(src string, fi os.FileInfo, target string) error {
 	perm := st.Mode & 0o7777
 	if c.opts.Chmod != nil {
 		perm = unixPerm(*c.opts.Chmod)
+	} else if c.opts.ChmodFunc != nil {
+		perm = unixPerm(c.opts.ChmodFunc(fi.Mode()))
 	}
 	if err := unix.Fchmodat(unix.AT_FDCWD, target, perm, 0); err != nil {
 		return &os.PathError{Op: "chmod", Path: target, Err: err}

@@ -39,6 +39,9 @@ type Options struct {
 	// os.ModeSetgid, os.ModeSticky and raw octal 04000/02000/01000 bits are
 	// understood. It is not applied to symlinks, to directories this copy
 	// creates as parents, or to entries extracted from an archive.
+	// ChmodFunc, if set (symbolic --chmod such as u+x,go-w), computes each
+	// copied entry's mode from its source mode.
+	ChmodFunc func(os.FileMode) os.FileMode
 	Chmod *os.FileMode
 	// ResetOwner: when Chown is nil, copied entries are owned 0:0 (sources
 	// from the build context, like BuildKit's client resets uid/gid); when

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/ulikunitz/xz"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -907,12 +908,16 @@ func TestAddExtractsArchives(t *testing.T) {
 		check(t, dstRoot, tree{"app/a.tar": string(plain)}, []string{"app/bin"})
 	})
 
-	t.Run("xz archives are refused", func(t *testing.T) {
-		srcRoot, dstRoot := roots(t, tree{"a.tar.xz": "\xfd7zXZ\x00rest"}, nil)
-		err := Copy(context.Background(), srcRoot, []string{"a.tar.xz"}, dstRoot, "/app/", Options{ExtractArchives: true})
-		if err == nil || !strings.Contains(err.Error(), "xz archives are not supported yet") {
-			t.Fatalf("error %v", err)
-		}
+	t.Run("extracts app.tar.xz", func(t *testing.T) {
+		var b bytes.Buffer
+		w, err := xz.NewWriter(&b)
+		must(t, err)
+		_, err = w.Write(plain)
+		must(t, err)
+		must(t, w.Close())
+		srcRoot, dstRoot := roots(t, tree{"a.tar.xz": b.String()}, nil)
+		must(t, Copy(context.Background(), srcRoot, []string{"a.tar.xz"}, dstRoot, "/app/", Options{ExtractArchives: true}))
+		wantOwnerMode(t, filepath.Join(dstRoot, "app/bin/tool"), 1000, 1000, 0o4755) // owners from the archive
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-build/kiln/solver/filecopy"
 	"github.com/kiln-build/kiln/solver/runc"
 	"github.com/moby/patternmatcher"
+	mode "github.com/tonistiigi/dchapes-mode"
 )
 
 // Copy is COPY/ADD: files from the build context (Context set) or from
@@ -73,7 +74,10 @@ func (c *Copy) CacheKey(ctx context.Context) ([]record.Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := contenthash.Options{IgnoreOwner: true, IgnoreMode: c.Chmod != "", Exclude: extra}
+	// an octal --chmod makes the source mode irrelevant; a symbolic one
+	// (u+x) is applied to it, so it still counts
+	octal, _ := parseChmod(c.Chmod)
+	opts := contenthash.Options{IgnoreOwner: true, IgnoreMode: octal != nil, Exclude: extra}
 	for _, m := range matches {
 		d, err := c.Context.Digest(m, opts)
 		if err != nil {
@@ -85,7 +89,7 @@ func (c *Copy) CacheKey(ctx context.Context) ([]record.Component, error) {
 }
 
 func (c *Copy) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
-	mode, err := parseChmod(c.Chmod)
+	mode, modeFunc, err := parseChmodAny(c.Chmod)
 	if err != nil {
 		return solver.Result{}, err
 	}
@@ -99,7 +103,7 @@ func (c *Copy) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger)
 			if err != nil {
 				return err
 			}
-			opts := filecopy.Options{Chmod: mode, ResetOwner: c.Context != nil, Excluded: excluded, ExtractArchives: c.Add, FollowSourceSymlink: true}
+			opts := filecopy.Options{Chmod: mode, ChmodFunc: modeFunc, ResetOwner: c.Context != nil, Excluded: excluded, ExtractArchives: c.Add, FollowSourceSymlink: true}
 			if c.Chown != "" {
 				o, err := resolveChown(rootfs, c.Chown)
 				if err != nil {
@@ -195,6 +199,19 @@ func statIn(root, rel string) (os.FileInfo, error) {
 		return nil, err
 	}
 	return os.Stat(p)
+}
+
+// parseChmodAny accepts what BuildKit does: octal, or a symbolic mode
+// (chmod(1) syntax) applied to each source's own mode.
+func parseChmodAny(s string) (*os.FileMode, func(os.FileMode) os.FileMode, error) {
+	if m, err := parseChmod(s); err == nil || s == "" {
+		return m, nil, err
+	}
+	set, err := mode.ParseWithUmask(s, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid --chmod=%s: not an octal or symbolic mode", s)
+	}
+	return nil, set.Apply, nil
 }
 
 func parseChmod(s string) (*os.FileMode, error) {

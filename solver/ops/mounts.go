@@ -257,11 +257,20 @@ func (w *Worker) cacheMount(ctx context.Context, m Mount, inputs []solver.Result
 	if err != nil {
 		return "", nil, err
 	}
-	how := unix.LOCK_SH
-	if m.Sharing == "locked" {
-		how = unix.LOCK_EX
+	switch m.Sharing {
+	case "locked":
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
+	case "private":
+		// private: the shared dir if nobody else has it, else a fresh
+		// throwaway one, like BuildKit
+		if err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
+			lock.Close()
+			return w.privateCacheDir(m)
+		}
+	default:
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_SH)
 	}
-	if err := unix.Flock(int(lock.Fd()), how); err != nil {
+	if err != nil {
 		lock.Close()
 		return "", nil, err
 	}
@@ -295,6 +304,17 @@ func (w *Worker) cacheMount(ctx context.Context, m Mount, inputs []solver.Result
 		}
 	}
 	return dir, done, nil
+}
+
+// privateCacheDir is an empty cache dir for one step, removed afterwards.
+func (w *Worker) privateCacheDir(m Mount) (string, func(), error) {
+	dir, err := w.scratchDir()
+	if err != nil {
+		return "", nil, err
+	}
+	os.Chmod(dir, os.FileMode(m.Mode))
+	os.Chown(dir, m.UID, m.GID)
+	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
 func (w *Worker) secret(id string) ([]byte, bool, error) {
