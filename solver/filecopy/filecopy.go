@@ -42,7 +42,7 @@ type Options struct {
 	// ChmodFunc, if set (symbolic --chmod such as u+x,go-w), computes each
 	// copied entry's mode from its source mode.
 	ChmodFunc func(os.FileMode) os.FileMode
-	Chmod *os.FileMode
+	Chmod     *os.FileMode
 	// ResetOwner: when Chown is nil, copied entries are owned 0:0 (sources
 	// from the build context, like BuildKit's client resets uid/gid); when
 	// false, source uid/gid are kept (COPY --from=stage|image).
