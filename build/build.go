@@ -73,6 +73,17 @@ type Options struct {
 	Outputs []Output
 	// MetadataFile receives JSON about the result, like buildx's.
 	MetadataFile string
+	// CacheFrom are build caches to import (--cache-from).
+	CacheFrom []CacheSpec
+	// CacheTo are where to export this build's cache (--cache-to).
+	CacheTo []CacheSpec
+}
+
+// CacheSpec is one --cache-from/--cache-to: Type local (src=/dest= an OCI
+// layout directory, tag=) or registry (ref=), plus mode=min|max for export.
+type CacheSpec struct {
+	Type  string
+	Attrs map[string]string
 }
 
 // Secret is where a build secret's value comes from: a file or an
@@ -138,6 +149,17 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (res *Result, er
 
 	worker := ops.NewWorker(store, opts.Runtime)
 	worker.Secrets = secretSource{secrets: opts.Secrets, ssh: opts.SSH}
+	for _, spec := range opts.CacheFrom {
+		src, err := importCache(ctx, store, spec)
+		if err != nil {
+			// like BuildKit: a cache that cannot be read is a warning
+			if opts.Warn != nil {
+				opts.Warn(fmt.Sprintf("--cache-from: %v", err))
+			}
+			continue
+		}
+		worker.Fetchers = append(worker.Fetchers, src)
+	}
 	named, err := namedContexts(opts.BuildContexts, store.StatCacheDir(), ctxDir)
 	if err != nil {
 		return nil, err
@@ -239,6 +261,11 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (res *Result, er
 	built := &Result{Manifest: desc, ID: string(im.ID()), Names: names}
 	if err := finish(ctx, store, opts, built); err != nil {
 		return nil, err
+	}
+	for _, spec := range opts.CacheTo {
+		if err := exportCache(ctx, store, spec, jr.records(store, b.Target, spec.Attrs["mode"] == "max")); err != nil {
+			return nil, fmt.Errorf("--cache-to: %w", err)
+		}
 	}
 	return built, nil
 }

@@ -110,7 +110,7 @@ func (e *VertexError) Unwrap() error { return e.Err }
 
 // LayerChecker reports whether every layer of a record can still be used
 // (blobs may have been garbage-collected since the record was written).
-type LayerChecker func(layers []record.Layer) bool
+type LayerChecker func(ctx context.Context, layers []record.Layer) bool
 
 // Solver runs graphs against one cache.
 type Solver struct {
@@ -262,7 +262,7 @@ func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Resu
 
 	if !v.Source && !b.noCache(v) {
 		if rec, err := b.s.Records.Get(key.Digest); err == nil {
-			if b.s.LayersPresent == nil || b.s.LayersPresent(rec.Layers) {
+			if b.s.LayersPresent == nil || b.s.LayersPresent(ctx, rec.Layers) {
 				b.emit(Event{Vertex: v, State: StateCached, Key: key})
 				return Result{Layers: rec.Layers, Created: rec.Created}, nil
 			}

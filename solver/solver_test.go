@@ -321,7 +321,7 @@ func TestSecondSolve(t *testing.T) {
 		{
 			name: "whose layers are gone turns every hit into a run",
 			tweak: func(s *solver.Solver, _ map[string]*solver.Vertex) {
-				s.LayersPresent = func([]record.Layer) bool { return false }
+				s.LayersPresent = func(context.Context, []record.Layer) bool { return false }
 			},
 			wantRuns: 4,
 			want:     map[string]solver.State{"src": solver.StateCached, "a": solver.StateRan, "b": solver.StateRan, "top": solver.StateRan},
@@ -329,7 +329,7 @@ func TestSecondSolve(t *testing.T) {
 		{
 			name: "with layers present keeps the hits",
 			tweak: func(s *solver.Solver, _ map[string]*solver.Vertex) {
-				s.LayersPresent = func([]record.Layer) bool { return true }
+				s.LayersPresent = func(context.Context, []record.Layer) bool { return true }
 			},
 			wantRuns: 0,
 			want:     map[string]solver.State{"src": solver.StateCached, "a": solver.StateCached, "b": solver.StateCached, "top": solver.StateCached},

@@ -28,6 +28,7 @@ func buildCmd() *cobra.Command {
 		outputs, secrets, ssh   []string
 		buildContexts, allow    []string
 		noCacheFilter           []string
+		cacheFrom, cacheTo      []string
 		platform, metadataFile  string
 	)
 	cmd := &cobra.Command{
@@ -54,6 +55,14 @@ func buildCmd() *cobra.Command {
 				return err
 			}
 			outs, err := parseOutputs(outputs)
+			if err != nil {
+				return err
+			}
+			cacheFromSpecs, err := parseCacheSpecs("--cache-from", cacheFrom)
+			if err != nil {
+				return err
+			}
+			cacheToSpecs, err := parseCacheSpecs("--cache-to", cacheTo)
 			if err != nil {
 				return err
 			}
@@ -100,6 +109,8 @@ func buildCmd() *cobra.Command {
 				Platform:      plat,
 				Outputs:       outs,
 				MetadataFile:  metadataFile,
+				CacheFrom:     cacheFromSpecs,
+				CacheTo:       cacheToSpecs,
 				Secrets:       secretMap,
 				SSH:           sshMap,
 				BuildContexts: contexts,
@@ -153,6 +164,8 @@ func buildCmd() *cobra.Command {
 	f.StringArrayVar(&ssh, "ssh", nil, "ssh agent socket for RUN --mount=type=ssh: default|ID[=SOCKET] (default $SSH_AUTH_SOCK)")
 	f.StringArrayVar(&buildContexts, "build-context", nil, "named build context NAME=DIR|docker-image://REF|...; repeatable")
 	f.StringArrayVar(&noCacheFilter, "no-cache-filter", nil, "do not use the cache for these stages (repeatable or comma separated)")
+	f.StringArrayVar(&cacheFrom, "cache-from", nil, "import a build cache: type=local,src=DIR | type=registry,ref=REF (or just REF); repeatable")
+	f.StringArrayVar(&cacheTo, "cache-to", nil, "export the build cache: type=local,dest=DIR | type=registry,ref=REF, with mode=min (target stage) or mode=max (every stage)")
 	f.StringArrayVar(&allow, "allow", nil, "allow an entitlement: security.insecure (RUN --security=insecure), network.host")
 	return cmd
 }

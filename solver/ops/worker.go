@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-build/kiln/cache/snapshot"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/runc"
+	digest "github.com/opencontainers/go-digest"
 )
 
 // Worker is what ops run with.
@@ -30,6 +31,8 @@ type Worker struct {
 	Clamp time.Time
 	// Secrets provides RUN --mount=type=secret|ssh values; nil = none given.
 	Secrets Secrets
+	// Fetchers provide layers of imported cache records (--cache-from).
+	Fetchers []LayerFetcher
 }
 
 // NewWorker returns a worker on store using runtime binary bin ("" = runc).
@@ -131,11 +134,29 @@ func (w *Worker) withReadOnly(ctx context.Context, layers []record.Layer, fn fun
 	return fn(root)
 }
 
-// LayersPresent reports whether every layer's blob is still in the store:
-// a cache record is only a hit if its layers can be exported.
-func (w *Worker) LayersPresent(layers []record.Layer) bool {
+// LayerFetcher can bring a layer blob into the store, e.g. from an
+// imported build cache (--cache-from).
+type LayerFetcher interface {
+	Has(diffID digest.Digest) bool
+	Fetch(ctx context.Context, store *cache.Store, diffID digest.Digest) error
+}
+
+// LayersPresent reports whether every layer's blob is in the store, or can
+// be fetched from a cache source: a cache record is only a hit if its
+// layers can be exported.
+func (w *Worker) LayersPresent(ctx context.Context, layers []record.Layer) bool {
 	for _, l := range layers {
-		if _, ok := w.Store.Content.Has(l.DiffID); !ok {
+		if _, ok := w.Store.Content.Has(l.DiffID); ok {
+			continue
+		}
+		fetched := false
+		for _, f := range w.Fetchers {
+			if f.Has(l.DiffID) && f.Fetch(ctx, w.Store, l.DiffID) == nil {
+				fetched = true
+				break
+			}
+		}
+		if !fetched {
 			return false
 		}
 	}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"strings"
+
+	"github.com/kiln-build/kiln/build"
+)
+
+// parseCacheSpecs reads --cache-from/--cache-to values like buildx:
+// "type=local,src=DIR", "type=local,dest=DIR,mode=max",
+// "type=registry,ref=REF"; a bare value is a registry ref.
+func parseCacheSpecs(flag string, in []string) ([]build.CacheSpec, error) {
+	var out []build.CacheSpec
+	for _, v := range in {
+		if !strings.Contains(v, "=") {
+			out = append(out, build.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": v}})
+			continue
+		}
+		fields, err := csv.NewReader(strings.NewReader(v)).Read()
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", flag, v, err)
+		}
+		spec := build.CacheSpec{Attrs: map[string]string{}}
+		for _, f := range fields {
+			k, val, ok := strings.Cut(f, "=")
+			if !ok {
+				return nil, fmt.Errorf("%s %q: invalid value %q (expected KEY=VALUE)", flag, v, f)
+			}
+			if k = strings.ToLower(strings.TrimSpace(k)); k == "type" {
+				spec.Type = val
+			} else {
+				spec.Attrs[k] = val
+			}
+		}
+		switch spec.Type {
+		case "local", "registry":
+		case "":
+			return nil, fmt.Errorf("%s %q: type is required (local or registry)", flag, v)
+		default:
+			return nil, fmt.Errorf("%s %q: cache type %q is not supported (local, registry)", flag, v, spec.Type)
+		}
+		if m := spec.Attrs["mode"]; m != "" && m != "min" && m != "max" {
+			return nil, fmt.Errorf("%s %q: mode must be min or max", flag, v)
+		}
+		out = append(out, spec)
+	}
+	return out, nil
+}
