@@ -14,12 +14,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/atomicfile"
 	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/cache/contenthash"
+	"github.com/kiln-build/kiln/cache/pull"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/exporter/output"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
@@ -77,6 +79,13 @@ type Options struct {
 	CacheFrom []CacheSpec
 	// CacheTo are where to export this build's cache (--cache-to).
 	CacheTo []CacheSpec
+	// Pull re-resolves every FROM image in its registry even when the
+	// store has it (--pull); without it a stored image is used and only
+	// missing ones are pulled, like docker.
+	Pull bool
+	// PullOptions say how base images are pulled (registry config,
+	// progress).
+	PullOptions pull.Options
 }
 
 // CacheSpec is one --cache-from/--cache-to: Type local (src=/dest= an OCI
@@ -189,7 +198,7 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (res *Result, er
 		NoCache:   opts.NoCache,
 		Network:   network,
 		Worker:    worker,
-		Images:    resolver{store},
+		Images:    &resolver{store: store, pull: opts.Pull, pullOpts: opts.PullOptions, warn: opts.Warn},
 		Epoch:     opts.Epoch,
 		Warn:      opts.Warn,
 		OS:        "linux",
@@ -309,26 +318,67 @@ func dockerignore(ctxDir, dfPath string) (contenthash.Excluder, error) {
 	}, nil
 }
 
-// resolver finds base images in the local store.
-type resolver struct{ store *cache.Store }
+// resolver finds base images in the local store, pulling those it lacks
+// (and, with pull set, every one) from their registry. Each reference is
+// resolved once per build.
+type resolver struct {
+	store    *cache.Store
+	pull     bool
+	pullOpts pull.Options
+	warn     func(string)
 
-func (r resolver) ResolveImage(ctx context.Context, ref string) (ocispec.Descriptor, *dockerspec.DockerOCIImage, error) {
+	mu   sync.Mutex
+	done map[string]ocispec.Descriptor
+}
+
+func (r *resolver) ResolveImage(ctx context.Context, ref string) (ocispec.Descriptor, *dockerspec.DockerOCIImage, error) {
 	name, err := content.NormalizeName(ref)
 	if err != nil {
 		return ocispec.Descriptor{}, nil, err
 	}
-	desc, err := r.store.Content.Resolve(name)
-	if errors.Is(err, content.ErrNotFound) {
-		return ocispec.Descriptor{}, nil, fmt.Errorf("image %q not found in the local store (kiln import or kiln load it first)", ref)
-	}
-	if err != nil {
-		return ocispec.Descriptor{}, nil, err
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	desc, ok := r.done[name]
+	if !ok {
+		if desc, err = r.resolve(ctx, ref, name); err != nil {
+			return ocispec.Descriptor{}, nil, err
+		}
+		if r.done == nil {
+			r.done = map[string]ocispec.Descriptor{}
+		}
+		r.done[name] = desc
 	}
 	im, err := r.store.Content.ReadImage(desc)
 	if err != nil {
 		return ocispec.Descriptor{}, nil, err
 	}
 	return desc, &im.Config, nil
+}
+
+func (r *resolver) resolve(ctx context.Context, ref, name string) (ocispec.Descriptor, error) {
+	local, err := r.store.Content.Resolve(name)
+	if err != nil && !errors.Is(err, content.ErrNotFound) {
+		return ocispec.Descriptor{}, err
+	}
+	if err == nil && !r.pull {
+		return local, nil
+	}
+	res, perr := pull.Pull(ctx, r.store.Content, ref, r.pullOpts)
+	if perr == nil {
+		return res.Manifest, nil
+	}
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("not in the local store, and %w", perr)
+	}
+	// --pull of an image that never came from a registry (built, loaded or
+	// imported here): keep the local one.
+	if local.Annotations[content.AnnotationRepoDigest] == "" && ctx.Err() == nil {
+		if r.warn != nil {
+			r.warn(fmt.Sprintf("--pull: %v; using the local image %s", perr, content.FamiliarName(name)))
+		}
+		return local, nil
+	}
+	return ocispec.Descriptor{}, perr
 }
 
 // checkOutputOptions checks, before anything runs, what only matters at

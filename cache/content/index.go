@@ -18,6 +18,10 @@ import (
 const (
 	AnnotationImageName = "io.containerd.image.name"
 	AnnotationRefName   = ocispec.AnnotationRefName
+	// AnnotationRepoDigest records where a pulled image came from:
+	// "REPOSITORY@sha256:..." with the manifest (or index) digest in that
+	// registry, which is what docker shows as RepoDigests.
+	AnnotationRepoDigest = "io.kiln.repo.digest"
 )
 
 // Image is one entry of index.json: a manifest and the name it is tagged as
@@ -61,11 +65,22 @@ func (s *Store) Resolve(name string) (ocispec.Descriptor, error) {
 // untagged (dangling) entry if no other name refers to it, like docker.
 // Idempotent; atomic.
 func (s *Store) Tag(name string, desc ocispec.Descriptor) error {
+	return s.TagWith(name, desc, nil)
+}
+
+// TagWith is Tag with extra annotations on the new index entry (such as
+// AnnotationRepoDigest); desc's own annotations are not kept.
+func (s *Store) TagWith(name string, desc ocispec.Descriptor, extra map[string]string) error {
 	return s.updateIndex(func(idx *ocispec.Index) {
 		idx.Manifests = untag(idx.Manifests, name, true)
 		idx.Manifests = removeDangling(idx.Manifests, desc.Digest)
 		d := desc
-		d.Annotations = map[string]string{AnnotationImageName: name, AnnotationRefName: refName(name)}
+		d.Annotations = map[string]string{}
+		for k, v := range extra {
+			d.Annotations[k] = v
+		}
+		d.Annotations[AnnotationImageName] = name
+		d.Annotations[AnnotationRefName] = refName(name)
 		idx.Manifests = append(idx.Manifests, d)
 	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/build"
+	"github.com/kiln-build/kiln/cache/pull"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/cpu"
@@ -24,7 +25,7 @@ func buildCmd() *cobra.Command {
 		file, target, network   string
 		progressMode, iidfile   string
 		runtime                 string
-		noCache                 bool
+		noCache, pullAlways     bool
 		outputs, secrets, ssh   []string
 		buildContexts, allow    []string
 		noCacheFilter           []string
@@ -116,6 +117,8 @@ func buildCmd() *cobra.Command {
 				BuildContexts: contexts,
 				NoCacheFilter: splitList(noCacheFilter),
 				AllowInsecure: insecure,
+				Pull:          pullAlways,
+				PullOptions:   pull.Options{Registry: registryConfig(), Progress: os.Stderr},
 				Warn:          func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) },
 				Events:        p.event,
 				Log:           p.logger,
@@ -148,6 +151,7 @@ func buildCmd() *cobra.Command {
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (KEY alone takes it from the environment)")
 	f.StringArrayVar(&labels, "label", nil, "set image label KEY=VALUE")
 	f.BoolVar(&noCache, "no-cache", false, "do not use the build cache")
+	f.BoolVar(&pullAlways, "pull", false, "always look up FROM images in their registry (without it a stored image is used; missing ones are pulled)")
 	f.StringVar(&network, "network", "host", "network for RUN: host, none")
 	f.StringVar(&progressMode, "progress", "auto", "progress output: auto, plain, tty, quiet")
 	f.StringVar(&iidfile, "iidfile", "", "write the image ID to this file")

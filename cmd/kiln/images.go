@@ -14,7 +14,7 @@ import (
 )
 
 func imagesCmd() *cobra.Command {
-	var quiet bool
+	var quiet, digests bool
 	cmd := &cobra.Command{
 		Use:   "images",
 		Short: "List images",
@@ -40,14 +40,23 @@ func imagesCmd() *cobra.Command {
 				return nil
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+			if digests {
+				fmt.Fprintln(w, "REPOSITORY\tTAG\tDIGEST\tIMAGE ID\tCREATED\tSIZE")
+			} else {
+				fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+			}
 			for _, r := range rows {
+				if digests {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.repo, r.tag, r.digest, shortID(r.id), ago(r.created), humanSize(r.size))
+					continue
+				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.repo, r.tag, shortID(r.id), ago(r.created), humanSize(r.size))
 			}
 			return w.Flush()
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	cmd.Flags().BoolVar(&digests, "digests", false, "show the registry digest of pulled images")
 	return cmd
 }
 
@@ -57,6 +66,7 @@ type imageRow struct {
 	size          int64
 	image         *content.StoredImage
 	name          string
+	digest        string // registry digest of a pulled image, "<none>" otherwise
 }
 
 // listImages reads every index entry, newest first like docker.
@@ -71,9 +81,17 @@ func listImages(store *cache.Store) ([]imageRow, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", im.Descriptor.Digest, err)
 		}
-		r := imageRow{repo: "<none>", tag: "<none>", id: string(si.ID()), image: si, name: im.Name}
+		r := imageRow{repo: "<none>", tag: "<none>", id: string(si.ID()), image: si, name: im.Name, digest: "<none>"}
 		if im.Name != "" {
 			r.repo, r.tag = content.SplitName(im.Name)
+			if r.tag == "" { // pulled by digest
+				r.tag = "<none>"
+			}
+		}
+		if rd := im.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" {
+			if _, d, ok := strings.Cut(rd, "@"); ok {
+				r.digest = d
+			}
 		}
 		if si.Config.Created != nil {
 			r.created = *si.Config.Created

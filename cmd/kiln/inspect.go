@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kiln-build/kiln/cache/content"
@@ -56,8 +58,14 @@ func inspectCmd() *cobra.Command {
 					o.Size += l.Size
 				}
 				for _, im := range imgs {
-					if im.Name != "" && im.Descriptor.Digest == si.ManifestDesc.Digest {
+					if im.Descriptor.Digest != si.ManifestDesc.Digest {
+						continue
+					}
+					if im.Name != "" && !strings.Contains(im.Name, "@") {
 						o.RepoTags = append(o.RepoTags, content.FamiliarName(im.Name))
+					}
+					if rd := im.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" && !slices.Contains(o.RepoDigests, content.FamiliarName(rd)) {
+						o.RepoDigests = append(o.RepoDigests, content.FamiliarName(rd))
 					}
 				}
 				out = append(out, o)

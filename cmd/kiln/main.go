@@ -26,8 +26,9 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&rootDir, "root", cache.DefaultRoot(), "store directory (env KILN_ROOT)")
+	addRegistryFlags(root.PersistentFlags())
 	root.AddCommand(buildCmd(), imagesCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
-		inspectCmd(), historyCmd(), runCmd())
+		inspectCmd(), historyCmd(), runCmd(), pullCmd())
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -20,8 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path"
@@ -325,108 +323,6 @@ func (o *DockerOracle) Build(contextDir string, flags []string, outTar string) e
 // Close does nothing: the daemon belongs to the caller.
 func (o *DockerOracle) Close() error { return nil }
 
-// Registry is Debian's docker-registry (the reference distribution server)
-// serving plain http on 127.0.0.1, started by StartRegistry.
-type Registry struct {
-	Addr string // 127.0.0.1:PORT
-	Dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// StartRegistry runs `docker-registry serve` with its storage in dir and
-// returns once /v2/ answers.
-func StartRegistry(dir string) (r *Registry, err error) {
-	bin, err := LookCommand("docker-registry")
-	if err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	r = &Registry{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir}
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), r.Addr)
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	r.cmd = exec.Command(bin, "serve", cfgPath)
-	r.cmd.Stdout, r.cmd.Stderr = logf, logf
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := startPinned(r.cmd); err != nil {
-		return nil, fmt.Errorf("starting docker-registry: %w", err)
-	}
-	r.done = make(chan struct{})
-	go func() { _ = r.cmd.Wait(); close(r.done) }()
-	defer func() {
-		if err != nil {
-			r.Stop()
-		}
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + r.Addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return r, nil
-		}
-		select {
-		case <-r.done:
-			b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
-			return r, fmt.Errorf("docker-registry exited during startup:\n%s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return r, fmt.Errorf("docker-registry on %s not ready after 30s: %v", r.Addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// Stop stops the registry (SIGTERM, then SIGKILL after 10 s).
-func (r *Registry) Stop() error {
-	if r == nil || r.cmd == nil || r.cmd.Process == nil {
-		return nil
-	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-		<-r.done
-	}
-	r.cmd = nil
-	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Buildkitd is a standalone BuildKit daemon (OCI worker, runc, as root) with
 // its own root and socket, whose docker.io mirror is a private registry on
 // 127.0.0.1 holding library/busybox:latest. Start it with StartBuildkitd.
@@ -480,7 +376,7 @@ func StartBuildkitd(binDir, dir, busyboxImageTar string) (b *Buildkitd, err erro
 	if f := strings.Fields(string(out)); len(f) >= 3 {
 		b.Version = f[2]
 	}
-	if b.Registry, err = StartRegistry(filepath.Join(dir, "registry")); err != nil {
+	if b.Registry, err = NewRegistry(filepath.Join(dir, "registry"), RegistryOptions{}); err != nil {
 		return b, err
 	}
 	if out, err := exec.Command(skopeo, "copy", "--quiet", "--dest-tls-verify=false",
