@@ -3,7 +3,7 @@ GO ?= go
 KILN := $(CURDIR)/bin/kiln
 DEMO := $(CURDIR)/.demo
 
-.PHONY: all kiln deps demo test unit bench golden clean
+.PHONY: all kiln deps demo test unit fuzz bench golden clean
 
 all: kiln
 
@@ -28,6 +28,15 @@ demo: deps kiln
 # Needs root, runc, overlayfs and dockerd (scripts/install-deps.sh installs them).
 test: deps
 	$(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) fuzz FUZZTIME=10s
+
+# Bounded fuzzing of the parsers of untrusted input (a failure leaves its
+# input in the package's testdata/fuzz/ for go test to replay).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzCompile -fuzztime=$(FUZZTIME) ./frontend/dockerfile
+	$(GO) test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./cache/layer
+	$(GO) test -run='^$$' -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) ./exporter/archive
 
 unit:
 	$(GO) test -count=1 -short ./...
