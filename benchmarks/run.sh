@@ -26,7 +26,7 @@ set -u -o pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
-WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7"}
+WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7 9 10"}
 CPU_LOOP=${CPU_LOOP:-1500000}
 if [ "$QUICK" = 1 ]; then
 	NFILES=${NFILES:-2000}
@@ -179,6 +179,7 @@ cleanup() {
 	CLEANED=1
 	trap '' INT TERM HUP
 	stop_docker
+	declare -F stop_registry >/dev/null && stop_registry
 	# kiln runs in the foreground, but an interrupted build may leave runc
 	# containers that name the kiln store.
 	local left
@@ -311,7 +312,9 @@ fresh_kiln() {
 		rm -rf "$KROOT"
 	fi
 	mkdir -p "$KROOT"
-	kiln import "$BBTAR" busybox:latest >"$WORK/logs/kiln-import.log" 2>&1
+	# a fixed created time: every fresh store gets the same base image digest,
+	# like machines pulling one base image from a registry
+	SOURCE_DATE_EPOCH=0 kiln import "$BBTAR" busybox:latest >"$WORK/logs/kiln-import.log" 2>&1
 }
 
 kbuild() { # kbuild LOG TAG DIR [extra...]: timed kiln build
@@ -615,6 +618,9 @@ make_contexts
 start_docker
 dk import "$BBTAR" busybox:latest >/dev/null || die "docker import failed"
 
+# shellcheck source=benchmarks/registry-workloads.sh
+. "$REPO/benchmarks/registry-workloads.sh"
+
 # Warm-up (untimed): first BuildKit solve in a new daemon, binaries in page cache.
 mkdir -p "$WORK/ctx/warm"
 printf 'FROM busybox\nRUN echo warm > /warm\n' >"$WORK/ctx/warm/Dockerfile"
@@ -631,7 +637,9 @@ for w in $WORKLOADS; do
 	5) w_files ;;
 	6) w_save ;;
 	7) w_cachemount ;;
-	*) die "unknown workload '$w' (1-7)" ;;
+	9) w_registry_cache ;;
+	10) w_pull20 ;;
+	*) die "unknown workload '$w' (1-7, 9, 10)" ;;
 	esac
 done
 
