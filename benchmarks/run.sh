@@ -26,7 +26,7 @@ set -u -o pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
-WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7 9 10"}
+WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7 8 9 10"}
 CPU_LOOP=${CPU_LOOP:-1500000}
 if [ "$QUICK" = 1 ]; then
 	NFILES=${NFILES:-2000}
@@ -473,6 +473,7 @@ NAME[4]="4 parallel CPU stages cold"
 NAME[5]="1-file change, ${NFILES}-file ctx"
 NAME[6]="save ${BIG_MB} MB layer"
 NAME[7]="1 of 8 sources, cache mount"
+NAME[8]="push ${BIG_MB} MB image"
 
 w_hello_cold() { cold_workload 1 "$WORK/ctx/hello" bench-hello:cold; }
 
@@ -609,6 +610,67 @@ w_save() {
 	done
 }
 
+# w_push: the image of workload 6 (busybox + a BIG_MB random layer), built
+# untimed on each side, pushed to the private registry (start_registry, in
+# registry-workloads.sh). Each rep pushes to a new repository, and before
+# each rep (untimed) the registry loses every earlier push repository and
+# their blobs (garbage-collect), so every push uploads everything. kiln's
+# remembered compressed copies (and its notes of where blobs were pushed)
+# are dropped too, so each kiln push compresses like docker's does.
+w_push() {
+	local w=8 r lg ctx=$WORK/ctx/big tag=bench-push:latest ref k f
+	start_registry
+	lg=$WORK/logs/w8-kiln-setup.log
+	if ! fresh_kiln; then
+		fail kiln $w "$WORK/logs/kiln-import.log" "kiln import failed"
+	elif ! kbuild "$lg" "$tag" "$ctx"; then
+		fail kiln $w "$lg" "setup build failed"
+	fi
+	lg=$WORK/logs/w8-docker-setup.log
+	docker_cold "$tag"
+	dbuild "$lg" "$tag" "$ctx" || fail docker $w "$lg" "setup build failed"
+	for ((r = 1; r <= REPS; r++)); do
+		if ok kiln $w; then
+			push_reset
+			for f in "$KROOT"/content/compressed/*/*; do
+				[ -f "$f" ] && k=$(cat "$f") && rm -f "$KROOT/content/blobs/sha256/${k#sha256:}"
+			done
+			rm -rf "$KROOT/content/compressed" "$KROOT/content/sources"
+			lg=$WORK/logs/w8-kiln-$r.log
+			ref=$REG_ADDR/bench/push-kiln-$r:latest
+			if timed "$lg" "$KILN" --root "$KROOT" push "$tag" "$ref"; then
+				record kiln $w
+				progress $w kiln "$r"
+			else
+				fail kiln $w "$lg" "kiln push exited non-zero"
+			fi
+		fi
+		if ok docker $w; then
+			push_reset
+			lg=$WORK/logs/w8-docker-$r.log
+			ref=$REG_ADDR/bench/push-docker-$r:latest
+			dk tag "$tag" "$ref"
+			if timed "$lg" env DOCKER_HOST="unix://$SOCK" DOCKER_CONFIG="$CLICONF" "$DOCKER" push "$ref"; then
+				record docker $w
+				progress $w docker "$r"
+			else
+				fail docker $w "$lg" "docker push exited non-zero"
+			fi
+			dk rmi "$ref" >/dev/null 2>&1
+		fi
+	done
+	push_reset
+}
+
+# push_reset: the registry forgets workload 8's pushes (untimed).
+push_reset() {
+	local repos=$WORK/registry/data/docker/registry/v2/repositories
+	rm -rf "$repos/bench/push-"*
+	[ -d "$repos" ] || return 0 # nothing pushed yet (garbage-collect fails on an empty storage)
+	docker-registry garbage-collect --delete-untagged "$WORK/registry/config.yml" >>"$WORK/logs/w8-gc.log" 2>&1 ||
+		log "WARNING: registry garbage-collect failed (see $WORK/logs/w8-gc.log)"
+}
+
 # --- main ------------------------------------------------------------------------------
 START=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -637,9 +699,10 @@ for w in $WORKLOADS; do
 	5) w_files ;;
 	6) w_save ;;
 	7) w_cachemount ;;
+	8) w_push ;;
 	9) w_registry_cache ;;
 	10) w_pull20 ;;
-	*) die "unknown workload '$w' (1-7, 9, 10)" ;;
+	*) die "unknown workload '$w' (1-10)" ;;
 	esac
 done
 

@@ -71,7 +71,8 @@ type Options struct {
 	Platform string
 	// AllowInsecure permits RUN --security=insecure (--allow security.insecure).
 	AllowInsecure bool
-	// Outputs are extra exports (-o type=local|tar|oci|docker,dest=...).
+	// Outputs are extra exports (-o type=local|tar|oci|docker,dest=...,
+	// type=image|registry,name=... which push with PullOptions.Registry).
 	Outputs []Output
 	// MetadataFile receives JSON about the result, like buildx's.
 	MetadataFile string
@@ -86,6 +87,12 @@ type Options struct {
 	// PullOptions say how base images are pulled (registry config,
 	// progress).
 	PullOptions pull.Options
+	// CacheMax is the build cache budget enforced when the build ends
+	// (cache.CollectOverBudget): 0 means cache.DefaultBudget, < 0 none.
+	CacheMax int64
+	// GC, if set, hears how that went; err is cache.ErrBusy when other
+	// kiln processes were at work and the collection was left to them.
+	GC func(*cache.GCReport, error)
 }
 
 // CacheSpec is one --cache-from/--cache-to: Type local (src=/dest= an OCI
@@ -276,6 +283,14 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (res *Result, er
 			return nil, fmt.Errorf("--cache-to: %w", err)
 		}
 	}
+	// Over budget, the build cache shrinks now, least recently used first
+	// (never this image); a collection that fails does not fail the build.
+	if opts.CacheMax >= 0 {
+		rep, err := store.CollectOverBudget(ctx, opts.CacheMax, desc.Digest)
+		if opts.GC != nil {
+			opts.GC(rep, err)
+		}
+	}
 	return built, nil
 }
 
@@ -416,7 +431,10 @@ func outputSpecs(outs []Output) []output.Spec {
 // build, but the image stays in the store under its names.
 func finish(ctx context.Context, store *cache.Store, opts Options, res *Result) error {
 	if len(opts.Outputs) > 0 {
-		err := output.Export(ctx, store, output.Image{Manifest: res.Manifest, Names: res.Names}, outputSpecs(opts.Outputs), output.Options{})
+		// Pushes (-o type=registry, --push) reach registries and report
+		// progress like pulls do.
+		err := output.Export(ctx, store, output.Image{Manifest: res.Manifest, Names: res.Names}, outputSpecs(opts.Outputs),
+			output.Options{Registry: opts.PullOptions.Registry, Progress: opts.PullOptions.Progress})
 		if err != nil {
 			return err
 		}

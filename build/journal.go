@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kiln-build/kiln/cache/atomicfile"
@@ -123,13 +124,31 @@ func (jr *journal) logger(next func(*solver.Vertex) solver.Logger) func(*solver.
 		}
 		var out []io.Writer
 		if f != nil {
-			out = append(out, f)
+			out = append(out, &bestEffort{w: f})
 		}
 		if next != nil {
 			out = append(out, next(v))
 		}
 		return io.MultiWriter(out...)
 	}
+}
+
+// bestEffort writes to a step's log file while it can. The file is a
+// record, not the output itself: a full disk must neither cut the step's
+// output off from the terminal (and from the error's last lines, which may
+// be what says the disk is full) nor end the step with a broken pipe.
+type bestEffort struct {
+	w      io.Writer
+	failed atomic.Bool
+}
+
+func (b *bestEffort) Write(p []byte) (int, error) {
+	if !b.failed.Load() {
+		if _, err := b.w.Write(p); err != nil {
+			b.failed.Store(true)
+		}
+	}
+	return len(p), nil
 }
 
 // finish writes build.json and drops the oldest journals beyond keepBuilds.

@@ -28,6 +28,7 @@ type Store struct {
 	Snapshots *snapshot.Store
 	Records   *record.Store
 	lock      *os.File
+	exclusive bool // opened with OpenExclusive
 }
 
 // DefaultRoot is /var/lib/kiln for root, else $XDG_DATA_HOME/kiln; KILN_ROOT
@@ -50,7 +51,11 @@ func DefaultRoot() string {
 // process is using the store, it first repairs what a dead process may have
 // left: mounts and bundles under run/, temp files, uncommitted snapshots.
 // The returned store holds a shared lock until Close.
-func Open(root string) (*Store, error) {
+func Open(root string) (*Store, error) { return open(root, nil) }
+
+// open is Open; with lockExclusive set, that takes the lock exclusively
+// (see OpenExclusive) and the store keeps it so until Close.
+func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
@@ -60,7 +65,7 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("store %s: %w", root, err)
 		}
 	}
-	s := &Store{Root: root}
+	s := &Store{Root: root, exclusive: lockExclusive != nil}
 	if s.Content, err = content.Open(filepath.Join(root, "content")); err != nil {
 		return nil, err
 	}
@@ -73,11 +78,20 @@ func Open(root string) (*Store, error) {
 	if s.lock, err = os.OpenFile(filepath.Join(root, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
 		return nil, err
 	}
+	if s.exclusive {
+		if err := lockExclusive(s.lock); err != nil {
+			s.lock.Close()
+			return nil, err
+		}
+	}
 	if unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-		if err := s.repair(); err != nil {
+		if _, err := s.repair(); err != nil {
 			s.lock.Close()
 			return nil, fmt.Errorf("store %s: cleanup: %w", root, err)
 		}
+	}
+	if s.exclusive {
+		return s, nil
 	}
 	// Downgrading (or waiting behind a GC) to shared.
 	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH); err != nil {

@@ -100,6 +100,11 @@ func (e *VertexError) Error() string {
 			name = rest
 		}
 	}
+	// An instruction can be megabytes long (a generated RUN line); the
+	// message only needs to recognize it.
+	if len(name) > 300 {
+		name = name[:300] + "…"
+	}
 	if e.Vertex.Location != "" {
 		return fmt.Sprintf("%s: %s: %v", e.Vertex.Location, name, e.Err)
 	}

@@ -207,6 +207,14 @@ func (s *Store) writeIndex(idx *ocispec.Index) error {
 // updateIndex runs a read-modify-write of index.json under an exclusive
 // flock, so concurrent taggers do not lose each other's updates.
 func (s *Store) updateIndex(fn func(*ocispec.Index)) error {
+	return s.UpdateIndex(func(idx *ocispec.Index) error { fn(idx); return nil })
+}
+
+// UpdateIndex applies fn to index.json as one read-modify-write under the
+// index lock, for changes that must decide on what the index holds at that
+// moment (rmi, repair). Atomic: if fn returns an error nothing is written,
+// and readers see the old or the new index, never a mix.
+func (s *Store) UpdateIndex(fn func(*ocispec.Index) error) error {
 	lf, err := os.OpenFile(filepath.Join(s.dir, "index.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return err
@@ -219,6 +227,8 @@ func (s *Store) updateIndex(fn func(*ocispec.Index)) error {
 	if err != nil {
 		return err
 	}
-	fn(idx)
+	if err := fn(idx); err != nil {
+		return err
+	}
 	return s.writeIndex(idx)
 }

@@ -13,10 +13,12 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/build"
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/pull"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/cpu"
+	"golang.org/x/sys/unix"
 )
 
 func buildCmd() *cobra.Command {
@@ -26,11 +28,13 @@ func buildCmd() *cobra.Command {
 		progressMode, iidfile   string
 		runtime                 string
 		noCache, pullAlways     bool
+		push                    bool
 		outputs, secrets, ssh   []string
 		buildContexts, allow    []string
 		noCacheFilter           []string
 		cacheFrom, cacheTo      []string
 		platform, metadataFile  string
+		cacheMaxFlag            string
 	)
 	cmd := &cobra.Command{
 		Use:   "build [OPTIONS] CONTEXT",
@@ -59,6 +63,18 @@ func buildCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if push {
+				// docker build --push: the image under its -t names, pushed.
+				if len(tags) == 0 {
+					return fmt.Errorf("--push needs a name to push to: -t REGISTRY/REPO:TAG")
+				}
+				outs = append(outs, build.Output{Type: "image", Attrs: map[string]string{"push": "true"}})
+			}
+			for _, o := range outs {
+				if (o.Type == "registry" || o.Type == "image") && o.Attrs["name"] == "" && len(tags) == 0 {
+					return fmt.Errorf("-o type=%s: name=REGISTRY/REPO:TAG (or -t) is required", o.Type)
+				}
+			}
 			cacheFromSpecs, err := parseCacheSpecs("--cache-from", cacheFrom)
 			if err != nil {
 				return err
@@ -86,6 +102,10 @@ func buildCmd() *cobra.Command {
 				return err
 			}
 			insecure, err := parseAllow(allow)
+			if err != nil {
+				return err
+			}
+			budget, err := cacheMax(cacheMaxFlag)
 			if err != nil {
 				return err
 			}
@@ -122,6 +142,8 @@ func buildCmd() *cobra.Command {
 				Warn:          func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) },
 				Events:        p.event,
 				Log:           p.logger,
+				CacheMax:      budget,
+				GC:            func(r *cache.GCReport, err error) { reportBuildGC(os.Stderr, r, err) },
 				Plan: func(b *dockerfile.Build) {
 					p.number(b.Vertices)
 					for _, s := range b.SkippedStages {
@@ -151,6 +173,7 @@ func buildCmd() *cobra.Command {
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (KEY alone takes it from the environment)")
 	f.StringArrayVar(&labels, "label", nil, "set image label KEY=VALUE")
 	f.BoolVar(&noCache, "no-cache", false, "do not use the build cache")
+	f.BoolVar(&push, "push", false, "push the image to its registry under each -t name after the build (short for -o type=image,push=true)")
 	f.BoolVar(&pullAlways, "pull", false, "always look up FROM images in their registry (without it a stored image is used; missing ones are pulled)")
 	f.StringVar(&network, "network", "host", "network for RUN: host, none")
 	f.StringVar(&progressMode, "progress", "auto", "progress output: auto, plain, tty, quiet")
@@ -160,7 +183,8 @@ func buildCmd() *cobra.Command {
 		"type=local,dest=DIR (the final rootfs into DIR; \"-o DIR\" for short), "+
 		"type=tar,dest=FILE (the final rootfs as one tar), "+
 		"type=oci,dest=FILE[,compression=gzip|zstd|uncompressed][,compression-level=N] (OCI layout tar, layers compressed, gzip by default), "+
-		"type=docker,dest=FILE (a docker save tar; it also holds an OCI layout, like kiln save, which docker load accepts); "+
+		"type=docker,dest=FILE (a docker save tar; it also holds an OCI layout, like kiln save, which docker load accepts), "+
+		"type=registry[,name=REG/REPO:TAG][,compression=...] (push; names default to the -t names), type=image[,name=...][,push=true]; "+
 		"dest=- writes a tar to stdout. The image is stored and tagged as well")
 	f.StringVar(&metadataFile, "metadata-file", "", "write the result's digests and names as JSON (buildx's keys) to this file")
 	f.StringVar(&platform, "platform", "", "target platform; kiln builds only for the host platform (linux/"+goruntime.GOARCH+", or \"local\")")
@@ -170,6 +194,7 @@ func buildCmd() *cobra.Command {
 	f.StringArrayVar(&noCacheFilter, "no-cache-filter", nil, "do not use the cache for these stages (repeatable or comma separated)")
 	f.StringArrayVar(&cacheFrom, "cache-from", nil, "import a build cache: type=local,src=DIR | type=registry,ref=REF (or just REF); repeatable")
 	f.StringArrayVar(&cacheTo, "cache-to", nil, "export the build cache: type=local,dest=DIR | type=registry,ref=REF, with mode=min (target stage) or mode=max (every stage)")
+	f.StringVar(&cacheMaxFlag, "cache-max", "", "build cache budget enforced when the build ends, least recently used first (e.g. 10GB, 2GiB, off; env KILN_CACHE_MAX; default 10% of the store's filesystem, at most 20GB)")
 	f.StringArrayVar(&allow, "allow", nil, "allow an entitlement: security.insecure (RUN --security=insecure), network.host")
 	return cmd
 }
@@ -272,9 +297,11 @@ func checkStdoutOutputs(outs []build.Output, terminal bool) error {
 	return nil
 }
 
+// stdoutIsTerminal is isatty(1): /dev/null is a character device too, and
+// `kiln save IMAGE > /dev/null` must work as docker's does.
 func stdoutIsTerminal() bool {
-	fi, err := os.Stdout.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // parsePlatform checks --platform against the host: kiln runs every RUN

@@ -1,108 +1,517 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"path"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
+	"github.com/distribution/reference"
+	units "github.com/docker/go-units"
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/content"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 )
 
+// docker's default formats (docker/cli cli/command/formatter/image.go).
+const (
+	imagesTableFormat           = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}"
+	imagesTableFormatWithDigest = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}"
+	imagesRawFormat             = "repository: {{ .Repository }}\ntag: {{.Tag}}\nimage_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n"
+	imagesRawFormatWithDigest   = "repository: {{ .Repository }}\ntag: {{.Tag}}\ndigest: {{.Digest}}\nimage_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n"
+)
+
 func imagesCmd() *cobra.Command {
-	var quiet, digests bool
+	var (
+		all, quiet, noTrunc, digests bool
+		filters                      []string
+		format                       string
+	)
 	cmd := &cobra.Command{
-		Use:   "images",
+		Use:   "images [OPTIONS] [REPOSITORY[:TAG]]",
 		Short: "List images",
-		Args:  cobra.NoArgs,
+		Long: `List images like docker images: one row per name, newest image first;
+an image without a name (its tag moved to a newer build) is <none>:<none>.
+
+Filters (-f, repeatable; different keys must all match, the same key
+repeated matches any of its values, except label which must all match):
+  dangling=true|false   only images without / with a name
+  reference=PATTERN     names matching PATTERN (path.Match on "repo:tag" and "repo")
+  before=IMAGE          images created before IMAGE
+  since=IMAGE           images created after IMAGE
+  label=KEY[=VALUE]     images with that label
+
+--format takes a Go template over .ID .Repository .Tag .Digest .CreatedSince
+.CreatedAt .Size .VirtualSize .SharedSize .UniqueSize .Containers, "table
+TEMPLATE" for columns with headers, or "json" for one JSON object per line.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				filters = append(filters, "reference="+args[0])
+			}
 			store, err := openStore()
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			rows, err := listImages(store)
+			imgs, err := loadImages(store, func(msg string) { fmt.Fprintln(os.Stderr, "WARNING:", msg) })
 			if err != nil {
 				return err
 			}
-			if quiet {
-				seen := map[string]bool{}
-				for _, r := range rows {
-					if !seen[r.id] {
-						seen[r.id] = true
-						fmt.Println(shortID(r.id))
-					}
-				}
-				return nil
+			f, err := parseImageFilters(filters, imgs)
+			if err != nil {
+				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-			if digests {
-				fmt.Fprintln(w, "REPOSITORY\tTAG\tDIGEST\tIMAGE ID\tCREATED\tSIZE")
-			} else {
-				fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
-			}
-			for _, r := range rows {
-				if digests {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.repo, r.tag, r.digest, shortID(r.id), ago(r.created), humanSize(r.size))
-					continue
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.repo, r.tag, shortID(r.id), ago(r.created), humanSize(r.size))
-			}
-			return w.Flush()
+			format = imagesFormat(format, quiet, digests)
+			showDigests := digests || strings.Contains(format, "{{.Digest}}")
+			return writeImages(os.Stdout, format, f.rows(imgs, showDigests, digests, !noTrunc))
 		},
 	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
-	cmd.Flags().BoolVar(&digests, "digests", false, "show the registry digest of pulled images")
+	fl := cmd.Flags()
+	fl.BoolVarP(&all, "all", "a", false, "show all images (kiln keeps no intermediate images: the same as without -a)")
+	fl.BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	fl.BoolVar(&noTrunc, "no-trunc", false, "don't truncate output")
+	fl.BoolVar(&digests, "digests", false, "show the registry digest of pulled images")
+	fl.StringArrayVarP(&filters, "filter", "f", nil, "filter output based on conditions provided")
+	fl.StringVar(&format, "format", "", `format output: "table", "table TEMPLATE", "json" or a Go TEMPLATE`)
 	return cmd
 }
 
-type imageRow struct {
-	repo, tag, id string
-	created       time.Time
-	size          int64
-	image         *content.StoredImage
-	name          string
-	digest        string // registry digest of a pulled image, "<none>" otherwise
+// storedImage is one image as docker lists it: an image ID (config digest)
+// with every name that refers to it, whichever manifests they point at.
+type storedImage struct {
+	ID          digest.Digest
+	Image       *content.StoredImage // read from the first manifest seen
+	Manifests   []digest.Digest
+	Names       []string // full names: tags and NAME@DIGEST references
+	RepoDigests []string // REPOSITORY@DIGEST a pulled image came from
+	Created     time.Time
+	HasCreated  bool
+	Size        int64
 }
 
-// listImages reads every index entry, newest first like docker.
-func listImages(store *cache.Store) ([]imageRow, error) {
-	imgs, err := store.Content.Images()
+// Tags are the image's tagged names, familiar form ("app:1").
+func (im *storedImage) Tags() []string {
+	var out []string
+	for _, n := range im.Names {
+		if ref, err := reference.ParseNormalizedNamed(n); err == nil {
+			if _, ok := ref.(reference.NamedTagged); ok {
+				out = append(out, reference.FamiliarString(ref))
+			}
+		}
+	}
+	return out
+}
+
+// loadImages reads index.json into images, newest first. An entry whose
+// manifest or config cannot be read is reported to warn and skipped, so a
+// damaged image does not hide the others.
+func loadImages(store *cache.Store, warn func(string)) ([]*storedImage, error) {
+	entries, err := store.Content.Images()
 	if err != nil {
 		return nil, err
 	}
-	var rows []imageRow
-	for _, im := range imgs {
-		si, err := store.Content.ReadImage(im.Descriptor)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", im.Descriptor.Digest, err)
-		}
-		r := imageRow{repo: "<none>", tag: "<none>", id: string(si.ID()), image: si, name: im.Name, digest: "<none>"}
-		if im.Name != "" {
-			r.repo, r.tag = content.SplitName(im.Name)
-			if r.tag == "" { // pulled by digest
-				r.tag = "<none>"
+	read := map[digest.Digest]*content.StoredImage{}
+	byID := map[digest.Digest]*storedImage{}
+	var out []*storedImage
+	for _, e := range entries {
+		d := e.Descriptor.Digest
+		si, seen := read[d]
+		if !seen {
+			si, err = store.Content.ReadImage(e.Descriptor)
+			if err != nil {
+				si = nil
+				if warn != nil {
+					name := "<none>"
+					if e.Name != "" {
+						name = content.FamiliarName(e.Name)
+					}
+					warn(fmt.Sprintf("image %s (manifest %s) is damaged: %v (run kiln doctor)", name, d, err))
+				}
 			}
+			read[d] = si
 		}
-		if rd := im.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" {
-			if _, d, ok := strings.Cut(rd, "@"); ok {
-				r.digest = d
+		if si == nil {
+			continue
+		}
+		im := byID[si.ID()]
+		if im == nil {
+			im = &storedImage{ID: si.ID(), Image: si}
+			if si.Config.Created != nil {
+				im.Created, im.HasCreated = *si.Config.Created, true
 			}
+			for _, l := range si.Manifest.Layers {
+				im.Size += l.Size
+			}
+			byID[im.ID] = im
+			out = append(out, im)
 		}
-		if si.Config.Created != nil {
-			r.created = *si.Config.Created
+		if !slices.Contains(im.Manifests, d) {
+			im.Manifests = append(im.Manifests, d)
 		}
-		for _, l := range si.Manifest.Layers {
-			r.size += l.Size
+		if e.Name != "" && !slices.Contains(im.Names, e.Name) {
+			im.Names = append(im.Names, e.Name)
 		}
-		rows = append(rows, r)
+		if rd := e.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" && !slices.Contains(im.RepoDigests, rd) {
+			im.RepoDigests = append(im.RepoDigests, rd)
+		}
 	}
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].created.After(rows[j].created) })
-	return rows, nil
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// imageFilter is a parsed set of --filter values, with docker's semantics
+// (moby daemon/images: Images).
+type imageFilter struct {
+	danglingOnly, noDangling bool
+	refs                     []string
+	labels                   []string
+	before, since            *storedImage
+}
+
+func parseImageFilters(args []string, imgs []*storedImage) (*imageFilter, error) {
+	f := &imageFilter{}
+	var dangling []string
+	var before, since string
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return nil, fmt.Errorf("bad format of filter %q (expected name=value)", a)
+		}
+		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		switch k {
+		case "dangling":
+			dangling = append(dangling, v)
+		case "reference":
+			if _, err := path.Match(v, ""); err != nil {
+				return nil, fmt.Errorf("invalid filter 'reference=%s': %v", v, err)
+			}
+			f.refs = append(f.refs, v)
+		case "label":
+			f.labels = append(f.labels, v)
+		case "before":
+			before = v
+		case "since":
+			since = v
+		default:
+			return nil, fmt.Errorf("invalid filter '%s'", k)
+		}
+	}
+	switch {
+	case len(dangling) == 0:
+	case slices.Contains(dangling, "true"):
+		f.danglingOnly = true
+	case slices.Contains(dangling, "false"):
+		f.noDangling = true
+	default:
+		return nil, fmt.Errorf("invalid filter 'dangling=%s' (true or false)", strings.Join(dangling, ","))
+	}
+	var err error
+	if before != "" {
+		if f.before, err = lookupImage(imgs, before); err != nil {
+			return nil, err
+		}
+	}
+	if since != "" {
+		if f.since, err = lookupImage(imgs, since); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// matchRef is docker's reference.FamiliarMatch against every pattern: the
+// familiar string ("app:1") or the familiar name ("app") must match.
+func (f *imageFilter) matchRef(name string) bool {
+	if len(f.refs) == 0 {
+		return true
+	}
+	ref, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return false
+	}
+	for _, p := range f.refs {
+		if ok, _ := path.Match(p, reference.FamiliarString(ref)); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, reference.FamiliarName(ref)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// matchLabels: every label filter must hold (docker's MatchKVList).
+func (f *imageFilter) matchLabels(labels map[string]string) bool {
+	if len(f.labels) == 0 {
+		return true
+	}
+	if len(labels) == 0 {
+		return false
+	}
+	for _, l := range f.labels {
+		k, v, hasValue := strings.Cut(l, "=")
+		got, ok := labels[k]
+		if !ok || hasValue && got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// rows applies the filters and expands images into listing rows like
+// docker: one per repository and tag, a <none>:<none> row for an image
+// without names, and with digests shown a row per registry digest.
+func (f *imageFilter) rows(imgs []*storedImage, needDigest, digestRows, trunc bool) []*imageContext {
+	var out []*imageContext
+	for _, im := range imgs {
+		if f.before != nil && !im.Created.Before(f.before.Created) {
+			continue
+		}
+		if f.since != nil && !im.Created.After(f.since.Created) {
+			continue
+		}
+		if !f.matchLabels(im.Image.Config.Config.Labels) {
+			continue
+		}
+		repoTags := map[string][]string{}
+		repoDigests := map[string][]string{}
+		for _, n := range append(append([]string(nil), im.Names...), im.RepoDigests...) {
+			if !f.matchRef(n) {
+				continue
+			}
+			ref, err := reference.ParseNormalizedNamed(n)
+			if err != nil {
+				continue
+			}
+			repo := reference.FamiliarName(ref)
+			if t, ok := ref.(reference.NamedTagged); ok && !slices.Contains(repoTags[repo], t.Tag()) {
+				repoTags[repo] = append(repoTags[repo], t.Tag())
+			}
+			if c, ok := ref.(reference.Canonical); ok && !slices.Contains(repoDigests[repo], c.Digest().String()) {
+				repoDigests[repo] = append(repoDigests[repo], c.Digest().String())
+			}
+		}
+		if len(repoTags) == 0 && len(repoDigests) == 0 {
+			if f.noDangling || len(f.refs) > 0 {
+				continue
+			}
+			out = append(out, &imageContext{img: im, repo: "<none>", tag: "<none>", digest: "<none>", trunc: trunc})
+			continue
+		}
+		if f.danglingOnly && len(repoTags) > 0 {
+			continue
+		}
+		add := func(repo, tag, dg string) {
+			out = append(out, &imageContext{img: im, repo: repo, tag: tag, digest: dg, trunc: trunc})
+		}
+		for _, repo := range sortedKeys(repoTags) {
+			digests := repoDigests[repo]
+			delete(repoDigests, repo)
+			if !needDigest {
+				digests = nil
+			}
+			tags := repoTags[repo]
+			sort.Strings(tags)
+			for _, tag := range tags {
+				if len(digests) == 0 {
+					add(repo, tag, "<none>")
+				}
+				for _, dg := range digests {
+					add(repo, tag, dg)
+				}
+			}
+		}
+		for _, repo := range sortedKeys(repoDigests) {
+			if !digestRows {
+				add(repo, "<none>", "")
+				continue
+			}
+			for _, dg := range repoDigests[repo] {
+				add(repo, "<none>", dg)
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// imagesFormat picks the template like docker's NewImageFormat.
+func imagesFormat(format string, quiet, digests bool) string {
+	switch format {
+	case "", "table":
+		switch {
+		case quiet:
+			return "{{.ID}}"
+		case digests:
+			return imagesTableFormatWithDigest
+		}
+		return imagesTableFormat
+	case "raw":
+		switch {
+		case quiet:
+			return "image_id: {{.ID}}"
+		case digests:
+			return imagesRawFormatWithDigest
+		}
+		return imagesRawFormat
+	}
+	if strings.HasPrefix(format, "table") && digests && !strings.Contains(format, "{{.Digest}}") {
+		format += "\t{{.Digest}}"
+	}
+	return format
+}
+
+// imageContext is one row; its methods are the template fields, named and
+// computed as docker's (cli/command/formatter/image.go).
+type imageContext struct {
+	img               *storedImage
+	repo, tag, digest string
+	trunc             bool
+}
+
+func (c *imageContext) ID() string {
+	if c.trunc {
+		return shortID(string(c.img.ID))
+	}
+	return string(c.img.ID)
+}
+func (c *imageContext) Repository() string { return c.repo }
+func (c *imageContext) Tag() string        { return c.tag }
+func (c *imageContext) Digest() string     { return c.digest }
+func (c *imageContext) CreatedSince() string {
+	if !c.img.HasCreated {
+		return ""
+	}
+	return ago(c.img.Created)
+}
+func (c *imageContext) CreatedAt() string {
+	if !c.img.HasCreated {
+		return time.Unix(0, 0).String()
+	}
+	return time.Unix(c.img.Created.Unix(), 0).String()
+}
+func (c *imageContext) Size() string        { return humanSize(c.img.Size) }
+func (c *imageContext) VirtualSize() string { return units.HumanSize(float64(c.img.Size)) }
+func (c *imageContext) SharedSize() string  { return "N/A" }
+func (c *imageContext) UniqueSize() string  { return "N/A" }
+func (c *imageContext) Containers() string  { return "N/A" }
+
+// MarshalJSON is what {{json .}} and --format json print: every field, as
+// docker does (keys sorted, "<" escaped as \u003c).
+func (c *imageContext) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{
+		"ID": c.ID(), "Repository": c.Repository(), "Tag": c.Tag(), "Digest": c.Digest(),
+		"CreatedSince": c.CreatedSince(), "CreatedAt": c.CreatedAt(), "Size": c.Size(),
+		"VirtualSize": c.VirtualSize(), "SharedSize": c.SharedSize(), "UniqueSize": c.UniqueSize(),
+		"Containers": c.Containers(),
+	})
+}
+
+var imageHeaders = map[string]string{
+	"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+	"CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "VirtualSize": "SIZE",
+	"SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Containers": "CONTAINERS",
+}
+
+// Template functions of docker's templates package, and the versions used
+// for table headers, which leave the header text alone.
+var (
+	templateFuncs = template.FuncMap{
+		"json": func(v any) string {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(false)
+			enc.Encode(v)
+			return strings.TrimSpace(buf.String())
+		},
+		"split": strings.Split,
+		"join":  strings.Join,
+		"title": strings.Title, //nolint:staticcheck // docker's function, ASCII only
+		"lower": strings.ToLower,
+		"upper": strings.ToUpper,
+		"pad": func(s string, prefix, suffix int) string {
+			if s == "" {
+				return s
+			}
+			return strings.Repeat(" ", prefix) + s + strings.Repeat(" ", suffix)
+		},
+		"truncate": func(s string, n int) string {
+			if len(s) < n {
+				return s
+			}
+			return s[:n]
+		},
+	}
+	headerFuncs = template.FuncMap{
+		"json":     func(v string) string { return v },
+		"split":    func(v, _ string) string { return v },
+		"join":     func(v, _ string) string { return v },
+		"title":    func(v string) string { return v },
+		"lower":    func(v string) string { return v },
+		"upper":    func(v string) string { return v },
+		"truncate": func(v string, _ int) string { return v },
+	}
+)
+
+// writeImages renders rows with format like docker's formatter: "table
+// ..." gets a header line and aligned columns, "json" one object per line,
+// anything else is a template executed once per row.
+func writeImages(w io.Writer, format string, rows []*imageContext) error {
+	table := strings.HasPrefix(format, "table")
+	final := format
+	switch {
+	case table:
+		final = final[len("table"):]
+	case format == "json":
+		final = "{{json .}}"
+	}
+	final = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(strings.Trim(final, " "))
+	tmpl, err := template.New("").Funcs(templateFuncs).Parse(final)
+	if err != nil {
+		return fmt.Errorf("template parsing error: %w", err)
+	}
+	var buf bytes.Buffer
+	for _, r := range rows {
+		if err := tmpl.Execute(&buf, r); err != nil {
+			return fmt.Errorf("template parsing error: %w", err)
+		}
+		buf.WriteString("\n")
+	}
+	if !table {
+		_, err := buf.WriteTo(w)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+	var header bytes.Buffer
+	tmpl.Funcs(headerFuncs).Execute(&header, imageHeaders)
+	header.WriteString("\n")
+	header.WriteTo(tw)
+	buf.WriteTo(tw)
+	return tw.Flush()
 }
 
 func shortID(id string) string {
@@ -113,49 +522,62 @@ func shortID(id string) string {
 	return id
 }
 
-// ago formats a time like docker: "2 hours ago".
+// ago formats a time like docker: "2 hours ago", "About a minute ago".
 func ago(t time.Time) string {
 	if t.IsZero() {
 		return "N/A"
 	}
-	d := time.Since(t)
-	switch {
-	case d < time.Second:
-		return "Less than a second ago"
-	case d < time.Minute:
-		return plural(int(d.Seconds()), "second") + " ago"
-	case d < time.Hour:
-		return plural(int(d.Minutes()), "minute") + " ago"
-	case d < 48*time.Hour:
-		return plural(int(d.Hours()), "hour") + " ago"
-	case d < 14*24*time.Hour:
-		return plural(int(d.Hours()/24), "day") + " ago"
-	case d < 60*24*time.Hour:
-		return plural(int(d.Hours()/24/7), "week") + " ago"
-	case d < 2*365*24*time.Hour:
-		return plural(int(d.Hours()/24/30), "month") + " ago"
-	}
-	return plural(int(d.Hours()/24/365), "year") + " ago"
+	return units.HumanDuration(time.Now().UTC().Sub(t)) + " ago"
 }
 
-func plural(n int, unit string) string {
-	if n == 1 {
-		if unit == "hour" {
-			return "About an hour"
+// humanSize formats bytes like docker's SIZE columns (decimal units, 3
+// significant digits: "4.26MB").
+func humanSize(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }
+
+var hexPrefix = regexp.MustCompile(`^(sha256:)?[0-9a-f]{1,64}$`)
+
+// lookupImage finds what a user typed among imgs: a name (tag or
+// NAME@DIGEST), a full image ID or an unambiguous prefix of one (docker
+// accepts any length), or a full manifest digest. An ambiguous prefix is an
+// error naming the images it matches.
+func lookupImage(imgs []*storedImage, ref string) (*storedImage, error) {
+	if name, err := content.NormalizeName(ref); err == nil {
+		for _, im := range imgs {
+			if slices.Contains(im.Names, name) {
+				return im, nil
+			}
 		}
-		return "1 " + unit
 	}
-	return fmt.Sprintf("%d %ss", n, unit)
-}
-
-// humanSize formats bytes like docker (decimal units, 3 significant digits).
-func humanSize(n int64) string {
-	units := []string{"B", "kB", "MB", "GB", "TB"}
-	f := float64(n)
-	i := 0
-	for f >= 1000 && i < len(units)-1 {
-		f /= 1000
-		i++
+	if !hexPrefix.MatchString(ref) {
+		return nil, fmt.Errorf("no such image: %s", ref)
 	}
-	return fmt.Sprintf("%.4g%s", f, units[i])
+	hex := strings.TrimPrefix(ref, "sha256:")
+	var found []*storedImage
+	for _, im := range imgs {
+		if strings.HasPrefix(im.ID.Encoded(), hex) {
+			found = append(found, im)
+			continue
+		}
+		for _, m := range im.Manifests {
+			if m.Encoded() == hex {
+				found = append(found, im)
+				break
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("no such image: %s", ref)
+	case 1:
+		return found[0], nil
+	}
+	var desc []string
+	for _, im := range found {
+		d := shortID(string(im.ID))
+		if tags := im.Tags(); len(tags) > 0 {
+			d += " (" + strings.Join(tags, ", ") + ")"
+		}
+		desc = append(desc, d)
+	}
+	return nil, fmt.Errorf("image ID prefix %q is ambiguous: it matches %s", ref, strings.Join(desc, ", "))
 }

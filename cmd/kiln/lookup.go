@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/content"
 )
@@ -16,25 +13,13 @@ func findImage(store *cache.Store, ref string) (*content.StoredImage, error) {
 			return store.Content.ReadImage(desc)
 		}
 	}
-	rows, err := listImages(store)
+	imgs, err := loadImages(store, nil)
 	if err != nil {
 		return nil, err
 	}
-	hex := strings.TrimPrefix(ref, "sha256:")
-	if len(hex) >= 4 {
-		var found *content.StoredImage
-		for _, r := range rows {
-			if strings.HasPrefix(strings.TrimPrefix(r.id, "sha256:"), hex) ||
-				strings.TrimPrefix(string(r.image.ManifestDesc.Digest), "sha256:") == hex {
-				if found != nil && found.ID() != r.image.ID() {
-					return nil, fmt.Errorf("image ID prefix %q is ambiguous", ref)
-				}
-				found = r.image
-			}
-		}
-		if found != nil {
-			return found, nil
-		}
+	im, err := lookupImage(imgs, ref)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("no such image: %s", ref)
+	return im.Image, nil
 }

@@ -27,8 +27,8 @@ func main() {
 	}
 	root.PersistentFlags().StringVar(&rootDir, "root", cache.DefaultRoot(), "store directory (env KILN_ROOT)")
 	addRegistryFlags(root.PersistentFlags())
-	root.AddCommand(buildCmd(), imagesCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
-		inspectCmd(), historyCmd(), runCmd(), pullCmd())
+	root.AddCommand(buildCmd(), imagesCmd(), doctorCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
+		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd())
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

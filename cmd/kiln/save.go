@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/atomicfile"
 	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/exporter/archive"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 )
 
@@ -42,7 +44,7 @@ func saveCmd() *cobra.Command {
 				images = append(images, img)
 			}
 			if output == "" {
-				if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				if stdoutIsTerminal() {
 					return errors.New("refusing to write a tar to a terminal: use -o FILE or redirect stdout")
 				}
 				w := bufio.NewWriterSize(os.Stdout, 1<<20)
@@ -82,7 +84,14 @@ func loadCmd() *cobra.Command {
 				defer f.Close()
 				r = f
 			}
+			before, err := store.Content.Blobs()
+			if err != nil {
+				return err
+			}
 			loaded, err := archive.Load(cmd.Context(), bufio.NewReaderSize(r, 1<<20), store.Content)
+			// Load stores every file of the archive as it streams by; what
+			// no image uses (all of it, for a broken archive) goes again.
+			removeNewBlobs(store, before)
 			if err != nil {
 				return err
 			}
@@ -150,4 +159,26 @@ func importCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// removeNewBlobs removes the blobs that are in the store now but were not
+// in before, unless something refers to them (see
+// cache.Store.RemoveUnreferencedBlobs, which does nothing while other kiln
+// processes are running; prune collects them then).
+func removeNewBlobs(store *cache.Store, before []digest.Digest) {
+	after, err := store.Content.Blobs()
+	if err != nil {
+		return
+	}
+	had := make(map[digest.Digest]bool, len(before))
+	for _, d := range before {
+		had[d] = true
+	}
+	var added []digest.Digest
+	for _, d := range after {
+		if !had[d] {
+			added = append(added, d)
+		}
+	}
+	store.RemoveUnreferencedBlobs(added)
 }

@@ -8,6 +8,14 @@
 //	                       (compression=gzip|zstd|uncompressed, compression-level=N)
 //	type=docker,dest=FILE  a `docker save` tar (with an OCI layout in it too:
 //	                       the same tar `kiln save` writes, which docker load reads)
+//	type=image[,name=N][,push=true]  the image under names N in the store
+//	                       (default: the build's -t names), pushed to their
+//	                       registries with push=true (exporter/registry)
+//	type=registry[,name=N] type=image,push=true (kiln build --push)
+//
+// image and registry take compression=, compression-level= (layers are
+// compressed for the push, gzip by default, each once) and
+// oci-mediatypes=false (docker's media types).
 //
 // dest "-" (or no dest) writes a tar kind to stdout. Files are written
 // atomically (temp file next to dest, then rename): a failed or
@@ -22,6 +30,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -32,6 +41,8 @@ import (
 	"github.com/kiln-build/kiln/exporter/archive"
 	"github.com/kiln-build/kiln/exporter/compression"
 	"github.com/kiln-build/kiln/exporter/local"
+	"github.com/kiln-build/kiln/exporter/registry"
+	regconf "github.com/kiln-build/kiln/internal/registry"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -42,6 +53,10 @@ const (
 	Tar    = "tar"
 	OCI    = "oci"
 	Docker = "docker"
+	// TypeImage names the image in the store and, with push=true, pushes it.
+	TypeImage = "image"
+	// TypeRegistry is TypeImage with push=true.
+	TypeRegistry = "registry"
 	// CacheOnly exports nothing (BuildKit's "cacheonly"); kiln's store keeps
 	// the result either way.
 	CacheOnly = "cacheonly"
@@ -71,12 +86,20 @@ func (s Spec) String() string {
 // or reused from a compression with the same settings), oci-mediatypes
 // (type=oci always uses OCI media types) and tar=true (the default).
 var knownAttrs = map[string][]string{
-	Local:     {"platform-split"},
-	Tar:       {"platform-split"},
-	OCI:       {"name", "compression", "compression-level", "force-compression", "oci-mediatypes", "tar"},
-	Docker:    {"name", "tar"},
-	CacheOnly: {},
+	Local:        {"platform-split"},
+	Tar:          {"platform-split"},
+	OCI:          {"name", "compression", "compression-level", "force-compression", "oci-mediatypes", "tar"},
+	Docker:       {"name", "tar"},
+	TypeImage:    pushAttrs,
+	TypeRegistry: pushAttrs,
+	CacheOnly:    {},
 }
+
+// pushAttrs are what type=image and type=registry take. Accepted but
+// ignored: store (kiln's store always keeps the result), unpack (layers
+// are unpacked in the store already). force-compression=true compresses
+// even layers the registry holds compressed with the same algorithm.
+var pushAttrs = []string{"name", "push", "compression", "compression-level", "force-compression", "oci-mediatypes", "store", "unpack"}
 
 // Validate checks outputs before a build starts, so that a typo fails in
 // a second rather than after the build: known types and attributes,
@@ -87,10 +110,7 @@ func Validate(specs []Spec) error {
 	for _, s := range specs {
 		known, ok := knownAttrs[s.Type]
 		if !ok {
-			if s.Type == "image" || s.Type == "registry" {
-				return fmt.Errorf("-o %s: pushing to a registry is not supported yet (types: local, tar, oci, docker)", s)
-			}
-			return fmt.Errorf("-o %s: unknown output type %q (types: local, tar, oci, docker)", s, s.Type)
+			return fmt.Errorf("-o %s: unknown output type %q (types: local, tar, oci, docker, image, registry)", s, s.Type)
 		}
 		for k := range s.Attrs {
 			if !contains(known, k) {
@@ -115,6 +135,11 @@ func Validate(specs []Spec) error {
 			if _, err := compressionOf(s); err != nil {
 				return fmt.Errorf("-o %s: %w", s, err)
 			}
+		case TypeImage, TypeRegistry:
+			if err := validatePush(s); err != nil {
+				return fmt.Errorf("-o %s: %w", s, err)
+			}
+			continue
 		}
 		if s.Dest == "" || s.Dest == Stdout {
 			stdout++
@@ -146,6 +171,12 @@ type Options struct {
 	// Stdout receives the tar of an output whose dest is "-" (default
 	// os.Stdout).
 	Stdout io.Writer
+	// Registry says how pushes reach registries (plain-HTTP hosts, CAs,
+	// credentials).
+	Registry regconf.Config
+	// Progress receives push progress and each push's final
+	// "TAG: digest: ... size: N" line; nil is silent.
+	Progress io.Writer
 }
 
 // Export performs every output, one after the other.
@@ -186,6 +217,8 @@ func exportOne(ctx context.Context, store *cache.Store, img Image, layers []reco
 		return writeTo(s.Dest, opts.Stdout, func(w io.Writer) error {
 			return local.WriteTar(ctx, store, layers, w)
 		})
+	case TypeImage, TypeRegistry:
+		return exportImage(ctx, store, img, s, opts)
 	case Docker:
 		names, err := namesOf(s, img.Names)
 		if err != nil {
@@ -305,4 +338,85 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// validatePush checks the attributes of type=image and type=registry.
+func validatePush(s Spec) error {
+	if _, err := compressionOf(s); err != nil {
+		return err
+	}
+	for _, k := range []string{"push", "oci-mediatypes", "store", "unpack", "force-compression"} {
+		if v, ok := s.Attrs[k]; ok {
+			if _, err := strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("%s=%s: expected true or false", k, v)
+			}
+		}
+	}
+	if s.Type == TypeRegistry {
+		if v, ok := s.Attrs["push"]; ok {
+			if b, _ := strconv.ParseBool(v); !b {
+				return fmt.Errorf("push=false: type=registry always pushes (use type=image without push)")
+			}
+		}
+	}
+	if s.Dest != "" {
+		return fmt.Errorf("type=%s takes name=, not dest=", s.Type)
+	}
+	if _, err := namesOf(s, nil); err != nil {
+		return err
+	}
+	return nil
+}
+
+// exportImage names the image in the store under the output's names and,
+// for type=registry or push=true, pushes it to each.
+func exportImage(ctx context.Context, store *cache.Store, img Image, s Spec, opts Options) error {
+	names, err := namesOf(s, img.Names)
+	if err != nil {
+		return err
+	}
+	push := s.Type == TypeRegistry
+	if v, ok := s.Attrs["push"]; ok {
+		push, _ = strconv.ParseBool(v)
+	}
+	if len(names) == 0 {
+		if push {
+			return errors.New("nothing to push to: give name=REGISTRY/REPO:TAG (or -t)")
+		}
+		return errors.New("name= is required (or -t)")
+	}
+	for _, n := range names {
+		if err := store.Content.Tag(n, img.Manifest); err != nil {
+			return fmt.Errorf("tag %s: %w", content.FamiliarName(n), err)
+		}
+	}
+	if !push {
+		return nil
+	}
+	co, err := compressionOf(s)
+	if err != nil {
+		return err
+	}
+	dockerTypes := false
+	if v, ok := s.Attrs["oci-mediatypes"]; ok {
+		b, _ := strconv.ParseBool(v)
+		dockerTypes = !b
+	}
+	force, _ := strconv.ParseBool(s.Attrs["force-compression"])
+	for _, n := range names {
+		res, err := registry.Push(ctx, store.Content, img.Manifest, n, registry.Options{
+			Registry:         opts.Registry,
+			Compression:      co,
+			ForceCompression: force,
+			DockerMediaTypes: dockerTypes,
+			Progress:         opts.Progress,
+		})
+		if err != nil {
+			return err
+		}
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "%s: digest: %s size: %d\n", res.Tag, res.Digest, res.Size)
+		}
+	}
+	return nil
 }

@@ -42,7 +42,15 @@ func TestValidate(t *testing.T) {
 		{[]Spec{{Type: OCI, Dest: "o.tar", Attrs: map[string]string{"tar": "false"}}}, "only tar=true"},
 		{[]Spec{{Type: Docker, Dest: "d.tar", Attrs: map[string]string{"compression": "gzip"}}}, `unknown attribute "compression"`},
 		{[]Spec{{Type: Local, Dest: dir, Attrs: map[string]string{"name": "x"}}}, `unknown attribute "name"`},
-		{[]Spec{{Type: "registry"}}, "not supported yet"},
+		{[]Spec{{Type: TypeRegistry}}, ""},
+		{[]Spec{{Type: TypeRegistry, Attrs: map[string]string{"name": "127.0.0.1:5000/a:1,127.0.0.1:5000/b:2", "compression": "zstd", "oci-mediatypes": "false"}}}, ""},
+		{[]Spec{{Type: TypeImage, Attrs: map[string]string{"name": "a:1", "push": "true", "store": "true", "unpack": "false"}}}, ""},
+		{[]Spec{{Type: TypeRegistry, Dest: "x"}}, "takes name=, not dest="},
+		{[]Spec{{Type: TypeRegistry, Attrs: map[string]string{"push": "false"}}}, "always pushes"},
+		{[]Spec{{Type: TypeImage, Attrs: map[string]string{"push": "maybe"}}}, "expected true or false"},
+		{[]Spec{{Type: TypeImage, Attrs: map[string]string{"name": "x/UPPER"}}}, "must be lowercase"},
+		{[]Spec{{Type: TypeRegistry, Attrs: map[string]string{"compression": "lz4"}}}, "unknown compression"},
+		{[]Spec{{Type: TypeRegistry, Attrs: map[string]string{"tag": "x"}}}, `unknown attribute "tag"`},
 		{[]Spec{{Type: "bogus", Dest: "x"}}, `unknown output type "bogus"`},
 	}
 	for _, c := range cases {

@@ -159,7 +159,11 @@ type RunError struct {
 }
 
 func (e *RunError) Error() string {
-	msg := fmt.Sprintf("process %q did not complete successfully: exit code %d", strings.Join(e.Args, " "), e.Code)
+	cmd := strings.Join(e.Args, " ")
+	if len(cmd) > 300 {
+		cmd = cmd[:300] + "…"
+	}
+	msg := fmt.Sprintf("process %q did not complete successfully: exit code %d", cmd, e.Code)
 	if len(e.Tail) > 0 {
 		msg += "\n  last output:\n    " + strings.Join(e.Tail, "\n    ")
 	}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+
+	"github.com/distribution/reference"
+	units "github.com/docker/go-units"
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cache/record"
+	"github.com/spf13/cobra"
+)
+
+func dfCmd() *cobra.Command {
+	var (
+		verbose bool
+		format  string
+	)
+	cmd := &cobra.Command{
+		Use:   "df [OPTIONS]",
+		Short: "Show the store's disk usage",
+		Long: `Show disk usage like docker system df: images, build cache and cache mounts,
+with what kiln prune / kiln image prune could reclaim.
+
+Sizes are what things take on disk: a layer counts its blob, its unpacked
+snapshot and any compressed copies, once however many images share it.
+The three rows add up to the store's size (du -sb), metadata aside.
+Images: ACTIVE are those with a name; RECLAIMABLE is what removing the
+untagged ones frees. Build Cache: layers only cache records use, the
+records, and data nothing refers to. Cache Mounts: ACTIVE are those a
+running build holds.
+
+--format json prints one JSON object per row (with SizeBytes and
+ReclaimableBytes); a Go template gets .Type .TotalCount .Active .Size
+.Reclaimable .SizeBytes .ReclaimableBytes ("table TEMPLATE" adds headers).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			u, err := store.DiskUsage(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if verbose {
+				limit, err := cacheMax("")
+				if err != nil {
+					return err
+				}
+				if limit == 0 {
+					limit = cache.DefaultBudget(store.Root)
+				}
+				if format == "json" {
+					return writeDFVerboseJSON(os.Stdout, u, limit)
+				}
+				return writeDFVerbose(os.Stdout, u, limit)
+			}
+			return writeDF(os.Stdout, format, dfRows(u))
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show images, cache records and cache mounts one by one")
+	cmd.Flags().StringVar(&format, "format", "", `"table" (default), "json" or a Go template`)
+	return cmd
+}
+
+// dfRow is one TYPE line; its fields are the template's.
+type dfRow struct {
+	Type             string
+	TotalCount       int
+	Active           int
+	SizeBytes        int64
+	ReclaimableBytes int64
+}
+
+func (r dfRow) Size() string { return units.HumanSize(float64(r.SizeBytes)) }
+
+// Reclaimable is docker's "SIZE (PCT%)".
+func (r dfRow) Reclaimable() string {
+	pct := 0
+	if r.SizeBytes > 0 {
+		pct = int(100 * r.ReclaimableBytes / r.SizeBytes)
+	}
+	return fmt.Sprintf("%s (%d%%)", units.HumanSize(float64(r.ReclaimableBytes)), pct)
+}
+
+func (r dfRow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"Type": r.Type, "TotalCount": fmt.Sprint(r.TotalCount), "Active": fmt.Sprint(r.Active),
+		"Size": r.Size(), "Reclaimable": r.Reclaimable(),
+		"SizeBytes": r.SizeBytes, "ReclaimableBytes": r.ReclaimableBytes,
+	})
+}
+
+func dfRows(u *cache.Usage) []dfRow {
+	return []dfRow{
+		{Type: "Images", TotalCount: len(u.Images), Active: u.ActiveImages, SizeBytes: u.ImagesSize, ReclaimableBytes: u.ImagesReclaimable},
+		{Type: "Build Cache", TotalCount: len(u.Records), SizeBytes: u.CacheSize, ReclaimableBytes: u.CacheSize},
+		{Type: "Cache Mounts", TotalCount: len(u.Mounts), Active: u.ActiveMounts, SizeBytes: u.MountsSize, ReclaimableBytes: u.MountsReclaimable},
+	}
+}
+
+const dfTableFormat = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+
+var dfHeaders = map[string]string{
+	"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE",
+	"SizeBytes": "SIZE BYTES", "ReclaimableBytes": "RECLAIMABLE BYTES",
+}
+
+func writeDF(w io.Writer, format string, rows []dfRow) error {
+	switch format {
+	case "", "table":
+		format = dfTableFormat
+	case "json":
+		for _, r := range rows {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%s\n", b)
+		}
+		return nil
+	}
+	table := false
+	if t, ok := strings.CutPrefix(format, "table"); ok {
+		table, format = true, strings.TrimLeft(t, " ")
+	}
+	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)
+	tmpl, err := template.New("df").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
+	}).Parse(format + "\n")
+	if err != nil {
+		return fmt.Errorf("--format: %w", err)
+	}
+	out := w
+	var tw *tabwriter.Writer
+	if table {
+		tw = tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+		out = tw
+		headers := map[string]string{}
+		for k, v := range dfHeaders {
+			headers[k] = v
+		}
+		htmpl, _ := template.New("h").Funcs(template.FuncMap{"json": func(v any) string { return "" }}).Parse(format + "\n")
+		if err := htmpl.Execute(out, headers); err != nil {
+			return fmt.Errorf("--format: %w", err)
+		}
+	}
+	for _, r := range rows {
+		if err := tmpl.Execute(out, r); err != nil {
+			return fmt.Errorf("--format: %w", err)
+		}
+	}
+	if tw != nil {
+		return tw.Flush()
+	}
+	return nil
+}
+
+func writeDFVerbose(w io.Writer, u *cache.Usage, limit int64) error {
+	fmt.Fprintln(w, "Images space usage:")
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+	fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE")
+	for _, im := range u.Images {
+		created := "N/A"
+		if !im.Created.IsZero() {
+			created = ago(im.Created)
+		}
+		for _, rt := range repoTags(im.Names) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rt[0], rt[1], shortID(string(im.ID)), created,
+				units.HumanSize(float64(im.Size)), units.HumanSize(float64(im.SharedSize)), units.HumanSize(float64(im.UniqueSize)))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Build cache usage: %s\n", units.HumanSize(float64(u.CacheSize)))
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tSTEP\tSIZE\tCREATED\tLAST USED\tSHARED")
+	for _, r := range u.Records {
+		created := "N/A"
+		if !r.Created.IsZero() {
+			created = ago(r.Created)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\n", r.Key.Encoded()[:12], stepOf(r.Components), units.HumanSize(float64(r.Size)),
+			created, ago(r.LastUsed), r.Shared)
+	}
+	tw.Flush()
+	if u.Unreferenced > 0 {
+		fmt.Fprintf(w, "(%s of it referenced by nothing: kiln prune removes it)\n", units.HumanSize(float64(u.Unreferenced)))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Cache mounts space usage: %s\n", units.HumanSize(float64(u.MountsSize)))
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSIZE\tLAST USED\tIN USE")
+	for _, m := range u.Mounts {
+		id := m.CacheID
+		if id == "" {
+			id = m.Dir
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\n", id, units.HumanSize(float64(m.Size)), ago(m.LastUsed), m.InUse)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	limitText := "no limit (KILN_CACHE_MAX=off)"
+	if limit > 0 {
+		limitText = units.HumanSize(float64(limit))
+	}
+	_, err := fmt.Fprintf(w, "Build cache budget: %s used of %s (all but the data of images with a name counts)\n",
+		units.HumanSize(float64(u.Budgeted)), limitText)
+	return err
+}
+
+func writeDFVerboseJSON(w io.Writer, u *cache.Usage, limit int64) error {
+	type rec struct {
+		cache.RecordUsage
+		Step string
+	}
+	type budget struct{ UsedBytes, LimitBytes int64 }
+	out := struct {
+		Summary     []dfRow
+		Images      []cache.ImageUsage
+		BuildCache  []rec
+		CacheMounts []cache.MountUsage
+		Budget      budget
+	}{
+		Summary:     dfRows(u),
+		Images:      append([]cache.ImageUsage{}, u.Images...),
+		BuildCache:  []rec{},
+		CacheMounts: append([]cache.MountUsage{}, u.Mounts...),
+		Budget:      budget{u.Budgeted, limit},
+	}
+	for _, r := range u.Records {
+		out.BuildCache = append(out.BuildCache, rec{r, stepOf(r.Components)})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// repoTags turns an image's names into REPOSITORY/TAG pairs, like docker
+// images: <none> for what is missing.
+func repoTags(names []string) [][2]string {
+	var out [][2]string
+	for _, n := range names {
+		ref, err := reference.ParseNormalizedNamed(n)
+		if err != nil {
+			continue
+		}
+		tag := "<none>"
+		if t, ok := ref.(reference.NamedTagged); ok {
+			tag = t.Tag()
+		}
+		out = append(out, [2]string{reference.FamiliarName(ref), tag})
+	}
+	if len(out) == 0 {
+		out = append(out, [2]string{"<none>", "<none>"})
+	}
+	return out
+}
+
+// stepOf describes a cache record by the step it cached, from its key
+// components.
+func stepOf(comps []record.Component) string {
+	get := func(name string) string {
+		for _, c := range comps {
+			if c.Name == name {
+				return c.Value
+			}
+		}
+		return ""
+	}
+	list := func(name string) string {
+		var vs []string
+		if json.Unmarshal([]byte(get(name)), &vs) != nil {
+			return get(name)
+		}
+		return strings.Join(vs, " ")
+	}
+	var s string
+	switch op := get("op"); op {
+	case "exec":
+		var args []string
+		json.Unmarshal([]byte(get("args")), &args)
+		if len(args) >= 3 && args[1] == "-c" && strings.HasSuffix(args[0], "sh") {
+			args = args[2:]
+		}
+		s = "RUN " + strings.Join(args, " ")
+	case "copy", "add":
+		s = strings.ToUpper(op) + " " + list("sources") + " " + get("dest")
+	case "mkdir":
+		s = "WORKDIR " + get("path")
+	case "mkfile":
+		var files []string
+		for _, c := range comps {
+			if f, ok := strings.CutPrefix(c.Name, "file:"); ok {
+				files = append(files, f)
+			}
+		}
+		s = "COPY <<EOF " + strings.Join(files, " ")
+	case "download":
+		s = "ADD " + get("url") + " " + get("dest")
+	default:
+		s = op
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > 40 {
+		s = string(r[:39]) + "…"
+	}
+	return s
+}

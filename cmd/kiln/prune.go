@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cache/content"
+	"github.com/spf13/cobra"
+)
+
+func pruneCmd() *cobra.Command {
+	var (
+		all, force bool
+		keep       string
+		filters    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove build cache",
+		Long: `Remove build cache like docker builder prune: cache records, least recently
+used first, then every blob and snapshot nothing refers to any more. Images
+keep their layers; images without a name stay until kiln image prune.
+
+Without --keep-storage every cache record goes; with it, records go until
+the build cache (records' layers and unreferenced data) fits in SIZE.
+--all also removes the RUN --mount=type=cache directories.
+--filter until=DURATION spares what was used within DURATION (e.g. 24h).
+
+kiln prune waits for running builds to finish: nothing a build uses is
+ever removed under it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := cache.GCOptions{Records: true, Mounts: all, All: true}
+			if keep != "" {
+				n, err := parseSize(keep)
+				if err != nil {
+					return fmt.Errorf("--keep-storage: %w", err)
+				}
+				opts.All, opts.Keep = false, n
+			}
+			until, err := parseUntil(filters)
+			if err != nil {
+				return err
+			}
+			opts.Until = until
+			if !force {
+				warning := "WARNING! This will remove all unused build cache."
+				if all {
+					warning = "WARNING! This will remove all build cache, cache mounts included."
+				}
+				if !confirm(os.Stdin, os.Stdout, warning) {
+					return nil
+				}
+			}
+			store, err := openExclusive(cmd)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			rep, err := store.Collect(cmd.Context(), opts)
+			if rep != nil {
+				printPruned(os.Stdout, rep)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&all, "all", "a", false, "also remove cache mounts (RUN --mount=type=cache)")
+	f.StringVar(&keep, "keep-storage", "", "keep this much build cache (e.g. 5GB, 512MiB), removing least recently used first")
+	f.StringArrayVar(&filters, "filter", nil, "until=DURATION: only remove what was not used within DURATION (e.g. 24h, 90m)")
+	f.BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
+	return cmd
+}
+
+func imagePruneCmd() *cobra.Command {
+	var all, force bool
+	cmd := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove images without a name",
+		Long: `Remove dangling images (<none>:<none>: built without -t, or whose tag moved
+to a newer build), like docker image prune, then every blob and snapshot
+nothing refers to any more. With -a, also images that have no tag but a
+digest reference (pulled by digest). Tagged images are never removed;
+layers that cache records still use stay as build cache.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !force {
+				warning := "WARNING! This will remove all dangling images."
+				if all {
+					warning = "WARNING! This will remove all images without at least one tag."
+				}
+				if !confirm(os.Stdin, os.Stdout, warning) {
+					return nil
+				}
+			}
+			store, err := openExclusive(cmd)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			rep, err := store.Collect(cmd.Context(), cache.GCOptions{DanglingImages: true, UntaggedImages: all, All: true})
+			if rep != nil {
+				printPrunedImages(os.Stdout, rep)
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove every image without a tag, not just dangling ones")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
+	return cmd
+}
+
+// openExclusive opens the store for a prune, which waits until no other
+// kiln process is at work.
+func openExclusive(cmd *cobra.Command) (*cache.Store, error) {
+	s, err := cache.OpenExclusive(cmd.Context(), rootDir, func() {
+		fmt.Fprintln(os.Stderr, "waiting for running builds to finish")
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+// confirm asks like docker: only "y" or "yes" goes ahead.
+func confirm(in io.Reader, out io.Writer, warning string) bool {
+	fmt.Fprintf(out, "%s\nAre you sure you want to continue? [y/N] ", warning)
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	answer := strings.ToLower(strings.TrimSpace(line))
+	if answer != "y" && answer != "yes" {
+		fmt.Fprintln(out)
+		return false
+	}
+	return true
+}
+
+func printPruned(w io.Writer, rep *cache.GCReport) {
+	if len(rep.Records)+len(rep.Mounts) > 0 {
+		fmt.Fprintln(w, "Deleted build cache objects:")
+		for _, k := range rep.Records {
+			fmt.Fprintln(w, k.Encoded()[:12])
+		}
+		for _, m := range rep.Mounts {
+			fmt.Fprintln(w, mountName(m))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "Total reclaimed space: %s\n", units.HumanSize(float64(rep.Reclaimed)))
+}
+
+func printPrunedImages(w io.Writer, rep *cache.GCReport) {
+	if len(rep.Images) > 0 {
+		fmt.Fprintln(w, "Deleted Images:")
+		for _, im := range rep.Images {
+			for _, n := range im.Names {
+				fmt.Fprintf(w, "untagged: %s\n", content.FamiliarName(n))
+			}
+			fmt.Fprintf(w, "deleted: %s\n", im.ID)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "Total reclaimed space: %s\n", units.HumanSize(float64(rep.Reclaimed)))
+}
+
+// mountName is how a cache mount is shown: its id when a record knows it.
+func mountName(m cache.MountUsage) string {
+	if m.CacheID != "" {
+		return "cachemount:" + m.CacheID
+	}
+	return "cachemount:" + m.Dir
+}
+
+// parseUntil reads --filter values; only until=DURATION is known (docker
+// also takes a timestamp there; kiln takes a Go duration).
+func parseUntil(filters []string) (time.Duration, error) {
+	var until time.Duration
+	for _, f := range filters {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || strings.TrimSpace(k) != "until" {
+			return 0, fmt.Errorf("invalid filter %q (only until=DURATION, e.g. until=24h)", f)
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("invalid filter %q: %q is not a duration like 24h or 90m", f, v)
+		}
+		until = d
+	}
+	return until, nil
+}
+
+// parseSize reads a size as docker's flags write them: a number with an
+// optional unit, case-insensitive, "B" optional: k, M, G, T (powers of
+// 1000, as kiln prints sizes) or Ki, Mi, Gi, Ti (powers of 1024). "50MB"
+// is 50,000,000 bytes, "2GiB" 2,147,483,648.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := len(s)
+	for i > 0 && !(s[i-1] >= '0' && s[i-1] <= '9' || s[i-1] == '.') {
+		i--
+	}
+	num, unit := s[:i], strings.ToLower(strings.TrimSpace(s[i:]))
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || num == "" {
+		return 0, fmt.Errorf("invalid size %q (e.g. 500MB, 2GiB)", s)
+	}
+	unit = strings.TrimSuffix(unit, "b")
+	mult := map[string]float64{
+		"": 1, "k": units.KB, "m": units.MB, "g": units.GB, "t": units.TB,
+		"ki": units.KiB, "mi": units.MiB, "gi": units.GiB, "ti": units.TiB,
+	}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("invalid size %q: unknown unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)", s)
+	}
+	return int64(v * mult), nil
+}
+
+// cacheMax reads --cache-max (or KILN_CACHE_MAX): a size, or "off" for no
+// collection at the end of builds. "" is the default budget (0).
+func cacheMax(flag string) (int64, error) {
+	name := "--cache-max"
+	if flag == "" {
+		flag, name = os.Getenv("KILN_CACHE_MAX"), "KILN_CACHE_MAX"
+	}
+	switch strings.ToLower(strings.TrimSpace(flag)) {
+	case "":
+		return 0, nil
+	case "off", "none":
+		return -1, nil
+	}
+	n, err := parseSize(flag)
+	if err == nil && n <= 0 {
+		err = errors.New("must be more than 0 (or off: never collect at the end of builds)")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", name, flag, err)
+	}
+	return n, nil
+}
+
+// reportBuildGC tells what the end-of-build collection did. Skipping it
+// because other builds are running is normal (the last one collects), so
+// that is said only with KILN_DEBUG set.
+func reportBuildGC(w io.Writer, rep *cache.GCReport, err error) {
+	switch {
+	case errors.Is(err, cache.ErrBusy):
+		if os.Getenv("KILN_DEBUG") != "" {
+			fmt.Fprintf(w, "debug: build cache %s is over its budget %s, but other kiln processes are using the store; the last one to finish collects\n",
+				units.HumanSize(float64(rep.Before)), units.HumanSize(float64(rep.Budget)))
+		}
+	case err != nil:
+		fmt.Fprintf(w, "WARNING: build cache collection: %v\n", err)
+	case rep != nil && rep.Before > rep.Budget:
+		fmt.Fprintf(w, "build cache %s over its budget %s: removed %d cache records, %d images without a name, %d cache mounts; reclaimed %s in %.2fs\n",
+			units.HumanSize(float64(rep.Before)), units.HumanSize(float64(rep.Budget)),
+			len(rep.Records), len(rep.Images), len(rep.Mounts), units.HumanSize(float64(rep.Reclaimed)), rep.Took.Seconds())
+	}
+}
