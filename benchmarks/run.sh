@@ -26,7 +26,7 @@ set -u -o pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
-WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7 8 9 10"}
+WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7 8 9 10 11 12 13"}
 CPU_LOOP=${CPU_LOOP:-1500000}
 if [ "$QUICK" = 1 ]; then
 	NFILES=${NFILES:-2000}
@@ -336,7 +336,7 @@ docker_cold() {
 }
 
 # Results, per workload id.
-declare -A NAME KT DT KRSS KFAIL DFAIL
+declare -A NAME KT DT KRSS KFAIL DFAIL KONLY # KONLY[w]: kiln-only workload
 # record SIDE W: after a timed run, append the time (and kiln's RSS).
 record() {
 	local side=$1 w=$2
@@ -682,6 +682,8 @@ dk import "$BBTAR" busybox:latest >/dev/null || die "docker import failed"
 
 # shellcheck source=benchmarks/registry-workloads.sh
 . "$REPO/benchmarks/registry-workloads.sh"
+# shellcheck source=benchmarks/store-workloads.sh
+. "$REPO/benchmarks/store-workloads.sh"
 
 # Warm-up (untimed): first BuildKit solve in a new daemon, binaries in page cache.
 mkdir -p "$WORK/ctx/warm"
@@ -702,7 +704,10 @@ for w in $WORKLOADS; do
 	8) w_push ;;
 	9) w_registry_cache ;;
 	10) w_pull20 ;;
-	*) die "unknown workload '$w' (1-10)" ;;
+	11) w_df_many ;;
+	12) w_images_many ;;
+	13) w_gc ;;
+	*) die "unknown workload '$w' (1-13)" ;;
 	esac
 done
 
@@ -718,11 +723,13 @@ table() {
 			k=$(median ${KT[$w]})
 			rss=$(awk -v k="${KRSS[$w]:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
 		fi
-		if [ -z "${DFAIL[$w]:-}" ] && [ -n "${DT[$w]:-}" ]; then
+		if [ -n "${KONLY[$w]:-}" ]; then
+			d=-
+		elif [ -z "${DFAIL[$w]:-}" ] && [ -n "${DT[$w]:-}" ]; then
 			# shellcheck disable=SC2086
 			d=$(median ${DT[$w]})
 		fi
-		if [ "$k" != FAIL ] && [ "$d" != FAIL ]; then
+		if [ "$k" != FAIL ] && [ "$d" != FAIL ] && [ "$d" != - ]; then
 			ratio=$(awk -v k="$k" -v d="$d" 'BEGIN { if (d > 0) printf "%.2f", k / d; else print "n/a" }')
 		fi
 		fmt_row "${NAME[$w]}" "$k" "$d" "$ratio" "$rss"

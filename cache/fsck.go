@@ -16,11 +16,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kiln-build/kiln/cache/atomicfile"
 	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/cache/layer"
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/cache/snapshot"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -102,7 +104,7 @@ func (r *Report) Consistent() bool {
 // safely; it first removes what killed processes left, as Open does.
 func Check(ctx context.Context, s *Store, opts CheckOptions) (*Report, error) {
 	c := &checker{s: s, opts: opts, r: &Report{}, blobs: map[digest.Digest]blobState{}, referenced: map[digest.Digest]bool{}}
-	err := s.withExclusiveLock(opts.Waiting, func() error {
+	err := s.withExclusiveLock(ctx, opts.Waiting, func() error {
 		steps := []func(context.Context) error{c.leftovers, c.layout, c.checkBlobs, c.images, c.records, c.compressed, c.snapshots}
 		for _, step := range steps {
 			if err := ctx.Err(); err != nil {
@@ -123,19 +125,31 @@ func Check(ctx context.Context, s *Store, opts CheckOptions) (*Report, error) {
 	return c.r, err
 }
 
-// withExclusiveLock upgrades the store lock to exclusive for fn (waiting
-// for other kiln processes, after telling waiting) and downgrades it again.
-func (s *Store) withExclusiveLock(waiting func(), fn func() error) error {
+// withExclusiveLock makes the store lock exclusive for fn and shared
+// again afterwards. It polls, so that ctx (Ctrl-C) can end the wait, and
+// calls waiting once if other kiln processes hold the store. (A failed
+// conversion drops the shared lock, see flock(2): while it waits, this
+// process holds nothing, which is right for a command not yet at work.)
+func (s *Store) withExclusiveLock(ctx context.Context, waiting func(), fn func() error) error {
 	fd := int(s.lock.Fd())
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if !errors.Is(err, unix.EWOULDBLOCK) {
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			unix.Flock(fd, unix.LOCK_SH)
 			return err
 		}
 		if waiting != nil {
 			waiting()
+			waiting = nil
 		}
-		if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			unix.Flock(fd, unix.LOCK_SH)
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	defer unix.Flock(fd, unix.LOCK_SH)
@@ -249,7 +263,9 @@ func (c *checker) leftovers(context.Context) error {
 	if err != nil {
 		c.add(Finding{Severity: Problem, Kind: "leftover", Subject: c.s.RunDir(), Problem: "cannot clean up: " + err.Error()})
 	}
-	mounts, err := mountsBelow(c.s.Root)
+	// Only run/ holds kiln's mounts; a filesystem mounted elsewhere in the
+	// store (the store on its own disk) is none of its business.
+	mounts, err := snapshot.MountsUnder(c.s.RunDir())
 	if err != nil {
 		return err
 	}
@@ -257,26 +273,6 @@ func (c *checker) leftovers(context.Context) error {
 		c.add(Finding{Severity: Problem, Kind: "leftover", Subject: m, Problem: "still mounted"})
 	}
 	return nil
-}
-
-// mountsBelow lists mounts anywhere in the store (repair only looks in
-// run/, where kiln mounts).
-func mountsBelow(root string) ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	if real, err := filepath.EvalSymlinks(root); err == nil {
-		root = real
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4]+"/", root+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out, nil
 }
 
 func (c *checker) layout(context.Context) error {

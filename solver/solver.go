@@ -103,7 +103,7 @@ func (e *VertexError) Error() string {
 	// An instruction can be megabytes long (a generated RUN line); the
 	// message only needs to recognize it.
 	if len(name) > 300 {
-		name = name[:300] + "…"
+		name = strings.ToValidUTF8(name[:300], "") + "…"
 	}
 	if e.Vertex.Location != "" {
 		return fmt.Sprintf("%s: %s: %v", e.Vertex.Location, name, e.Err)

@@ -23,6 +23,9 @@ import (
 // earlier image must still run, and kiln doctor must find the store
 // consistent after each round.
 func TestManyProcessesShareOneStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and races many kiln processes; not in -short")
+	}
 	s := newStore(t)
 	s.mustKiln("build", "-t", "small:1", contextDir(t, "FROM busybox\nRUN echo small > /id\n", map[string][]byte{}))
 	_, _, pruneErr := s.kiln("prune", "--help")

@@ -20,6 +20,9 @@ import (
 // process left, kiln doctor finds it consistent, every image tagged before
 // still runs and saves, and the killed command succeeds when run again.
 func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and races many kiln processes; not in -short")
+	}
 	s := newStore(t)
 	images := map[string]string{} // tagged images and what their /id holds
 	tagged := func(name, id string) { images[name] = id }

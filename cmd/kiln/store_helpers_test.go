@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -431,4 +432,11 @@ func diffLists(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+func mustJSON(t *testing.T, s string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		t.Fatalf("%v:\n%s", err, s)
+	}
 }

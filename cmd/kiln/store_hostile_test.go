@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -367,8 +368,17 @@ func TestHostileLayersViaLoad(t *testing.T) {
 				// kiln unpacks a layer when it is first used: run it.
 				if tc.runErr != nil {
 					h.assertUnchangedBy(t, func() { h.mustFail(t, tc.runErr, "run", "--rm", name, "true") })
-				} else if o := s.mustKiln(append([]string{"run", "--rm", name}, tc.run...)...); o != tc.want {
-					t.Errorf("run printed %q, want %q", o, tc.want)
+				} else {
+					before := storeFiles(t, s.root)
+					if o := s.mustKiln(append([]string{"run", "--rm", name}, tc.run...)...); o != tc.want {
+						t.Errorf("run printed %q, want %q", o, tc.want)
+					}
+					// Only the layer's new snapshot may have appeared.
+					for _, d := range diffLists(before, storeFiles(t, s.root)) {
+						if !newSnapshotPath.MatchString(d) {
+							t.Errorf("unpacking the layer changed the store: %s", d)
+						}
+					}
 				}
 			}
 			h.assertOutsideUntouched(t)
@@ -385,6 +395,9 @@ func TestHostileLayersViaLoad(t *testing.T) {
 	h.assertUnchangedBy(t, func() { h.mustFail(t, []string{"digest mismatch"}, "load", "-i", altered) })
 	s.assertDoctorClean()
 }
+
+// newSnapshotPath is what unpacking a layer adds to the store.
+var newSnapshotPath = regexp.MustCompile(`^\+snapshots/([0-9]+( d.*|/diffid .*|/fs/|/work/)|diffids/[0-9a-f]{64} .*)$`)
 
 // alterLastLayerBlob rewrites a saved tar with one byte changed in its
 // last layer blob (by manifest.json), keeping every name.

@@ -161,7 +161,7 @@ type RunError struct {
 func (e *RunError) Error() string {
 	cmd := strings.Join(e.Args, " ")
 	if len(cmd) > 300 {
-		cmd = cmd[:300] + "…"
+		cmd = strings.ToValidUTF8(cmd[:300], "") + "…"
 	}
 	msg := fmt.Sprintf("process %q did not complete successfully: exit code %d", cmd, e.Code)
 	if len(e.Tail) > 0 {
