@@ -54,10 +54,12 @@ type storeLayer struct {
 	diffID digest.Digest
 }
 
-func (l storeLayer) Digest() (v1.Hash, error)           { return v1.NewHash(string(l.desc.Digest)) }
-func (l storeLayer) DiffID() (v1.Hash, error)           { return v1.NewHash(string(l.diffID)) }
-func (l storeLayer) Size() (int64, error)               { return l.desc.Size, nil }
-func (l storeLayer) MediaType() (types.MediaType, error) { return types.MediaType(l.desc.MediaType), nil }
+func (l storeLayer) Digest() (v1.Hash, error) { return v1.NewHash(string(l.desc.Digest)) }
+func (l storeLayer) DiffID() (v1.Hash, error) { return v1.NewHash(string(l.diffID)) }
+func (l storeLayer) Size() (int64, error)     { return l.desc.Size, nil }
+func (l storeLayer) MediaType() (types.MediaType, error) {
+	return types.MediaType(l.desc.MediaType), nil
+}
 func (l storeLayer) Compressed() (io.ReadCloser, error) { return l.cs.Open(l.desc.Digest) }
 
 // rawManifest is a manifest ggcr can Put as is.
