@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/cache/layer"
 	"io"
 	"runtime"
 	"sort"
@@ -34,8 +35,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/internal/registry"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -491,53 +490,16 @@ func (r ctxReader) Read(p []byte) (int, error) {
 	return r.r.Read(p)
 }
 
-// compression of a layer blob, told by its magic bytes (as kiln load does
-// for archive entries).
-type compression int
+// The layer package reads compressed blobs; these names keep this file short.
+type compression = layer.Compression
 
 const (
-	uncompressed compression = iota
-	gzipped
-	zstded
+	uncompressed = layer.Uncompressed
+	gzipped      = layer.Gzip
+	zstded       = layer.Zstd
 )
 
-func (c compression) String() string {
-	switch c {
-	case gzipped:
-		return "gzip"
-	case zstded:
-		return "zstd"
-	}
-	return "uncompressed"
-}
-
-func detectCompression(br *bufio.Reader) compression {
-	b, _ := br.Peek(4)
-	switch {
-	case len(b) >= 3 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 0x08:
-		return gzipped
-	case len(b) >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd:
-		return zstded
-	}
-	return uncompressed
-}
-
-// decompress wraps r; decoding runs in the caller's goroutine, so r is
-// never read after Close.
-func decompress(c compression, r io.Reader) (io.ReadCloser, error) {
-	switch c {
-	case gzipped:
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		return zr, nil
-	case zstded:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		return zr.IOReadCloser(), nil
-	}
-	return io.NopCloser(r), nil
-}
+var (
+	detectCompression = layer.DetectCompression
+	decompress        = layer.Decompress
+)

@@ -10,15 +10,13 @@
 package archive
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"github.com/kiln-build/kiln/cache/layer"
 	"io"
 	"strings"
 
 	"github.com/distribution/reference"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Files of an image tarball besides the blobs.
@@ -29,57 +27,19 @@ const (
 	repositoriesFile   = "repositories"
 )
 
-// compression is how an archive entry (or a whole archive) is compressed.
-type compression int
+// The layer package reads compressed blobs; these names keep this file short.
+type compression = layer.Compression
 
 const (
-	uncompressed compression = iota
-	gzipped
-	zstded
+	uncompressed = layer.Uncompressed
+	gzipped      = layer.Gzip
+	zstded       = layer.Zstd
 )
 
-func (c compression) String() string {
-	switch c {
-	case gzipped:
-		return "gzip"
-	case zstded:
-		return "zstd"
-	}
-	return "none"
-}
-
-// detectCompression looks at the magic bytes at the head of br without
-// consuming them.
-func detectCompression(br *bufio.Reader) compression {
-	b, _ := br.Peek(4)
-	switch {
-	case len(b) >= 3 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 0x08:
-		return gzipped
-	case len(b) >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd:
-		return zstded
-	}
-	return uncompressed
-}
-
-// decompress wraps r in a decompressor for c. Decoding runs in the caller's
-// goroutine (no read-ahead), so r is never read after Close returns.
-func decompress(c compression, r io.Reader) (io.ReadCloser, error) {
-	switch c {
-	case gzipped:
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		return zr, nil
-	case zstded:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		return zr.IOReadCloser(), nil
-	}
-	return io.NopCloser(r), nil
-}
+var (
+	detectCompression = layer.DetectCompression
+	decompress        = layer.Decompress
+)
 
 // ctxReader fails reads once ctx is done, so that long copies stop promptly.
 type ctxReader struct {

@@ -13,16 +13,14 @@ package buildcache
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"sort"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cache/layer"
 	"github.com/kiln-build/kiln/cache/record"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -64,31 +62,16 @@ func (s *Source) Fetch(ctx context.Context, store *cache.Store, diffID digest.Di
 		return fmt.Errorf("cache %s: layer %s: %w", s.name, diffID, err)
 	}
 	defer rc.Close()
-	r, err := decompress(rc)
+	br := bufio.NewReaderSize(rc, 64<<10)
+	r, err := layer.Decompress(layer.DetectCompression(br), br)
 	if err != nil {
 		return fmt.Errorf("cache %s: layer %s: %w", s.name, diffID, err)
 	}
+	defer r.Close()
 	if _, err := store.Content.Write(ctx, r, diffID); err != nil {
 		return fmt.Errorf("cache %s: layer %s: %w", s.name, diffID, err)
 	}
 	return nil
-}
-
-// decompress detects gzip and zstd by their magic bytes.
-func decompress(r io.Reader) (io.Reader, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	head, _ := br.Peek(4)
-	switch {
-	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
-		return gzip.NewReader(br)
-	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		return zr.IOReadCloser(), nil
-	}
-	return br, nil
 }
 
 // importRecords adds the records to the local store (those it lacks) and
