@@ -24,7 +24,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -126,15 +125,15 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs
 	}
-	p := &progress{w: opts.Progress}
+	p := &registry.Progress{W: opts.Progress}
 	desc, err := remote.Get(r, ropts...)
 	if err != nil {
 		return nil, err
 	}
 	if t, ok := r.(name.Tag); ok {
-		p.printf("%s: Pulling from %s\n", t.TagStr(), reference.Path(named))
+		p.Printf("%s: Pulling from %s\n", t.TagStr(), reference.Path(named))
 	} else {
-		p.printf("Pulling from %s\n", reference.Path(named))
+		p.Printf("Pulling from %s\n", reference.Path(named))
 	}
 	repoDigest := reference.TrimNamed(named).String() + "@" + desc.Digest.String()
 	img, err := pickImage(desc, opts)
@@ -196,7 +195,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 		}
 		seen[d] = true
 		if _, ok := cs.Has(d); ok {
-			p.printf("%s: Already exists\n", short(l.Digest.String()))
+			p.Printf("%s: Already exists\n", short(l.Digest.String()))
 			continue
 		}
 		jobs = append(jobs, job{layer: l, diffID: d})
@@ -242,11 +241,11 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 	if err := cs.TagWith(storeName, mdesc, map[string]string{content.AnnotationRepoDigest: repoDigest}); err != nil {
 		return nil, fmt.Errorf("tag %s: %w", storeName, err)
 	}
-	p.printf("Digest: %s\n", desc.Digest)
+	p.Printf("Digest: %s\n", desc.Digest)
 	if updated {
-		p.printf("Status: Downloaded newer image for %s\n", content.FamiliarName(storeName))
+		p.Printf("Status: Downloaded newer image for %s\n", content.FamiliarName(storeName))
 	} else {
-		p.printf("Status: Image is up to date for %s\n", content.FamiliarName(storeName))
+		p.Printf("Status: Image is up to date for %s\n", content.FamiliarName(storeName))
 	}
 	return &Result{
 		Name: storeName, Manifest: mdesc, Config: &cfg,
@@ -372,7 +371,7 @@ func checkLayerType(mt string) error {
 // reader checks the compressed bytes against the layer digest and size at
 // the end; the uncompressed tar goes into a temp blob committed only if it
 // matches the diffID.
-func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descriptor, diffID digest.Digest, p *progress) error {
+func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descriptor, diffID digest.Digest, p *registry.Progress) error {
 	start := time.Now()
 	layer, err := img.LayerByDigest(l.Digest)
 	if err != nil {
@@ -410,7 +409,7 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 			return ctx.Err()
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-			return fmt.Errorf("layer %s: connection to the registry lost after %s of %s: %w", l.Digest, humanSize(counted.n), humanSize(l.Size), err)
+			return fmt.Errorf("layer %s: connection to the registry lost after %s of %s: %w", l.Digest, registry.HumanSize(counted.n), registry.HumanSize(l.Size), err)
 		}
 		return fmt.Errorf("layer %s: %w", l.Digest, registry.Explain(err))
 	}
@@ -420,24 +419,11 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 	if _, err := w.Commit(diffID); err != nil {
 		return fmt.Errorf("layer %s: uncompressed content does not match rootfs.diff_id %s: %w", l.Digest, diffID, err)
 	}
-	p.printf("%s: Pull complete  %s in %.1fs\n", short(l.Digest.String()), humanSize(counted.n), time.Since(start).Seconds())
+	p.Printf("%s: Pull complete  %s in %.1fs\n", short(l.Digest.String()), registry.HumanSize(counted.n), time.Since(start).Seconds())
 	return nil
 }
 
 // progress serializes lines from concurrent downloads.
-type progress struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (p *progress) printf(format string, args ...any) {
-	if p.w == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format, args...)
-}
 
 // short is the first 12 hex digits of a digest, as docker shows layers.
 func short(d string) string {
@@ -448,22 +434,6 @@ func short(d string) string {
 		d = d[:12]
 	}
 	return d
-}
-
-func humanSize(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	f, suffix := float64(n), "kB"
-	for _, s := range []string{"kB", "MB", "GB", "TB"} {
-		f /= unit
-		suffix = s
-		if f < unit {
-			break
-		}
-	}
-	return fmt.Sprintf("%.1f%s", f, suffix)
 }
 
 type countingReader struct {

@@ -188,12 +188,12 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 		return nil, err
 	}
 
-	p := &progress{w: opts.Progress}
+	p := &regconf.Progress{W: opts.Progress}
 	named, err := reference.ParseNormalizedNamed(dest)
 	if err != nil {
 		return nil, fmt.Errorf("invalid reference format %q: %w", dest, err)
 	}
-	p.printf("The push refers to repository [%s]\n", reference.TrimNamed(named).String())
+	p.Printf("The push refers to repository [%s]\n", reference.TrimNamed(named).String())
 
 	// The distinct layers, top first in the progress like docker.
 	var jobs []*layerJob
@@ -205,7 +205,7 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 		j := &layerJob{diffID: diffIDs[i]}
 		byDiffID[j.diffID] = j
 		jobs = append(jobs, j)
-		p.printf("%s: Preparing\n", short(j.diffID))
+		p.Printf("%s: Preparing\n", short(j.diffID))
 	}
 
 	// The config first: it is small, needed anyway, and its upload checks
@@ -340,7 +340,7 @@ func parseDest(cfg regconf.Config, dest string) (name.Tag, string, error) {
 // compressed (or its remembered compression reused) and uploaded unless
 // the repository has it.
 func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, pusher *remote.Pusher, repo name.Repository,
-	obs *observer, p *progress, j *layerJob, opts Options, compressSem, uploadSem chan struct{}) error {
+	obs *observer, p *regconf.Progress, j *layerJob, opts Options, compressSem, uploadSem chan struct{}) error {
 	host := repo.RegistryStr()
 	want := layerType(opts.Compression, opts.DockerMediaTypes)
 
@@ -368,13 +368,13 @@ func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, 
 		switch {
 		case l.opened.Load():
 			j.state = statePushed
-			p.printf("%s: Pushed  %s in %.1fs\n", short(j.diffID), humanSize(l.desc.Size), time.Since(l.openedAt()).Seconds())
+			p.Printf("%s: Pushed  %s in %.1fs\n", short(j.diffID), regconf.HumanSize(l.desc.Size), time.Since(l.openedAt()).Seconds())
 		case obs.mountedFrom(l.desc.Digest) != "":
 			j.state, j.from = stateMounted, obs.mountedFrom(l.desc.Digest)
-			p.printf("%s: Mounted from %s\n", short(j.diffID), j.from)
+			p.Printf("%s: Mounted from %s\n", short(j.diffID), j.from)
 		default:
 			j.state = stateExisted
-			p.printf("%s: Layer already exists\n", short(j.diffID))
+			p.Printf("%s: Layer already exists\n", short(j.diffID))
 		}
 	}
 	sources := Sources(cs, j.diffID, host)
@@ -436,10 +436,10 @@ func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, 
 		local = d
 	}
 	l := &blobLayer{cs: cs, desc: ocispec.Descriptor{MediaType: want, Digest: local.Digest, Size: local.Size}, diffID: j.diffID, local: true,
-		onOpen: func() { p.printf("%s: Pushing  %s\n", short(j.diffID), humanSize(local.Size)) }}
+		onOpen: func() { p.Printf("%s: Pushing  %s\n", short(j.diffID), regconf.HumanSize(local.Size)) }}
 	if err := upload(l, mountFrom(local.Digest)); err != nil {
 		if l.opened.Load() && ctx.Err() == nil {
-			return fmt.Errorf("upload of %s interrupted after %s: %w", humanSize(local.Size), humanSize(l.sent.Load()), explain(err, host))
+			return fmt.Errorf("upload of %s interrupted after %s: %w", regconf.HumanSize(local.Size), regconf.HumanSize(l.sent.Load()), explain(err, host))
 		}
 		return err
 	}
@@ -630,21 +630,6 @@ type explained struct {
 func (e *explained) Error() string { return e.msg }
 func (e *explained) Unwrap() error { return e.err }
 
-// progress serializes lines from concurrent uploads.
-type progress struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (p *progress) printf(format string, args ...any) {
-	if p.w == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format, args...)
-}
-
 // short is the first 12 hex digits of a digest, as docker shows layers
 // (docker push names a layer by its diffID).
 func short(d digest.Digest) string {
@@ -653,20 +638,4 @@ func short(d digest.Digest) string {
 		s = s[:12]
 	}
 	return s
-}
-
-func humanSize(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	f, suffix := float64(n), "kB"
-	for _, s := range []string{"kB", "MB", "GB", "TB"} {
-		f /= unit
-		suffix = s
-		if f < unit {
-			break
-		}
-	}
-	return fmt.Sprintf("%.1f%s", f, suffix)
 }
