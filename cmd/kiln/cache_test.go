@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -12,16 +13,26 @@ import (
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
-// Issue "registries": machine A builds and exports its cache to a registry;
-// machine B — an empty store, the context at another path with other
-// mtimes — pulls the base image, hits every step, runs no container and
-// gets the same image digest.
-func TestSecondMachineBuildsFromRegistryCacheWithoutRunningAnything(t *testing.T) {
+// Issue "registries": machine A builds and exports its cache (to a registry
+// or a local OCI layout directory); machine B — an empty store, the context
+// at another path with other mtimes — pulls the base image, hits every step,
+// runs no container and gets the same image digest.
+func TestSecondMachineBuildsFromCacheWithoutRunningAnything(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	seed := newStore(t)
 	base := reg.Ref("library/busybox:latest")
 	ptPush(t, seed, "busybox:latest", base)
 
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	for _, tc := range []struct{ name, to, from string }{
+		{"registry", "type=registry,ref=" + reg.Ref("team/app:buildcache") + ",mode=max", "type=registry,ref=" + reg.Ref("team/app:buildcache")},
+		{"local", "type=local,dest=" + cacheDir + ",mode=max", "type=local,src=" + cacheDir},
+	} {
+		t.Run(tc.name, func(t *testing.T) { secondMachine(t, base, tc.to, tc.from) })
+	}
+}
+
+func secondMachine(t *testing.T, base, cacheTo, cacheFrom string) {
 	ctxA := filepath.Join(t.TempDir(), "a")
 	files := map[string]string{
 		"Dockerfile": "FROM " + base + " AS build\nCOPY src/ /src/\nRUN cat /src/* > /joined\nFROM " + base + "\nCOPY --from=build /joined /joined\nRUN wc -c /joined > /size\n",
@@ -32,10 +43,9 @@ func TestSecondMachineBuildsFromRegistryCacheWithoutRunningAnything(t *testing.T
 		os.WriteFile(filepath.Join(ctxA, n), []byte(c), 0o644)
 	}
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
-	cacheRef := reg.Ref("team/app:buildcache")
 
 	a := ptEmptyStore(t)
-	if _, stderr, err := ptKilnEnv(a, env, "build", "-t", "app:1", "--cache-to", "type=registry,ref="+cacheRef+",mode=max", ctxA); err != nil {
+	if _, stderr, err := ptKilnEnv(a, env, "build", "-t", "app:1", "--cache-to", cacheTo, ctxA); err != nil {
 		t.Fatalf("machine A: %v\n%s", err, stderr)
 	}
 
@@ -52,7 +62,7 @@ func TestSecondMachineBuildsFromRegistryCacheWithoutRunningAnything(t *testing.T
 		return nil
 	})
 	b := ptEmptyStore(t)
-	_, stderr, err := ptKilnEnv(b, env, "build", "--progress", "plain", "-t", "app:1", "--cache-from", "type=registry,ref="+cacheRef, ctxB)
+	_, stderr, err := ptKilnEnv(b, env, "build", "--progress", "plain", "-t", "app:1", "--cache-from", cacheFrom, ctxB)
 	if err != nil {
 		t.Fatalf("machine B: %v\n%s", err, stderr)
 	}
@@ -61,13 +71,23 @@ func TestSecondMachineBuildsFromRegistryCacheWithoutRunningAnything(t *testing.T
 			t.Errorf("machine B ran a step: %q\n%s", l, stderr)
 		}
 	}
+	// the build journal records each step's final state: none ran
+	steps := lastJournalSteps(t, b)
+	if len(steps) == 0 {
+		t.Fatal("machine B's build journal has no steps")
+	}
+	for _, st := range steps {
+		if st.State != "cached" {
+			t.Errorf("machine B: step %q is %s, want cached", st.Name, st.State)
+		}
+	}
 	if got, want := manifestDigest(t, b), manifestDigest(t, a); got != want {
 		t.Errorf("image digests differ across machines: %s vs %s", got, want)
 	}
 
 	// one changed source re-runs exactly its dependents
 	os.WriteFile(filepath.Join(ctxB, "src", "b.txt"), []byte("beta, changed\n"), 0o644)
-	_, stderr, err = ptKilnEnv(b, env, "build", "--progress", "plain", "-t", "app:1", "--cache-from", "type=registry,ref="+cacheRef, ctxB)
+	_, stderr, err = ptKilnEnv(b, env, "build", "--progress", "plain", "-t", "app:1", "--cache-from", cacheFrom, ctxB)
 	if err != nil {
 		t.Fatalf("machine B rebuild: %v\n%s", err, stderr)
 	}
@@ -81,6 +101,31 @@ func TestSecondMachineBuildsFromRegistryCacheWithoutRunningAnything(t *testing.T
 	if strings.Join(ran, "\n") != strings.Join(want, "\n") {
 		t.Errorf("after one change B ran:\n%s\nwant:\n%s", strings.Join(ran, "\n"), strings.Join(want, "\n"))
 	}
+	if got := b.mustKiln("run", "app:1", "cat", "/joined", "/size"); got != "alpha\nbeta, changed\n20 /joined\n" {
+		t.Errorf("rebuilt image holds %q", got)
+	}
+}
+
+type journalStep struct{ Name, State string }
+
+// lastJournalSteps reads the steps of s's newest build journal
+// (builds/<id>/build.json; ids sort by start time).
+func lastJournalSteps(t *testing.T, s *store) []journalStep {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(s.root, "builds", "*", "build.json"))
+	if len(dirs) == 0 {
+		t.Fatal("no build journal in the store")
+	}
+	sort.Strings(dirs)
+	data, err := os.ReadFile(dirs[len(dirs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j struct{ Steps []journalStep }
+	if err := json.Unmarshal(data, &j); err != nil {
+		t.Fatal(err)
+	}
+	return j.Steps
 }
 
 func manifestDigest(t *testing.T, s *store) string {
