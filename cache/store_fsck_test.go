@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/internal/testenv"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -99,7 +100,7 @@ func assertConsistent(t *testing.T, s *Store) {
 }
 
 func TestCheckFindsNothingWrongWithAHealthyStore(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t, t.TempDir())
 	a := addTestImage(t, s, "a:1", "a")
 	addTestImage(t, s, "b:1", "b")
@@ -120,7 +121,7 @@ func TestCheckFindsNothingWrongWithAHealthyStore(t *testing.T) {
 }
 
 func TestCheckReportsACorruptBlobAndRepairDropsWhatNeededIt(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t, t.TempDir())
 	a := addTestImage(t, s, "a:1", "a")
 	b := addTestImage(t, s, "b:1", "b")
@@ -167,7 +168,7 @@ func TestCheckReportsACorruptBlobAndRepairDropsWhatNeededIt(t *testing.T) {
 }
 
 func TestCheckDropsImagesWhoseManifestConfigOrLayerIsMissing(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t, t.TempDir())
 	m := addTestImage(t, s, "m:1", "m")
 	c := addTestImage(t, s, "c:1", "c")
@@ -190,7 +191,7 @@ func TestCheckDropsImagesWhoseManifestConfigOrLayerIsMissing(t *testing.T) {
 }
 
 func TestCheckFindsSnapshotsThatDifferFromTheirLayer(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t, t.TempDir())
 	a := addTestImage(t, s, "a:1", "a")
 	fs := s.Snapshots.FS(a.snapshot)
@@ -218,7 +219,7 @@ func TestCheckFindsSnapshotsThatDifferFromTheirLayer(t *testing.T) {
 }
 
 func TestCheckReportsStaleEntriesAndRepairRemovesThem(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t, t.TempDir())
 	a := addTestImage(t, s, "a:1", "a")
 	diffids := filepath.Join(s.Snapshots.Dir(), "diffids")
@@ -271,7 +272,7 @@ func TestCheckReportsStaleEntriesAndRepairRemovesThem(t *testing.T) {
 }
 
 func TestCheckCleansUpAfterAKilledProcess(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := t.TempDir()
 	running := openStore(t, root)
 	l := makeLeftovers(t, running)
@@ -317,7 +318,7 @@ func TestCheckRepairsTheLayoutFile(t *testing.T) {
 }
 
 func TestRemoveUnreferencedBlobsKeepsWhatIsUsed(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := t.TempDir()
 	s := openStore(t, root)
 	a := addTestImage(t, s, "a:1", "a")

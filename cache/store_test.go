@@ -11,23 +11,11 @@ import (
 	"github.com/kiln-build/kiln/cache/atomicfile"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/cache/snapshot"
+	"github.com/kiln-build/kiln/internal/testenv"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 )
-
-// requireRoot skips a test that needs root (mounts, chown), except in CI
-// where silently skipping would hide a broken setup.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("test needs root and CI must run it")
-	}
-	t.Skip("test needs root")
-}
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -297,7 +285,7 @@ func assertNotRepaired(t *testing.T, s *Store, l leftovers) {
 }
 
 func TestOpenRepairsWhatAKilledProcessLeft(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := t.TempDir()
 	s := openStore(t, root)
 	l := makeLeftovers(t, s)
@@ -308,7 +296,7 @@ func TestOpenRepairsWhatAKilledProcessLeft(t *testing.T) {
 }
 
 func TestOpenThroughASymlinkRepairsMounts(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	real := filepath.Join(t.TempDir(), "real")
 	must(t, os.Mkdir(real, 0o700))
 	link := filepath.Join(t.TempDir(), "link")
@@ -338,7 +326,7 @@ func TestOpenThroughASymlinkRepairsMounts(t *testing.T) {
 }
 
 func TestOpenDoesNotRepairWhileAnotherStoreIsOpen(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := t.TempDir()
 	running := openStore(t, root) // a build in progress: it owns the leftovers
 	l := makeLeftovers(t, running)
@@ -372,7 +360,7 @@ func TestStoresShareTheLock(t *testing.T) {
 }
 
 func TestRepairDoesNotTouchMountsOutsideRun(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := t.TempDir()
 	s := openStore(t, root)
 	// A mount elsewhere in the store is not a step's leftover.

@@ -10,20 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/testenv"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("test needs root and CI must run it")
-	}
-	t.Skip("test needs root")
-}
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -212,7 +202,7 @@ func TestDigestIgnoresModeWithIgnoreMode(t *testing.T) {
 }
 
 func TestDigestOwner(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := t.TempDir()
 	buildTree(t, root)
 	before := digestOf(t, root, "", Options{})

@@ -16,22 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/testenv"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
-
-// requireRoot skips a test that needs root (chown, mknod, trusted.* xattrs,
-// mount), except in CI where silently skipping would hide a broken setup.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("test needs root and CI must run it")
-	}
-	t.Skip("test needs root")
-}
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -158,7 +146,7 @@ func buildRichTree(t *testing.T, dir string) {
 }
 
 func TestWriteTarThenApplyRoundTripsByteIdentically(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	buildRichTree(t, src)
 
@@ -368,7 +356,7 @@ func TestWriteTarStopsWhenContextIsCancelled(t *testing.T) {
 }
 
 func TestWhiteoutsAndOpaqueDirsRoundTrip(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	must(t, unix.Mknod(filepath.Join(src, "gone"), unix.S_IFCHR, 0))
 	writeFile(t, filepath.Join(src, "d/keep"), "kept", 0o644)
@@ -412,7 +400,7 @@ func TestWhiteoutsAndOpaqueDirsRoundTrip(t *testing.T) {
 }
 
 func TestApplyOpaqueMarkerCreatesMissingDir(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	data := buildTar(t, []tarEntry{{name: "a/b/.wh..wh..opq"}, {name: ".wh..wh..plnk/123"}, {name: "x/.wh..wh.aufs"}})
 	dst := t.TempDir()
 	if _, _, err := Apply(context.Background(), bytes.NewReader(data), dst); err != nil {
@@ -464,7 +452,7 @@ func mountOverlay(t *testing.T, lower, upper string) (merged string, unmount fun
 }
 
 func TestWriteTarOfOverlayUpperHasWhiteoutsAndApplyRecreatesTheView(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	lower, upper := t.TempDir(), t.TempDir()
 	writeFile(t, filepath.Join(lower, "removed"), "old", 0o644)
 	writeFile(t, filepath.Join(lower, "kept"), "kept", 0o644)
@@ -567,7 +555,7 @@ func snapshotTree(t *testing.T, base, skip string) string {
 }
 
 func TestApplyKeepsHostileEntriesInsideTheRoot(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	tests := []struct {
 		name    string
 		entries func(outside string) []tarEntry
@@ -689,7 +677,7 @@ func TestApplyKeepsHostileEntriesInsideTheRoot(t *testing.T) {
 }
 
 func TestApplyRejectsTruncatedTars(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	full := buildTar(t, []tarEntry{{name: "dir/", typeflag: tar.TypeDir}, {name: "dir/big", body: strings.Repeat("x", 4000)}})
 	tests := []struct {
 		name string
@@ -713,7 +701,7 @@ func TestApplyRejectsTruncatedTars(t *testing.T) {
 // tars), so what catches it is the caller comparing the digest with the
 // diffID.
 func TestApplyOfTarCutAfterLastEntryGivesAnotherDigest(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	full := buildTar(t, []tarEntry{{name: "big", body: strings.Repeat("x", 4000)}})
 	want := digest.FromBytes(full)
 	for _, size := range []int{len(full) - 1024 - 10, len(full) - 1024, len(full) - 512} {
@@ -727,7 +715,7 @@ func TestApplyOfTarCutAfterLastEntryGivesAnotherDigest(t *testing.T) {
 }
 
 func TestApplyDigestCoversEveryByteRead(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	data := buildTar(t, []tarEntry{{name: "f", body: "content"}})
 	// GNU tar pads archives to 10 KiB records past the end-of-archive marker.
 	padded := append(append([]byte(nil), data...), make([]byte, 10240-len(data)%10240)...)
@@ -741,7 +729,7 @@ func TestApplyDigestCoversEveryByteRead(t *testing.T) {
 }
 
 func TestApplySetsDirectoryMtimesAfterTheirChildren(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	mtime := time.Date(2005, 6, 7, 8, 9, 10, 0, time.UTC)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

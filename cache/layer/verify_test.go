@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +29,7 @@ func appliedRichLayer(t *testing.T) ([]byte, string) {
 }
 
 func TestVerifyAcceptsWhatApplyMade(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	data, dir := appliedRichLayer(t)
 	if err := Verify(t.Context(), bytes.NewReader(data), dir); err != nil {
 		t.Fatal(err)
@@ -45,7 +46,7 @@ func TestVerifyAcceptsWhatApplyMade(t *testing.T) {
 }
 
 func TestVerifyNamesEveryKindOfDifference(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	cases := []struct {
 		name   string
 		change func(dir string)
@@ -89,7 +90,7 @@ func TestVerifyNamesEveryKindOfDifference(t *testing.T) {
 }
 
 func TestVerifyStaysInsideTheDirectory(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	// A snapshot whose directory was replaced by a symlink to the host's
 	// /etc: Verify resolves inside the snapshot and never reads the host's.
 	tarData := buildTar(t, []tarEntry{{name: "etc/", typeflag: '5'}, {name: "etc/hostname", body: "x"}})

@@ -10,22 +10,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testenv"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
-
-// requireRoot skips a test that needs root (mount, mknod, trusted.*
-// xattrs), except in CI where silently skipping would hide a broken setup.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("test needs root and CI must run it")
-	}
-	t.Skip("test needs root")
-}
 
 // mount mounts lowers (+ upper) at a new dir and unmounts it at cleanup.
 func mount(t *testing.T, s *Store, lowers []string, upper string) string {
@@ -85,7 +73,7 @@ func isWhiteout(t *testing.T, path string) bool {
 }
 
 func TestMountStackShowsLowerFilesAndUpperLayersWin(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t)
 	l1, l2, up := newSnapshot(t, s), newSnapshot(t, s), newSnapshot(t, s)
 	writeFile(t, filepath.Join(s.FS(l1), "a"), "a from 1")
@@ -128,7 +116,7 @@ func TestMountStackShowsLowerFilesAndUpperLayersWin(t *testing.T) {
 }
 
 func TestMountHonoursWhiteoutsAndOpaqueDirsInLayers(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t)
 	l1, l2, up := newSnapshot(t, s), newSnapshot(t, s), newSnapshot(t, s)
 	writeFile(t, filepath.Join(s.FS(l1), "deleted"), "old")
@@ -175,7 +163,7 @@ func dirNames(t *testing.T, dir string) []string {
 }
 
 func TestReadOnlyMountOfZeroAndOneLayers(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t)
 	l := newSnapshot(t, s)
 	writeFile(t, filepath.Join(s.FS(l), "f"), "content")
@@ -205,7 +193,7 @@ func TestReadOnlyMountOfZeroAndOneLayers(t *testing.T) {
 }
 
 func TestMountOfOneLayerWithUpper(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t)
 	up := newSnapshot(t, s)
 	target := mount(t, s, nil, up)
@@ -228,7 +216,7 @@ func stack(t *testing.T, s *Store, n int) []string {
 }
 
 func TestMountOfManyLayers(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, n := range []int{128, 200} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			// A store at a long path: with absolute lowerdirs the options
@@ -297,7 +285,7 @@ func TestMountRefusesOptionsLongerThanAPage(t *testing.T) {
 }
 
 func TestRemovingLowerDirThroughMountLeavesWhiteoutInUpper(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t)
 	lower, up := newSnapshot(t, s), newSnapshot(t, s)
 	writeFile(t, filepath.Join(s.FS(lower), "dir", "sub", "f"), "x")
@@ -327,7 +315,7 @@ func TestRemovingLowerDirThroughMountLeavesWhiteoutInUpper(t *testing.T) {
 }
 
 func TestCommitAfterMountClearsOverlayWorkDir(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t)
 	lower, up := newSnapshot(t, s), newSnapshot(t, s)
 	writeFile(t, filepath.Join(s.FS(lower), "f"), "x")
@@ -350,7 +338,7 @@ func TestCommitAfterMountClearsOverlayWorkDir(t *testing.T) {
 }
 
 func TestMountDoesNotChangeProcessWorkingDirectory(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	s := openStore(t)
 	l := newSnapshot(t, s)
 	writeFile(t, filepath.Join(s.FS(l), "f"), "x")
@@ -391,7 +379,7 @@ func TestMountDoesNotChangeProcessWorkingDirectory(t *testing.T) {
 }
 
 func TestMountsUnderListsMountsBelowDirDeepestFirst(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	base := t.TempDir()
 	run := filepath.Join(base, "run")
 	outer := filepath.Join(run, "step 1", "rootfs") // a space: escaped in mountinfo
@@ -429,7 +417,7 @@ func TestMountsUnderListsMountsBelowDirDeepestFirst(t *testing.T) {
 }
 
 func TestMountsUnderResolvesSymlinks(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	real := filepath.Join(t.TempDir(), "real")
 	target := filepath.Join(real, "run", "x", "rootfs")
 	must(t, os.MkdirAll(target, 0o755))
@@ -450,7 +438,7 @@ func TestMountsUnderResolvesSymlinks(t *testing.T) {
 }
 
 func TestUnmountOfANonMountIsNotAnError(t *testing.T) {
-	requireRoot(t) // umount(2) says EPERM to others before looking
+	testenv.RequireRoot(t) // umount(2) says EPERM to others before looking
 	dir := t.TempDir()
 	for _, p := range []string{dir, filepath.Join(dir, "missing")} {
 		if err := Unmount(p); err != nil {
@@ -460,7 +448,7 @@ func TestUnmountOfANonMountIsNotAnError(t *testing.T) {
 }
 
 func TestUnmountRemovesStackedMounts(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	target := t.TempDir()
 	for i := 0; i < 3; i++ {
 		must(t, unix.Mount("tmpfs", target, "tmpfs", 0, "size=1m"))

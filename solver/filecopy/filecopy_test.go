@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"github.com/ulikunitz/xz"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,23 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/patternmatcher"
+	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 )
-
-// requireRoot skips (or, in CI, fails) tests that need to chown and mknod.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("filecopy tests must run as root in CI")
-	}
-	t.Skip("filecopy tests need root")
-}
 
 // tree describes files to create: a key ending in "/" is a directory,
 // anything else a file with the value as content.
@@ -145,7 +134,7 @@ func excluder(t *testing.T, patterns ...string) func(string) bool {
 }
 
 func TestCopyLayout(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	tests := []struct {
 		name    string
 		src     tree
@@ -280,7 +269,7 @@ func TestCopyLayout(t *testing.T) {
 }
 
 func TestExpand(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := tree{
 		"a.txt":             "",
 		"b.txt":             "",
@@ -351,7 +340,7 @@ func TestExpand(t *testing.T) {
 }
 
 func TestWildcardExpansionThenCopy(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srcRoot, dstRoot := roots(t, tree{"a.txt": "a", "b.txt": "b", "c.md": "c"}, nil)
 	srcs, err := Expand(srcRoot, []string{"*.txt"}, nil)
 	if err != nil {
@@ -378,7 +367,7 @@ func TestWildcardExpansionThenCopy(t *testing.T) {
 }
 
 func TestCopyOwnership(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	mode0640 := os.FileMode(0o640)
 	tests := []struct {
 		name            string
@@ -448,7 +437,7 @@ func must(t *testing.T, err error) {
 }
 
 func TestCopyPreservesModesTimesXattrs(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srcRoot, dstRoot := roots(t, tree{
 		"ctx/suid":        "x",
 		"ctx/sgid":        "x",
@@ -523,7 +512,7 @@ func TestCopyPreservesModesTimesXattrs(t *testing.T) {
 }
 
 func TestCopySymlinks(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srcRoot, dstRoot := roots(t, tree{"real.txt": "real", "dir/target.txt": "t", "realdir/inner": "in"}, nil)
 	must(t, os.Symlink("target.txt", filepath.Join(srcRoot, "dir/rel")))
 	must(t, os.Symlink("/etc/passwd", filepath.Join(srcRoot, "dir/abs")))
@@ -565,7 +554,7 @@ func TestCopySymlinks(t *testing.T) {
 }
 
 func TestCopyHardlinks(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srcRoot, dstRoot := roots(t, tree{"dir/a": "shared", "dir/other": "o"}, nil)
 	must(t, os.MkdirAll(filepath.Join(srcRoot, "dir/sub"), 0o755))
 	must(t, os.Link(filepath.Join(srcRoot, "dir/a"), filepath.Join(srcRoot, "dir/b")))
@@ -589,7 +578,7 @@ func TestCopyHardlinks(t *testing.T) {
 }
 
 func TestCopySpecialFiles(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srcRoot, dstRoot := roots(t, tree{"dir/": ""}, nil)
 	must(t, unix.Mkfifo(filepath.Join(srcRoot, "dir/fifo"), 0o640))
 	must(t, unix.Mknod(filepath.Join(srcRoot, "dir/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
@@ -605,7 +594,7 @@ func TestCopySpecialFiles(t *testing.T) {
 }
 
 func TestCopyExcluded(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srcRoot, dstRoot := roots(t, tree{
 		"keep.txt":        "k",
 		"secret.txt":      "s",
@@ -631,7 +620,7 @@ func TestCopyExcluded(t *testing.T) {
 }
 
 func TestCopyEscapeAttempts(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 
 	t.Run("dest through an absolute symlink stays in destRoot", func(t *testing.T) {
 		outside := t.TempDir()
@@ -814,7 +803,7 @@ DNEHqANZa5tzn5C6QImD2NRCDBInRiQiKIZsUroOUURHJjAJlWJUUTFR9goxkRhjaJAiGE8wqRyX
 rUxtIShGfSQ9xQ16BMBRjebWggajHxC5ZwA/i7kinChIEV8aSoA=`
 
 func TestAddExtractsArchives(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	plain := makeTar(t, []tarEntry{
 		{name: "./", typ: tar.TypeDir},
 		{name: "bin/", typ: tar.TypeDir, mode: 0o750, uid: 1000},
@@ -922,7 +911,7 @@ func TestAddExtractsArchives(t *testing.T) {
 }
 
 func TestCopyHonoursCancellation(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srcRoot, dstRoot := roots(t, tree{"dir/a": "a", "dir/b": "b"}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
