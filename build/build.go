@@ -147,7 +147,7 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (res *Result, er
 	}
 	names := make([]string, 0, len(opts.Tags))
 	for _, t := range opts.Tags {
-		n, err := content.NormalizeName(t)
+		n, err := content.NormalizeTag(t)
 		if err != nil {
 			return nil, fmt.Errorf("tag %q: %w", t, err)
 		}

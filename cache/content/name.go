@@ -1,6 +1,7 @@
 package content
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/distribution/reference"
@@ -12,6 +13,24 @@ func NormalizeName(s string) (string, error) {
 	n, err := reference.ParseNormalizedNamed(s)
 	if err != nil {
 		return "", fmt.Errorf("invalid reference format %q: %w", s, err)
+	}
+	return reference.TagNameOnly(n).String(), nil
+}
+
+// ErrDigestName is returned by NormalizeTag for a name that carries a
+// digest: naming an image "app@sha256:…" would claim content it may not
+// have, so docker refuses it and so does kiln.
+var ErrDigestName = errors.New("a name to give an image cannot contain a digest")
+
+// NormalizeTag is NormalizeName for a name kiln is about to give an image
+// (tag, build -t, import, push destination): one with a digest is refused.
+func NormalizeTag(s string) (string, error) {
+	n, err := reference.ParseNormalizedNamed(s)
+	if err != nil {
+		return "", fmt.Errorf("invalid reference format %q: %w", s, err)
+	}
+	if _, ok := n.(reference.Digested); ok {
+		return "", fmt.Errorf("%q: %w", s, ErrDigestName)
 	}
 	return reference.TagNameOnly(n).String(), nil
 }

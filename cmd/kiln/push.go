@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,7 +45,10 @@ plain HTTP only for localhost/127.0.0.1 and --insecure-registry hosts.`,
 			dest := args[0]
 			if len(args) == 2 {
 				dest = args[1]
-			} else if _, err := content.NormalizeName(dest); err != nil {
+			}
+			if _, err := content.NormalizeTag(dest); errors.Is(err, content.ErrDigestName) {
+				return fmt.Errorf("cannot push to %s: push to a tag, not a digest", dest)
+			} else if err != nil && len(args) == 1 {
 				return fmt.Errorf("%q is not a name to push to; give DEST (kiln push IMAGE REGISTRY/REPO:TAG)", dest)
 			}
 			store, err := openStore()
@@ -71,6 +75,15 @@ plain HTTP only for localhost/127.0.0.1 and --insecure-registry hosts.`,
 			})
 			if err != nil {
 				return err
+			}
+			if len(args) == 2 {
+				// the local name pushed under another name records where
+				// it now is too (inspect's RepoDigests), like dest does
+				if src, err := content.NormalizeName(args[0]); err == nil {
+					if cur, err := store.Content.Resolve(src); err == nil && cur.Digest == im.ManifestDesc.Digest {
+						_ = store.Content.TagWith(src, cur, map[string]string{content.AnnotationRepoDigest: res.RepoDigest})
+					}
+				}
 			}
 			fmt.Printf("%s: digest: %s size: %d\n", res.Tag, res.Digest, res.Size)
 			return nil

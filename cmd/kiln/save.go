@@ -13,6 +13,8 @@ import (
 	"github.com/kiln-build/kiln/cache/atomicfile"
 	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/exporter/archive"
+	"github.com/kiln-build/kiln/frontend/dockerfile"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 )
@@ -111,11 +113,23 @@ func loadCmd() *cobra.Command {
 }
 
 func importCmd() *cobra.Command {
-	return &cobra.Command{
+	var changes []string
+	var message string
+	cmd := &cobra.Command{
 		Use:   "import FILE|- [REPOSITORY[:TAG]]",
 		Short: "Create a one-layer image from a rootfs tarball (like docker import)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var name string
+			if len(args) == 2 {
+				n, err := content.NormalizeTag(args[1])
+				if errors.Is(err, content.ErrDigestName) {
+					return fmt.Errorf("cannot import to %s: name the image with a tag, not a digest", args[1])
+				} else if err != nil {
+					return err
+				}
+				name = n
+			}
 			store, err := openStore()
 			if err != nil {
 				return err
@@ -136,15 +150,14 @@ func importCmd() *cobra.Command {
 			} else if epoch != nil {
 				created = *epoch
 			}
-			desc, err := archive.Import(cmd.Context(), bufio.NewReaderSize(r, 1<<20), store.Content, created)
+			desc, err := archive.Import(cmd.Context(), bufio.NewReaderSize(r, 1<<20), store.Content, archive.ImportOptions{
+				Created: created, Message: message,
+				Edit: func(img *dockerspec.DockerOCIImage) error { return dockerfile.ApplyChanges(img, changes) },
+			})
 			if err != nil {
 				return err
 			}
-			if len(args) == 2 {
-				name, err := content.NormalizeName(args[1])
-				if err != nil {
-					return err
-				}
+			if name != "" {
 				if err := store.Content.Tag(name, desc); err != nil {
 					return err
 				}
@@ -159,6 +172,10 @@ func importCmd() *cobra.Command {
 			return nil
 		},
 	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&changes, "change", "c", nil, "apply a Dockerfile instruction to the image's config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)")
+	f.StringVarP(&message, "message", "m", "", "comment of the imported layer's history entry")
+	return cmd
 }
 
 // removeNewBlobs removes the blobs that are in the store now but were not

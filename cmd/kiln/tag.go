@@ -20,7 +20,7 @@ func tagCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			name, err := content.NormalizeName(args[1])
+			name, err := content.NormalizeTag(args[1])
 			if err != nil {
 				return err
 			}

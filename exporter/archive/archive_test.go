@@ -107,7 +107,7 @@ func openStore(t *testing.T) *content.Store {
 // importImage imports a rootfs and tags it with names.
 func importImage(t *testing.T, s *content.Store, marker string, names ...string) ocispec.Descriptor {
 	t.Helper()
-	desc, err := Import(context.Background(), bytes.NewReader(rootfs(t, marker)), s, testCreated)
+	desc, err := Import(context.Background(), bytes.NewReader(rootfs(t, marker)), s, ImportOptions{Created: testCreated})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestImport(t *testing.T) {
 	plain := rootfs(t, "x")
 	var descs []ocispec.Descriptor
 	for _, in := range [][]byte{plain, gz(t, plain), zst(t, plain)} {
-		d, err := Import(ctx, bytes.NewReader(in), s, testCreated)
+		d, err := Import(ctx, bytes.NewReader(in), s, ImportOptions{Created: testCreated})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,10 +178,10 @@ func TestImport(t *testing.T) {
 	if want := digest.FromBytes(plain); len(im.Config.RootFS.DiffIDs) != 1 || im.Config.RootFS.DiffIDs[0] != want || im.Manifest.Layers[0].Digest != want {
 		t.Errorf("diff_ids %v, want [%s]", im.Config.RootFS.DiffIDs, want)
 	}
-	if _, err := Import(ctx, strings.NewReader("this is not a tar archive, not at all, no"+strings.Repeat(".", 600)), s, testCreated); err == nil {
+	if _, err := Import(ctx, strings.NewReader("this is not a tar archive, not at all, no"+strings.Repeat(".", 600)), s, ImportOptions{Created: testCreated}); err == nil {
 		t.Error("importing garbage succeeded")
 	}
-	if _, err := Import(ctx, strings.NewReader(""), s, testCreated); err == nil {
+	if _, err := Import(ctx, strings.NewReader(""), s, ImportOptions{Created: testCreated}); err == nil {
 		t.Error("importing nothing succeeded")
 	}
 }

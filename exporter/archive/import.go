@@ -16,17 +16,34 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
+// ImportOptions say how Import makes the image's config.
+type ImportOptions struct {
+	Created time.Time // the image's creation time; zero means now
+	Message string    // the history entry's comment (import -m)
+	// Edit, if set, changes the config (import --change) before the layer
+	// is read; an error stops the import with nothing stored.
+	Edit func(*dockerspec.DockerOCIImage) error
+}
+
 // Import makes a one-layer image from a root filesystem tar (plain, gzip or
 // zstd), like `docker import`. The layer is stored uncompressed, byte for
 // byte as the (decompressed) input; the config says linux/GOARCH, has the
-// layer as its only diff_id and one history entry "kiln import". created is
-// the image's creation time (zero means now). It returns the manifest
-// descriptor; the caller tags it.
-func Import(ctx context.Context, r io.Reader, store *content.Store, created time.Time) (ocispec.Descriptor, error) {
+// layer as its only diff_id and one history entry "kiln import". It
+// returns the manifest descriptor; the caller tags it.
+func Import(ctx context.Context, r io.Reader, store *content.Store, opts ImportOptions) (ocispec.Descriptor, error) {
+	created := opts.Created
 	if created.IsZero() {
 		created = time.Now()
 	}
 	created = created.UTC()
+	// the config edits are checked before anything is stored
+	var cfg dockerspec.DockerOCIImage
+	cfg.Created = &created
+	if opts.Edit != nil {
+		if err := opts.Edit(&cfg); err != nil {
+			return ocispec.Descriptor{}, err
+		}
+	}
 
 	br := bufio.NewReaderSize(ctxReader{ctx, r}, 1<<20)
 	if _, err := br.Peek(1); err == io.EOF {
@@ -71,12 +88,10 @@ func Import(ctx context.Context, r io.Reader, store *content.Store, created time
 	}
 	layer.MediaType = ocispec.MediaTypeImageLayer
 
-	var cfg dockerspec.DockerOCIImage
-	cfg.Created = &created
 	cfg.OS = "linux"
 	cfg.Architecture = runtime.GOARCH
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layer.Digest}}
-	cfg.History = []ocispec.History{{Created: &created, CreatedBy: "kiln import"}}
+	cfg.History = []ocispec.History{{Created: &created, CreatedBy: "kiln import", Comment: opts.Message}}
 	desc, err := store.WriteImage(cfg, []ocispec.Descriptor{layer})
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)

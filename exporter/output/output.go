@@ -300,7 +300,7 @@ func namesOf(s Spec, built []string) ([]string, error) {
 		if n == "" {
 			continue
 		}
-		full, err := content.NormalizeName(n)
+		full, err := content.NormalizeTag(n)
 		if err != nil {
 			return nil, fmt.Errorf("name %q: %w", n, err)
 		}

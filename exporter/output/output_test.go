@@ -108,7 +108,7 @@ func TestExportArchives(t *testing.T) {
 	tw.WriteHeader(&tar.Header{Name: "hello", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
 	tw.Write([]byte("hi\n"))
 	tw.Close()
-	desc, err := archive.Import(context.Background(), &rootfs, store.Content, time.Unix(1, 0))
+	desc, err := archive.Import(context.Background(), &rootfs, store.Content, archive.ImportOptions{Created: time.Unix(1, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

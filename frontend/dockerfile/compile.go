@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/ops"
+	"github.com/kiln-build/kiln/solver/runc"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -370,7 +371,7 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 	return st, nil
 }
 
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+const defaultPath = runc.DefaultPath
 
 func (c *compiler) loc(line int) string { return fmt.Sprintf("%s:%d", c.opts.Filename, line) }
 

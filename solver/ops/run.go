@@ -46,6 +46,6 @@ func (w *Worker) RunContainer(ctx context.Context, layers []record.Layer, args, 
 	if cwd == "" {
 		cwd = "/"
 	}
-	p := runc.Process{Args: args, Env: env, Cwd: cwd, UID: uid, GID: gid, AdditionalGids: extra, Network: network}
+	p := runc.Process{Args: args, Env: runc.WithDefaultPath(env), Cwd: cwd, UID: uid, GID: gid, AdditionalGids: extra, Network: network}
 	return w.Runtime.Run(ctx, "kiln-run-"+filepath.Base(scratch), bundle, rootfs, p, out)
 }

@@ -133,3 +133,18 @@ func boundingSet() uint64 {
 	}
 	return 0
 }
+
+// DefaultPath is the PATH a container gets when its image sets none, the
+// same as docker's and BuildKit's.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// WithDefaultPath returns env with PATH=DefaultPath added when env has no
+// PATH, as docker run does for an image without one.
+func WithDefaultPath(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			return env
+		}
+	}
+	return append(env[:len(env):len(env)], "PATH="+DefaultPath)
+}
