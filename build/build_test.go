@@ -39,7 +39,7 @@ func newStore(t *testing.T) *cache.Store {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	desc, err := archive.Import(context.Background(), f, s.Content, time.Unix(0, 0))
+	desc, err := archive.Import(context.Background(), f, s.Content, archive.ImportOptions{Created: time.Unix(0, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
