@@ -294,3 +294,38 @@ func TestParseAllowAndLists(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCacheSpecs(t *testing.T) {
+	ok := []struct {
+		flag, in string
+		want     build.CacheSpec
+	}{
+		{"--cache-from", "reg.example:5000/team/app:cache", build.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": "reg.example:5000/team/app:cache"}}},
+		{"--cache-to", "type=registry,ref=team/app:cache,mode=max", build.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": "team/app:cache", "mode": "max"}}},
+		{"--cache-to", "type=local,dest=/tmp/c", build.CacheSpec{Type: "local", Attrs: map[string]string{"dest": "/tmp/c"}}},
+		{"--cache-from", "type=local,src=/tmp/c", build.CacheSpec{Type: "local", Attrs: map[string]string{"src": "/tmp/c"}}},
+	}
+	for _, c := range ok {
+		got, err := parseCacheSpecs(c.flag, []string{c.in})
+		if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], c.want) {
+			t.Errorf("parseCacheSpecs(%s %q) = %+v, %v; want %+v", c.flag, c.in, got, err, c.want)
+		}
+	}
+	// every mistake is caught before a build starts, not after it
+	bad := []struct{ flag, in, err string }{
+		{"--cache-to", "/tmp/cache", "for a directory use type=local,dest=DIR"},
+		{"--cache-from", "./cache", "for a directory use type=local,src=DIR"},
+		{"--cache-to", "a:b:c", "not an image reference"},
+		{"--cache-to", "type=registry,ref=Upper/Case", "is not an image reference"},
+		{"--cache-to", "type=registry,mode=max", "needs ref="},
+		{"--cache-to", "type=local,src=/tmp/c", "needs dest=DIR"},
+		{"--cache-from", "type=local,dest=/tmp/c", "needs src=DIR"},
+		{"--cache-to", "type=gha", "not supported"},
+		{"--cache-to", "type=local,dest=/x,mode=all", "mode must be min or max"},
+	}
+	for _, c := range bad {
+		if _, err := parseCacheSpecs(c.flag, []string{c.in}); err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("parseCacheSpecs(%s %q): error %v, want one containing %q", c.flag, c.in, err, c.err)
+		}
+	}
+}

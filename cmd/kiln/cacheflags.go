@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/build"
 )
 
@@ -15,6 +16,10 @@ func parseCacheSpecs(flag string, in []string) ([]build.CacheSpec, error) {
 	var out []build.CacheSpec
 	for _, v := range in {
 		if !strings.Contains(v, "=") {
+			// like buildx, a bare value is a registry reference
+			if _, err := reference.ParseNormalizedNamed(v); err != nil {
+				return nil, fmt.Errorf("%s %q: not an image reference (for a directory use type=local,%s=DIR)", flag, v, localAttr(flag))
+			}
 			out = append(out, build.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": v}})
 			continue
 		}
@@ -35,7 +40,18 @@ func parseCacheSpecs(flag string, in []string) ([]build.CacheSpec, error) {
 			}
 		}
 		switch spec.Type {
-		case "local", "registry":
+		case "local":
+			if spec.Attrs[localAttr(flag)] == "" {
+				return nil, fmt.Errorf("%s %q: type=local needs %s=DIR", flag, v, localAttr(flag))
+			}
+		case "registry":
+			ref := spec.Attrs["ref"]
+			if ref == "" {
+				return nil, fmt.Errorf("%s %q: type=registry needs ref=REGISTRY/REPO:TAG", flag, v)
+			}
+			if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+				return nil, fmt.Errorf("%s %q: ref %q is not an image reference", flag, v, ref)
+			}
 		case "":
 			return nil, fmt.Errorf("%s %q: type is required (local or registry)", flag, v)
 		default:
@@ -47,4 +63,13 @@ func parseCacheSpecs(flag string, in []string) ([]build.CacheSpec, error) {
 		out = append(out, spec)
 	}
 	return out, nil
+}
+
+// localAttr is the attribute naming a type=local cache directory: dest
+// for --cache-to, src for --cache-from.
+func localAttr(flag string) string {
+	if flag == "--cache-to" {
+		return "dest"
+	}
+	return "src"
 }
