@@ -38,6 +38,9 @@ type Options struct {
 	ContextDir string
 	// Dockerfile path; default ContextDir/Dockerfile.
 	Dockerfile string
+	// DockerfileSource, if not nil, is the Dockerfile itself (build -f -
+	// reads it from stdin); Dockerfile then only names it in messages.
+	DockerfileSource []byte
 	Tags       []string
 	Target     string
 	BuildArgs  map[string]string
@@ -141,9 +144,11 @@ func Run(ctx context.Context, store *cache.Store, opts Options) (res *Result, er
 	if dfPath == "" {
 		dfPath = filepath.Join(ctxDir, "Dockerfile")
 	}
-	src, err := os.ReadFile(dfPath)
-	if err != nil {
-		return nil, fmt.Errorf("read Dockerfile: %w", err)
+	src := opts.DockerfileSource
+	if src == nil {
+		if src, err = os.ReadFile(dfPath); err != nil {
+			return nil, fmt.Errorf("read Dockerfile: %w", err)
+		}
 	}
 	names := make([]string, 0, len(opts.Tags))
 	for _, t := range opts.Tags {

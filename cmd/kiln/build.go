@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -35,9 +36,10 @@ func buildCmd() *cobra.Command {
 		cacheFrom, cacheTo      []string
 		platform, metadataFile  string
 		cacheMaxFlag            string
+		quiet                   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "build [OPTIONS] CONTEXT",
+		Use:   "build [OPTIONS] CONTEXT|-",
 		Short: "Build an image from a Dockerfile",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -109,41 +111,67 @@ func buildCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var dfSource []byte
+			if file == "-" {
+				if args[0] == "-" {
+					return errors.New("cannot read both the Dockerfile (-f -) and the context (-) from stdin")
+				}
+				if dfSource, err = io.ReadAll(os.Stdin); err != nil {
+					return fmt.Errorf("read the Dockerfile from stdin: %w", err)
+				}
+				file = ""
+			}
 			store, err := openStore()
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			p := newProgress(os.Stderr, progressMode)
+			ctxDir := args[0]
+			if ctxDir == "-" {
+				dir, src, err := stdinContext(cmd.Context(), os.Stdin, store.RunDir())
+				if dir != "" {
+					defer os.RemoveAll(dir)
+				}
+				if err != nil {
+					return err
+				}
+				ctxDir, dfSource = dir, src
+			}
+			var progressOut io.Writer = os.Stderr
+			if quiet {
+				progressOut = io.Discard
+			}
+			p := newProgress(progressOut, progressMode)
 			start := time.Now()
 			res, err := build.Run(cmd.Context(), store, build.Options{
-				ContextDir:    args[0],
-				Dockerfile:    file,
-				Tags:          tags,
-				Target:        target,
-				BuildArgs:     bargs,
-				Labels:        lbls,
-				NoCache:       noCache,
-				Network:       network,
-				Runtime:       runtime,
-				Epoch:         epoch,
-				Platform:      plat,
-				Outputs:       outs,
-				MetadataFile:  metadataFile,
-				CacheFrom:     cacheFromSpecs,
-				CacheTo:       cacheToSpecs,
-				Secrets:       secretMap,
-				SSH:           sshMap,
-				BuildContexts: contexts,
-				NoCacheFilter: splitList(noCacheFilter),
-				AllowInsecure: insecure,
-				Pull:          pullAlways,
-				PullOptions:   pull.Options{Registry: registryConfig(), Progress: os.Stderr},
-				Warn:          func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) },
-				Events:        p.event,
-				Log:           p.logger,
-				CacheMax:      budget,
-				GC:            func(r *cache.GCReport, err error) { reportBuildGC(os.Stderr, r, err) },
+				ContextDir:       ctxDir,
+				Dockerfile:       file,
+				DockerfileSource: dfSource,
+				Tags:             tags,
+				Target:           target,
+				BuildArgs:        bargs,
+				Labels:           lbls,
+				NoCache:          noCache,
+				Network:          network,
+				Runtime:          runtime,
+				Epoch:            epoch,
+				Platform:         plat,
+				Outputs:          outs,
+				MetadataFile:     metadataFile,
+				CacheFrom:        cacheFromSpecs,
+				CacheTo:          cacheToSpecs,
+				Secrets:          secretMap,
+				SSH:              sshMap,
+				BuildContexts:    contexts,
+				NoCacheFilter:    splitList(noCacheFilter),
+				AllowInsecure:    insecure,
+				Pull:             pullAlways,
+				PullOptions:      pull.Options{Registry: registryConfig(), Progress: progressOut},
+				Warn:             func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) },
+				Events:           p.event,
+				Log:              p.logger,
+				CacheMax:         budget,
+				GC:               func(r *cache.GCReport, err error) { reportBuildGC(os.Stderr, r, err) },
 				Plan: func(b *dockerfile.Build) {
 					p.number(b.Vertices)
 					for _, s := range b.SkippedStages {
@@ -159,6 +187,10 @@ func buildCmd() *cobra.Command {
 					return err
 				}
 			}
+			if quiet {
+				fmt.Println(res.ID) // docker build -q: the image ID on stdout
+				return nil
+			}
 			fmt.Fprintf(os.Stderr, "writing image %s done in %.1fs\n", res.ID, time.Since(start).Seconds())
 			for _, n := range res.Names {
 				fmt.Fprintf(os.Stderr, "naming to %s\n", n)
@@ -168,7 +200,8 @@ func buildCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&tags, "tag", "t", nil, "name and optionally a tag (name:tag); repeatable")
-	f.StringVarP(&file, "file", "f", "", "Dockerfile path (default CONTEXT/Dockerfile)")
+	f.StringVarP(&file, "file", "f", "", "Dockerfile path (default CONTEXT/Dockerfile; - reads it from stdin)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image ID (to stdout) when the build succeeds")
 	f.StringVar(&target, "target", "", "build this stage (and what it needs) only")
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (KEY alone takes it from the environment)")
 	f.StringArrayVar(&labels, "label", nil, "set image label KEY=VALUE")
