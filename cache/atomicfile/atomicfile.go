@@ -4,6 +4,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,11 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), TempPrefix+filepath.Base(path)+"-")
 	if err != nil {
+		// name the file the caller asked for, not the temp file
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return &os.PathError{Op: "create", Path: path, Err: pe.Err}
+		}
 		return err
 	}
 	tmp := f.Name()

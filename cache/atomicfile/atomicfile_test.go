@@ -160,3 +160,11 @@ func TestIsTemp(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorNamesThePathNotTheTempFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "no", "such", "dir", "x.tar")
+	err := WriteFile(p, []byte("x"), 0o644)
+	if err == nil || err.Error() != "create "+p+": no such file or directory" {
+		t.Errorf("error %v, want one naming %s", err, p)
+	}
+}
