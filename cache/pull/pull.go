@@ -94,7 +94,11 @@ func Pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil, err
 		}
-		return nil, &Error{Ref: ref, Err: registry.Explain(err)}
+		shown := ref // with the :latest it means, when it has no tag
+		if n, perr := reference.ParseNormalizedNamed(ref); perr == nil && reference.IsNameOnly(n) {
+			shown = ref + ":latest"
+		}
+		return nil, &Error{Ref: shown, Err: registry.Explain(err)}
 	}
 	return res, nil
 }

@@ -7,6 +7,7 @@ import (
 	goruntime "runtime"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/cache/pull"
 	"github.com/kiln-build/kiln/internal/registry"
 	"github.com/spf13/cobra"
@@ -75,6 +76,9 @@ or SSL_CERT_FILE) trusts a private CA.`,
 			var progress io.Writer = os.Stderr
 			if quiet {
 				progress = nil
+			}
+			if n, err := reference.ParseNormalizedNamed(args[0]); err == nil && reference.IsNameOnly(n) && !quiet {
+				fmt.Fprintln(os.Stderr, "Using default tag: latest")
 			}
 			res, err := pull.Pull(cmd.Context(), store.Content, args[0], pull.Options{
 				Registry: registryConfig(),

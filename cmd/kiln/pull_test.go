@@ -136,6 +136,12 @@ func TestPullRunAndBuildFromRegistry(t *testing.T) {
 	if err != nil || !strings.Contains(errOut, "Already exists") || !strings.Contains(errOut, "Status: Image is up to date for "+ref) {
 		t.Errorf("second pull: %v\n%s", err, errOut)
 	}
+	// A name without a tag means :latest, said first, as docker does;
+	// this registry has no :latest.
+	_, errOut, err = s.kiln("pull", reg.Addr+"/library/bb")
+	if err == nil || !strings.HasPrefix(errOut, "Using default tag: latest\n") || !strings.Contains(errOut, "bb:latest") {
+		t.Errorf("pull without a tag: %v\n%s", err, errOut)
+	}
 
 	// FROM an image the store lacks pulls it.
 	b := ptEmptyStore(t)
