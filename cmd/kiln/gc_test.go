@@ -139,6 +139,10 @@ func TestDanglingImageStoryFromBuildToPrune(t *testing.T) {
 	}
 	s.assertDFAddsUp()
 
+	// the dangling image was made a moment ago: until=1h spares it
+	if out := s.mustKiln("image", "prune", "-f", "--filter", "until=1h"); strings.Contains(out, "deleted:") {
+		t.Errorf("image prune --filter until=1h removed a fresh image:\n%s", out)
+	}
 	before := du(t, s.root)
 	out := s.mustKiln("image", "prune", "-f")
 	if !strings.Contains(out, "Deleted Images:\ndeleted: sha256:"+oldID) {

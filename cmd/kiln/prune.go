@@ -75,13 +75,14 @@ ever removed under it.`,
 	f := cmd.Flags()
 	f.BoolVarP(&all, "all", "a", false, "also remove cache mounts (RUN --mount=type=cache)")
 	f.StringVar(&keep, "keep-storage", "", "keep this much build cache (e.g. 5GB, 512MiB), removing least recently used first")
-	f.StringArrayVar(&filters, "filter", nil, "until=DURATION: only remove what was not used within DURATION (e.g. 24h, 90m)")
+	f.StringArrayVar(&filters, "filter", nil, "until=DURATION|TIMESTAMP: only remove what was not used within DURATION (e.g. 24h) or since TIMESTAMP")
 	f.BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	return cmd
 }
 
 func imagePruneCmd() *cobra.Command {
 	var all, force bool
+	var filters []string
 	cmd := &cobra.Command{
 		Use:   "prune [OPTIONS]",
 		Short: "Remove images without a name",
@@ -92,6 +93,10 @@ digest reference (pulled by digest). Tagged images are never removed;
 layers that cache records still use stay as build cache.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			until, err := parseUntil(filters)
+			if err != nil {
+				return err
+			}
 			if !force {
 				warning := "WARNING! This will remove all dangling images."
 				if all {
@@ -106,7 +111,7 @@ layers that cache records still use stay as build cache.`,
 				return err
 			}
 			defer store.Close()
-			rep, err := store.Collect(cmd.Context(), cache.GCOptions{DanglingImages: true, UntaggedImages: all, All: true})
+			rep, err := store.Collect(cmd.Context(), cache.GCOptions{DanglingImages: true, UntaggedImages: all, All: true, Until: until})
 			if rep != nil {
 				printPrunedImages(os.Stdout, rep)
 			}
@@ -114,6 +119,7 @@ layers that cache records still use stay as build cache.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove every image without a tag, not just dangling ones")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "until=DURATION|TIMESTAMP: spare images used (built, tagged, pulled) within DURATION or since TIMESTAMP")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	return cmd
 }
@@ -178,22 +184,49 @@ func mountName(m cache.MountUsage) string {
 	return "cachemount:" + m.Dir
 }
 
-// parseUntil reads --filter values; only until=DURATION is known (docker
-// also takes a timestamp there; kiln takes a Go duration).
+// parseUntil reads --filter values; only until= is known (docker builder
+// prune's and image prune's filter), as a duration (24h, 90m) or a
+// timestamp like docker's (RFC 3339, 2006-01-02[T15:04[:05]], or Unix
+// seconds), which counts back from now.
 func parseUntil(filters []string) (time.Duration, error) {
+	return parseUntilAt(filters, time.Now())
+}
+
+func parseUntilAt(filters []string, now time.Time) (time.Duration, error) {
 	var until time.Duration
 	for _, f := range filters {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok || strings.TrimSpace(k) != "until" {
-			return 0, fmt.Errorf("invalid filter %q (only until=DURATION, e.g. until=24h)", f)
+			return 0, fmt.Errorf("invalid filter %q (only until=DURATION or until=TIMESTAMP, e.g. until=24h)", f)
 		}
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil || d < 0 {
-			return 0, fmt.Errorf("invalid filter %q: %q is not a duration like 24h or 90m", f, v)
+		v = strings.TrimSpace(v)
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			ts, terr := parseTimestamp(v)
+			if terr != nil {
+				return 0, fmt.Errorf("invalid filter %q: %q is neither a duration like 24h nor a timestamp like 2006-01-02T15:04:05Z", f, v)
+			}
+			d = now.Sub(ts)
+		}
+		if d < 0 {
+			return 0, fmt.Errorf("invalid filter %q: it is in the future", f)
 		}
 		until = d
 	}
 	return until, nil
+}
+
+// parseTimestamp reads the timestamps docker's --filter until= takes.
+func parseTimestamp(v string) (time.Time, error) {
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Unix(0, int64(secs*1e9)), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, v, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("not a timestamp: %q", v)
 }
 
 // parseSize reads a size as docker's flags write them: a number with an

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,10 +61,24 @@ func TestParseUntil(t *testing.T) {
 	if d, err := parseUntil(nil); err != nil || d != 0 {
 		t.Errorf("none: %v, %v", d, err)
 	}
-	for _, bad := range []string{"until=yesterday", "type=regular", "until"} {
+	for _, bad := range []string{"until=yesterday", "type=regular", "until", "until=-1h", "until=2999-01-01"} {
 		if _, err := parseUntil([]string{bad}); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+	// timestamps, as docker takes them, count back from now
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"until=2026-11-23T10:00:00Z":                                      2 * time.Hour,
+		"until=2026-11-22T12:00:00Z":                                      24 * time.Hour,
+		"until=" + strconv.FormatInt(now.Add(-90*time.Minute).Unix(), 10): 90 * time.Minute,
+	} {
+		if d, err := parseUntilAt([]string{in}, now); err != nil || d != want {
+			t.Errorf("%s: %v, %v; want %v", in, d, err, want)
+		}
+	}
+	if d, err := parseUntilAt([]string{"until=2026-11-22"}, now); err != nil || d < 12*time.Hour || d > 48*time.Hour {
+		t.Errorf("until=2026-11-22 (local midnight): %v, %v", d, err)
 	}
 }
 
