@@ -109,6 +109,9 @@ func loadCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&input, "input", "i", "", "read from FILE instead of stdin")
+	// docker load -q hides the progress bars; kiln load has none to hide,
+	// so the flag is accepted for scripts that pass it
+	cmd.Flags().BoolP("quiet", "q", false, "suppress the load output (kiln prints only the loaded names)")
 	return cmd
 }
 
