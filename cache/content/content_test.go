@@ -1,6 +1,7 @@
 package content
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -351,5 +352,31 @@ func TestOpenOfMissingBlobIsErrNotFound(t *testing.T) {
 	must(t, err)
 	if string(b) != "yes" {
 		t.Errorf("Open read %q, want %q", b, "yes")
+	}
+}
+
+func TestTarContentSizeCountsLikeDocker(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: "dir/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "dir/file", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3},
+		{Name: "dir/big", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5000},
+		{Name: "dir/hard", Typeflag: tar.TypeLink, Linkname: "dir/big"},
+		{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "dir/file"},
+		{Name: "dir/.wh.gone", Typeflag: tar.TypeReg, Mode: 0o600},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+	}
+	tw.Close()
+	// 3 + 5000 file bytes, the hard link once, 8 bytes of symlink target
+	if n, err := TarContentSize(bytes.NewReader(buf.Bytes())); err != nil || n != 5011 {
+		t.Errorf("TarContentSize = %d, %v; want 5011 (the tar is %d bytes)", n, err, buf.Len())
+	}
+	if _, err := TarContentSize(bytes.NewReader(buf.Bytes()[:700])); err == nil {
+		t.Error("a cut tar gave no error")
 	}
 }

@@ -123,6 +123,7 @@ func loadImages(store *cache.Store, warn func(string)) ([]*storedImage, error) {
 	}
 	read := map[digest.Digest]*content.StoredImage{}
 	byID := map[digest.Digest]*storedImage{}
+	sizes := newLayerSizes(store)
 	var out []*storedImage
 	for _, e := range entries {
 		d := e.Descriptor.Digest
@@ -150,9 +151,7 @@ func loadImages(store *cache.Store, warn func(string)) ([]*storedImage, error) {
 			if si.Config.Created != nil {
 				im.Created, im.HasCreated = *si.Config.Created, true
 			}
-			for _, l := range si.Manifest.Layers {
-				im.Size += l.Size
-			}
+			im.Size = sizes.image(si)
 			byID[im.ID] = im
 			out = append(out, im)
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/content"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // findImage resolves what a user typed — a name, a full or short image ID
@@ -22,4 +24,38 @@ func findImage(store *cache.Store, ref string) (*content.StoredImage, error) {
 		return nil, err
 	}
 	return im.Image, nil
+}
+
+// layerSizes measures layers as docker's SIZE columns do (see
+// content.Store.LayerContentSize), each layer once per command.
+type layerSizes struct {
+	store *cache.Store
+	memo  map[digest.Digest]int64
+}
+
+func newLayerSizes(store *cache.Store) *layerSizes {
+	return &layerSizes{store: store, memo: map[digest.Digest]int64{}}
+}
+
+// of is layer's content size; a layer that cannot be read counts its
+// blob size, so a damaged layer still shows something.
+func (ls *layerSizes) of(layer ocispec.Descriptor) int64 {
+	if n, ok := ls.memo[layer.Digest]; ok {
+		return n
+	}
+	n, err := ls.store.Content.LayerContentSize(layer.Digest)
+	if err != nil {
+		n = layer.Size
+	}
+	ls.memo[layer.Digest] = n
+	return n
+}
+
+// image is the content size of all of si's layers.
+func (ls *layerSizes) image(si *content.StoredImage) int64 {
+	var n int64
+	for _, l := range si.Manifest.Layers {
+		n += ls.of(l)
+	}
+	return n
 }
