@@ -779,3 +779,53 @@ func TestUsageCountsRegularBytesOncePerInode(t *testing.T) {
 		t.Errorf("Usage = %d bytes, %d entries; want 30 bytes, 5 entries", bytes, entries)
 	}
 }
+
+func TestCheckRefusesWhatApplyWouldRefuse(t *testing.T) {
+	tarOf := func(hdrs ...*tar.Header) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range hdrs {
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+			tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+		}
+		tw.Close()
+		return buf.Bytes()
+	}
+	good := tarOf(
+		&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755},
+		&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: 10},
+		&tar.Header{Name: "bin/sh", Typeflag: tar.TypeLink, Linkname: "bin/busybox"},
+		&tar.Header{Name: "/abs/ok", Typeflag: tar.TypeReg, Size: 1},
+		&tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"},
+		&tar.Header{Name: "etc/.wh.gone", Typeflag: tar.TypeReg},
+	)
+	if err := Check(bytes.NewReader(good)); err != nil {
+		t.Errorf("a sound layer: %v", err)
+	}
+	for name, data := range map[string][]byte{
+		"path escapes":                  tarOf(&tar.Header{Name: "../../etc/x", Typeflag: tar.TypeReg, Size: 1}),
+		"hardlink target \"../secret\"": tarOf(&tar.Header{Name: "hl", Typeflag: tar.TypeLink, Linkname: "../secret"}),
+		"not an earlier file":           tarOf(&tar.Header{Name: "hl", Typeflag: tar.TypeLink, Linkname: "/etc/shadow"}),
+		"cut short":                     good[:1030], // inside bin/busybox's content
+		"unsupported tar entry type":    tarOf(&tar.Header{Name: "c", Typeflag: tar.TypeCont}),
+	} {
+		if err := Check(bytes.NewReader(data)); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Check: %v, want an error containing %q", err, name)
+		}
+	}
+	// an absurd size is caught through the seeking fast path too
+	f := filepath.Join(t.TempDir(), "huge.tar")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "huge", Typeflag: tar.TypeReg, Size: 1 << 40})
+	tw.Flush() // the header is out; the content never comes
+	must(t, os.WriteFile(f, buf.Bytes(), 0o644))
+	fh, err := os.Open(f)
+	must(t, err)
+	defer fh.Close()
+	if err := Check(fh); err == nil || !strings.Contains(err.Error(), "cut short") {
+		t.Errorf("Check of a 1 TB header without content: %v", err)
+	}
+}

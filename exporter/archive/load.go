@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/cache/layer"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -440,6 +441,9 @@ func (l *loader) image(configName string, configWant digest.Digest, layers []lay
 		if le.stored != diffIDs[i] {
 			return pendingImage{}, fmt.Errorf("load: layer %s: digest mismatch: uncompressed content is %s, config rootfs.diff_ids[%d] is %s", lr.name, le.stored, i, diffIDs[i])
 		}
+		if err := l.checkLayer(le.stored); err != nil {
+			return pendingImage{}, fmt.Errorf("load: layer %s: %w", lr.name, err)
+		}
 		descs[i] = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: diffIDs[i], Size: le.storedSize}
 	}
 	if err := l.ensureStored(ce); err != nil {
@@ -454,6 +458,18 @@ func (l *loader) image(configName string, configWant digest.Digest, layers []lay
 		return pendingImage{}, fmt.Errorf("load: %w", err)
 	}
 	return pendingImage{manifest: mdesc, id: ce.stored}, nil
+}
+
+// checkLayer refuses a stored layer blob that could not be unpacked
+// safely (layer.Check), so a hostile image is rejected by load, as docker
+// load rejects it, instead of failing on first use.
+func (l *loader) checkLayer(d digest.Digest) error {
+	f, err := l.store.Open(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return layer.Check(f)
 }
 
 type layerRef struct {
