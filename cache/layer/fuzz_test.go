@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // FuzzApply: a layer tar, however hostile, either applies inside the root
@@ -37,16 +39,47 @@ func FuzzApply(f *testing.F) {
 	add(tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/"}, tar.Header{Name: "l/evil", Typeflag: tar.TypeReg, Linkname: "e"})
 	add(tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"})
 	add(tar.Header{Name: "d/.wh..wh..opq", Typeflag: tar.TypeReg}, tar.Header{Name: ".wh.gone", Typeflag: tar.TypeReg})
-	if os.Geteuid() != 0 {
-		f.Skip("applying layers needs root (mknod, chown)")
+	add(tar.Header{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../../../../../../../../tmp"}, tar.Header{Name: "up/kiln-fuzz-escaped", Typeflag: tar.TypeReg, Linkname: "e"})
+	add(tar.Header{Name: "/../../../../tmp/kiln-fuzz-abs", Typeflag: tar.TypeReg, Linkname: "e"})
+	add(tar.Header{Name: "a", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}, tar.Header{Name: "a/x", Typeflag: tar.TypeLink, Linkname: "a"})
+	seeds, _ := filepath.Glob("testdata/fuzz-seeds/*.tar") // tars made by GNU tar
+	for _, p := range seeds {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
 	}
+	testenv.RequireRoot(f) // mknod, chown
 	f.Fuzz(func(t *testing.T, data []byte) {
 		base := t.TempDir()
 		root := filepath.Join(base, "root")
 		outside := filepath.Join(base, "outside")
 		os.Mkdir(root, 0o755)
 		os.Mkdir(outside, 0o755)
+		// Where an entry would land if it escaped — through a symlink to
+		// "/" or by climbing any number of levels — is its name taken
+		// from the host's root: none of those may appear.
+		var escapes []string
+		tr := tar.NewReader(bytes.NewReader(data))
+		for {
+			hdr, err := tr.Next()
+			if err != nil {
+				break
+			}
+			for _, name := range []string{hdr.Name, hdr.Linkname} {
+				for _, p := range hostPaths(name, base) {
+					if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+						escapes = append(escapes, p)
+					}
+				}
+			}
+		}
 		_, _, err := Apply(context.Background(), bytes.NewReader(data), root)
+		for _, p := range escapes {
+			if _, serr := os.Lstat(p); serr == nil {
+				os.RemoveAll(p)
+				t.Fatalf("layer wrote %s, outside its root", p)
+			}
+		}
 		if err != nil && errors.Is(err, ErrUnsafePath) && !strings.Contains(err.Error(), "escapes") {
 			t.Fatalf("unsafe path error without explanation: %v", err)
 		}
@@ -59,4 +92,25 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("layer created %v next to its root", siblings)
 		}
 	})
+}
+
+// hostPaths are the host paths a tar entry name could reach if it escaped
+// the root: the name from "/", and from each ancestor of base, for every
+// suffix of the name (a symlink may have replaced any prefix).
+func hostPaths(name, base string) []string {
+	parts := strings.Split(filepath.Clean("/"+name), "/")[1:]
+	if len(parts) == 0 || parts[0] == "" {
+		return nil
+	}
+	var out []string
+	for i := range parts {
+		rest := filepath.Join(parts[i:]...)
+		for dir := base; ; dir = filepath.Dir(dir) {
+			out = append(out, filepath.Join(dir, rest))
+			if dir == "/" {
+				break
+			}
+		}
+	}
+	return out
 }

@@ -7,13 +7,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kiln-build/kiln/cache/atomicfile"
 	"github.com/kiln-build/kiln/cache/content"
 )
 
 // FuzzLoad: any bytes either load as images or fail cleanly; a failed load
 // writes no tag, and nothing lands outside the store.
 func FuzzLoad(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/fuzz-seeds/*")
+	seeds, _ := filepath.Glob("testdata/fuzz-seeds/*.tar")
 	for _, p := range seeds {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
@@ -35,9 +36,22 @@ func FuzzLoad(f *testing.F) {
 		if err != nil && len(imgs) != 0 {
 			t.Fatalf("failed load left %d index entries", len(imgs))
 		}
-		if err == nil && len(loaded) != len(uniqueManifests(imgs)) {
-			t.Logf("loaded %d images, index has %d manifests", len(loaded), len(uniqueManifests(imgs)))
+		inIndex := uniqueManifests(imgs)
+		for _, l := range loaded {
+			if !inIndex[string(l.Manifest.Digest)] {
+				t.Fatalf("loaded image %s is not in index.json", l.Manifest.Digest)
+			}
+			if _, err := s.ReadImage(l.Manifest); err != nil {
+				t.Fatalf("loaded image %s cannot be read back: %v", l.Manifest.Digest, err)
+			}
 		}
+		// whatever happened, no temp file is left behind
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && atomicfile.IsTemp(p) {
+				t.Fatalf("load left a temp file: %s", p)
+			}
+			return nil
+		})
 		ents, _ := os.ReadDir(dir)
 		if len(ents) != 1 {
 			t.Fatalf("load created %v next to the store", ents)
