@@ -211,11 +211,21 @@ func TestBudgetKeepsCacheUnderItAndTaggedImagesIntact(t *testing.T) {
 	const budget = 50_000_000
 	for i := 0; i < 10; i++ {
 		ctx := gcContext(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 20000000 /dev/urandom > /big-%d\n", i)})
-		args := []string{"build", "--progress", "plain", "--cache-max", "50MB", ctx}
+		args := []string{"build", "--progress", "plain", ctx}
 		if i%2 == 0 {
 			args = append(args, "-t", fmt.Sprintf("big-%d:latest", i))
 		}
-		s.mustKiln(args...)
+		// the budget comes from the flag or, every third build, from
+		// KILN_CACHE_MAX
+		var env []string
+		if i%3 == 0 {
+			env = []string{"KILN_CACHE_MAX=50MB"}
+		} else {
+			args = append(args, "--cache-max", "50MB")
+		}
+		if _, errOut, err := ptKilnEnv(s, env, args...); err != nil {
+			t.Fatalf("build %d: %v\n%s", i, err, errOut)
+		}
 	}
 	// kiln's own measure
 	var v struct {
@@ -270,6 +280,7 @@ func TestBudgetKeepsCacheUnderItAndTaggedImagesIntact(t *testing.T) {
 		t.Errorf("rebuild of a tagged image is not cached (its record should outlive the collections): %v\n%s", err, errOut)
 	}
 	s.assertDFAddsUp()
+	s.assertDoctorClean()
 }
 
 // namedImageData returns the store paths (relative to root) of what images
