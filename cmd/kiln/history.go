@@ -1,20 +1,46 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"text/template"
+	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 )
 
+// docker's history formats (docker/cli cli/command/image/formatter_history.go).
+const (
+	historyTableFormat         = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+	historyNonHumanTableFormat = "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+)
+
+var historyHeaders = map[string]string{
+	"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+	"CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT",
+}
+
 func historyCmd() *cobra.Command {
-	var noTrunc bool
+	var noTrunc, quiet, human bool
+	var format string
 	cmd := &cobra.Command{
-		Use:   "history IMAGE",
+		Use:   "history [OPTIONS] IMAGE",
 		Short: "Show the history of an image, newest layer first",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show the history of an image like docker history: one row per step,
+newest first. Only the newest row has an image ID; the others are
+<missing>, as in docker for pulled or loaded images.
+
+--format takes a Go template over .ID .CreatedSince .CreatedAt .CreatedBy
+.Size .Comment, "table TEMPLATE" for columns with headers, or "json" for
+one JSON object per line.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, err := openStore()
 			if err != nil {
@@ -25,34 +51,151 @@ func historyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT")
+			sizes := newLayerSizes(store)
+			var rows []*historyRow
 			layer := len(si.Manifest.Layers) - 1
 			hist := si.Config.History
 			for i := len(hist) - 1; i >= 0; i-- {
 				h := hist[i]
-				size := int64(0)
+				r := &historyRow{id: "<missing>", createdBy: h.CreatedBy, comment: h.Comment, trunc: !noTrunc, human: human}
 				if !h.EmptyLayer && layer >= 0 {
-					size = si.Manifest.Layers[layer].Size
+					r.size = sizes.of(si.Manifest.Layers[layer])
 					layer--
 				}
-				id := "<missing>"
 				if i == len(hist)-1 {
-					id = shortID(string(si.ID()))
+					r.id = string(si.ID())
 				}
-				created := "N/A"
 				if h.Created != nil {
-					created = ago(*h.Created)
+					r.created = h.Created.Unix()
 				}
-				by := strings.ReplaceAll(h.CreatedBy, "\t", " ")
-				if !noTrunc && len(by) > 45 {
-					by = by[:44] + "…"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", id, created, by, humanSize(size), h.Comment)
+				rows = append(rows, r)
 			}
-			return w.Flush()
+			return writeHistory(os.Stdout, historyFormat(format, quiet, human), rows)
 		},
 	}
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "don't truncate output")
+	fl := cmd.Flags()
+	fl.BoolVarP(&human, "human", "H", true, "print sizes and dates in human readable format")
+	fl.BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	fl.BoolVar(&noTrunc, "no-trunc", false, "don't truncate output")
+	fl.StringVar(&format, "format", "", `format output: "table", "table TEMPLATE", "json" or a Go TEMPLATE`)
 	return cmd
+}
+
+// historyFormat picks the template like docker's newHistoryFormat: -q and
+// -H=false only change the default table.
+func historyFormat(format string, quiet, human bool) string {
+	if format == "" || format == "table" {
+		switch {
+		case quiet:
+			return "{{.ID}}"
+		case !human:
+			return historyNonHumanTableFormat
+		}
+		return historyTableFormat
+	}
+	return format
+}
+
+// historyRow is one step; its methods are the template fields, computed as
+// docker's historyContext.
+type historyRow struct {
+	id, createdBy, comment string
+	created, size          int64
+	trunc, human           bool
+}
+
+// docker shows no age for dates before 2000 (SOURCE_DATE_EPOCH=0 builds).
+var historyEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+
+func (r *historyRow) ID() string {
+	if r.trunc {
+		return shortID(r.id)
+	}
+	return r.id
+}
+
+func (r *historyRow) CreatedAt() string {
+	return time.Unix(r.created, 0).Format(time.RFC3339)
+}
+
+func (r *historyRow) CreatedSince() string {
+	if !r.human {
+		return r.CreatedAt()
+	}
+	if r.created <= historyEpoch {
+		return "N/A"
+	}
+	return units.HumanDuration(time.Now().UTC().Sub(time.Unix(r.created, 0))) + " ago"
+}
+
+func (r *historyRow) CreatedBy() string {
+	by := strings.ReplaceAll(r.createdBy, "\t", " ")
+	if r.trunc {
+		return ellipsis(by, 45)
+	}
+	return by
+}
+
+func (r *historyRow) Size() string {
+	if r.human {
+		return humanSize(r.size)
+	}
+	return strconv.FormatInt(r.size, 10)
+}
+
+func (r *historyRow) Comment() string { return r.comment }
+
+// MarshalJSON is what {{json .}} and --format json print: every field.
+func (r *historyRow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{
+		"ID": r.ID(), "CreatedSince": r.CreatedSince(), "CreatedAt": r.CreatedAt(),
+		"CreatedBy": r.CreatedBy(), "Size": r.Size(), "Comment": r.Comment(),
+	})
+}
+
+// ellipsis cuts s to n characters, the last one "…" (docker's
+// formatter.Ellipsis, counting every rune as one column).
+func ellipsis(s string, n int) string {
+	rs := []rune(s)
+	if len(rs) <= n {
+		return s
+	}
+	return string(rs[:n-1]) + "…"
+}
+
+// writeHistory renders rows like docker's formatter: "table ..." gets a
+// header line and aligned columns, "json" one object per line, anything
+// else is a template executed once per row.
+func writeHistory(w io.Writer, format string, rows []*historyRow) error {
+	table := strings.HasPrefix(format, "table")
+	final := format
+	switch {
+	case table:
+		final = final[len("table"):]
+	case format == "json":
+		final = "{{json .}}"
+	}
+	final = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(strings.Trim(final, " "))
+	tmpl, err := template.New("").Funcs(templateFuncs).Parse(final)
+	if err != nil {
+		return fmt.Errorf("template parsing error: %w", err)
+	}
+	var buf bytes.Buffer
+	for _, r := range rows {
+		if err := tmpl.Execute(&buf, r); err != nil {
+			return fmt.Errorf("template parsing error: %w", err)
+		}
+		buf.WriteString("\n")
+	}
+	if !table {
+		_, err := buf.WriteTo(w)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+	var header bytes.Buffer
+	tmpl.Funcs(headerFuncs).Execute(&header, historyHeaders)
+	header.WriteString("\n")
+	header.WriteTo(tw)
+	buf.WriteTo(tw)
+	return tw.Flush()
 }

@@ -1,78 +1,272 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
+	"reflect"
 	"slices"
+	"sort"
 	"strings"
+	"text/template"
 	"time"
 
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/content"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 )
 
-// inspectOutput has the main fields of `docker image inspect`.
+// inspectOutput is `docker image inspect`'s object (moby's
+// image.InspectResponse), field for field and in its order, less what a
+// daemonless store has no equivalent for (GraphDriver). ManifestDigest is
+// kiln's own: the digest of the stored manifest (also in Descriptor).
 type inspectOutput struct {
-	ID           string            `json:"Id"`
-	RepoTags     []string          `json:"RepoTags"`
-	RepoDigests  []string          `json:"RepoDigests"`
-	Created      *time.Time        `json:"Created,omitempty"`
-	Author       string            `json:"Author,omitempty"`
-	Architecture string            `json:"Architecture"`
-	Os           string            `json:"Os"`
-	Size         int64             `json:"Size"`
-	Config       any               `json:"Config"`
-	RootFS       any               `json:"RootFS"`
-	Manifest     string            `json:"ManifestDigest"`
-	Labels       map[string]string `json:"-"`
+	ID             string `json:"Id"`
+	RepoTags       []string
+	RepoDigests    []string
+	Parent         string
+	Comment        string
+	Created        string `json:",omitempty"`
+	DockerVersion  string
+	Author         string
+	Config         *dockerspec.DockerOCIImageConfig
+	Architecture   string
+	Variant        string `json:",omitempty"`
+	Os             string
+	OsVersion      string `json:",omitempty"`
+	Size           int64
+	RootFS         inspectRootFS
+	Metadata       inspectMetadata
+	Descriptor     *ocispec.Descriptor `json:",omitempty"`
+	ManifestDigest string
+}
+
+type inspectRootFS struct {
+	Type   string   `json:",omitempty"`
+	Layers []string `json:",omitempty"`
+}
+
+type inspectMetadata struct {
+	LastTagTime time.Time `json:",omitempty"`
 }
 
 func inspectCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect IMAGE [IMAGE...]",
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] IMAGE [IMAGE...]",
 		Short: "Show image details as JSON",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `Show image details like docker image inspect: a JSON array with one
+object per image, or with -f/--format a Go template executed per image
+("json" prints the array on one line). Template functions: json, join,
+split, upper, lower, title, pad, truncate and Go's own (println, index...).
+An image that does not exist is reported after the others ("Error: No such
+image: NAME") and the exit status is 1.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			failed, err := runInspect(os.Stdout, format, args)
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			imgs, err := store.Content.Images()
-			if err != nil {
-				return err
+			if len(failed) > 0 {
+				// docker's message, not main's "ERROR:" line
+				for _, f := range failed {
+					fmt.Fprintln(os.Stderr, "Error:", f)
+				}
+				os.Exit(1)
 			}
-			var out []inspectOutput
-			for _, ref := range args {
-				si, err := findImage(store, ref)
-				if err != nil {
-					return err
-				}
-				o := inspectOutput{
-					ID: string(si.ID()), RepoTags: []string{}, RepoDigests: []string{},
-					Created: si.Config.Created, Author: si.Config.Author,
-					Architecture: si.Config.Architecture, Os: si.Config.OS,
-					Config: si.Config.Config, RootFS: si.Config.RootFS, Manifest: string(si.ManifestDesc.Digest),
-				}
-				for _, l := range si.Manifest.Layers {
-					o.Size += l.Size
-				}
-				for _, im := range imgs {
-					if im.Descriptor.Digest != si.ManifestDesc.Digest {
-						continue
-					}
-					if im.Name != "" && !strings.Contains(im.Name, "@") {
-						o.RepoTags = append(o.RepoTags, content.FamiliarName(im.Name))
-					}
-					if rd := im.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" && !slices.Contains(o.RepoDigests, content.FamiliarName(rd)) {
-						o.RepoDigests = append(o.RepoDigests, content.FamiliarName(rd))
-					}
-				}
-				out = append(out, o)
-			}
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "    ")
-			return enc.Encode(out)
+			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", `format output using a custom template: "json" or a Go TEMPLATE`)
+	return cmd
+}
+
+// runInspect prints the images like docker's inspect.Inspect and returns
+// the messages for those it could not find. err is a failure of the whole
+// command (the store, a template that does not parse).
+func runInspect(w io.Writer, format string, refs []string) (failed []string, err error) {
+	var tmpl *template.Template
+	if format != "" && format != "json" {
+		tmpl, err = template.New("").Funcs(inspectFuncs()).Parse(format)
+		if err != nil {
+			return nil, templateParseError{fmt.Errorf("template parsing error: %w", err)}
+		}
+	}
+	store, err := openStore()
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	imgs, err := store.Content.Images()
+	if err != nil {
+		return nil, err
+	}
+	sizes := newLayerSizes(store)
+	var out []inspectOutput
+	var buf bytes.Buffer
+	for _, ref := range refs {
+		o, err := inspectImage(store, sizes, imgs, ref)
+		if err != nil {
+			msg := err.Error()
+			if strings.HasPrefix(msg, "no such image: ") {
+				msg = "No such image: " + ref
+			}
+			failed = append(failed, msg)
+			continue
+		}
+		if tmpl == nil {
+			out = append(out, *o)
+			continue
+		}
+		if err := executeInspectTemplate(&buf, tmpl, o); err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+		buf.WriteByte('\n')
+	}
+	if tmpl != nil {
+		if buf.Len() == 0 {
+			buf.WriteByte('\n')
+		}
+		_, err := buf.WriteTo(w)
+		return failed, err
+	}
+	if out == nil {
+		out = []inspectOutput{}
+	}
+	var b []byte
+	if format == "json" {
+		b, err = json.Marshal(out)
+	} else {
+		b, err = json.MarshalIndent(out, "", "    ")
+	}
+	if err != nil {
+		return nil, err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return failed, err
+}
+
+// executeInspectTemplate runs tmpl on o; when that fails it runs it again
+// on o's JSON decoded into maps, with missing keys an error, as docker's
+// TemplateInspector does.
+func executeInspectTemplate(w *bytes.Buffer, tmpl *template.Template, o *inspectOutput) error {
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, o); err == nil {
+		b.WriteTo(w)
+		return nil
+	}
+	raw, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	var m any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return fmt.Errorf("unable to read inspect data: %w", err)
+	}
+	b.Reset()
+	if err := tmpl.Option("missingkey=error").Execute(&b, m); err != nil {
+		return fmt.Errorf("template parsing error: %w", err)
+	}
+	b.WriteTo(w)
+	return nil
+}
+
+// inspectFuncs are docker's template functions, with join taking any
+// slice (as docker/cli's joinElements does since v29): a template that
+// mixes .Id with join runs on the decoded JSON, where RepoTags is []any.
+func inspectFuncs() template.FuncMap {
+	fm := template.FuncMap{}
+	for k, v := range templateFuncs {
+		fm[k] = v
+	}
+	fm["join"] = joinAny
+	return fm
+}
+
+func joinAny(elems any, sep string) (string, error) {
+	switch v := elems.(type) {
+	case nil:
+		return "", nil
+	case []string:
+		return strings.Join(v, sep), nil
+	}
+	rv := reflect.ValueOf(elems)
+	switch rv.Kind() {
+	case reflect.Array, reflect.Slice:
+		parts := make([]string, rv.Len())
+		for i := range parts {
+			parts[i] = fmt.Sprint(rv.Index(i).Interface())
+		}
+		return strings.Join(parts, sep), nil
+	case reflect.Map:
+		var parts []string
+		for _, k := range rv.MapKeys() {
+			parts = append(parts, fmt.Sprint(rv.MapIndex(k).Interface()))
+		}
+		sort.Strings(parts)
+		return strings.Join(parts, sep), nil
+	}
+	return "", fmt.Errorf("expected slice, got %T", elems)
+}
+
+// templateParseError exits 64, like docker for a --format that does not
+// parse.
+type templateParseError struct{ error }
+
+func (templateParseError) ExitCode() int { return 64 }
+
+func inspectImage(store *cache.Store, sizes *layerSizes, imgs []content.Image, ref string) (*inspectOutput, error) {
+	si, err := findImage(store, ref)
+	if err != nil {
+		return nil, err
+	}
+	cfg := si.Config
+	o := &inspectOutput{
+		ID: string(si.ID()), RepoTags: []string{}, RepoDigests: []string{},
+		Author: cfg.Author, Config: &cfg.Config,
+		Architecture: cfg.Architecture, Variant: cfg.Variant, Os: cfg.OS, OsVersion: cfg.OSVersion,
+		RootFS:         inspectRootFS{Type: cfg.RootFS.Type, Layers: []string{}},
+		Descriptor:     &ocispec.Descriptor{MediaType: si.ManifestDesc.MediaType, Digest: si.ManifestDesc.Digest, Size: si.ManifestDesc.Size},
+		ManifestDigest: string(si.ManifestDesc.Digest),
+	}
+	if cfg.Created != nil {
+		o.Created = cfg.Created.Format(time.RFC3339Nano)
+	}
+	for _, d := range cfg.RootFS.DiffIDs {
+		o.RootFS.Layers = append(o.RootFS.Layers, string(d))
+	}
+	// docker's image JSON keeps "comment" and "docker_version" beside the
+	// OCI fields; images built by BuildKit (and kiln) have neither, and
+	// docker shows the comment of the last history entry.
+	var extra struct {
+		Comment       string `json:"comment"`
+		DockerVersion string `json:"docker_version"`
+	}
+	if raw, err := store.Content.ReadBlob(si.ConfigDesc.Digest); err == nil {
+		_ = json.Unmarshal(raw, &extra)
+	}
+	o.Comment, o.DockerVersion = extra.Comment, extra.DockerVersion
+	if o.Comment == "" && len(cfg.History) > 0 {
+		o.Comment = cfg.History[len(cfg.History)-1].Comment
+	}
+	o.Size = sizes.image(si) // layer contents, as kiln images and docker count
+	for _, im := range imgs {
+		if im.Descriptor.Digest != si.ManifestDesc.Digest {
+			continue
+		}
+		if im.Name != "" && !strings.Contains(im.Name, "@") {
+			o.RepoTags = append(o.RepoTags, content.FamiliarName(im.Name))
+		}
+		if rd := im.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" && !slices.Contains(o.RepoDigests, content.FamiliarName(rd)) {
+			o.RepoDigests = append(o.RepoDigests, content.FamiliarName(rd))
+		}
+	}
+	return o, nil
 }
