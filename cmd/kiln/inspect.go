@@ -76,7 +76,7 @@ image: NAME") and the exit status is 1.`,
 				for _, f := range failed {
 					fmt.Fprintln(os.Stderr, "Error:", f)
 				}
-				os.Exit(1)
+				return exitStatus(1)
 			}
 			return nil
 		},

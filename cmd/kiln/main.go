@@ -34,6 +34,10 @@ func main() {
 		if errors.Is(err, context.Canceled) {
 			err = errors.New("interrupted")
 		}
+		var status exitStatus
+		if errors.As(err, &status) {
+			os.Exit(int(status)) // already told: the container's or the verb's own output says why
+		}
 		fmt.Fprintln(os.Stderr, "ERROR:", err)
 		var ee exitCoder
 		if errors.As(err, &ee) {

@@ -306,7 +306,7 @@ func TestOutputOCICompressesLayersOnce(t *testing.T) {
 		t.Errorf("index.json annotations: %v", ann)
 	}
 	insp := s.kilnInspect("outputs:oci")
-	wantDiffIDs := toStrings(insp["RootFS"].(map[string]any)["diff_ids"])
+	wantDiffIDs := toStrings(insp["RootFS"].(map[string]any)["Layers"])
 	if !slices.Equal(img.config.RootFS.DiffIDs, wantDiffIDs) {
 		t.Errorf("diff_ids %v, store has %v", img.config.RootFS.DiffIDs, wantDiffIDs)
 	}

@@ -298,7 +298,7 @@ func TestPullInterruptedByRegistryKillThenRetried(t *testing.T) {
 	ptPush(t, src, "big:1", ref)
 	var bigDiffID string
 	if rootfs, ok := src.kilnInspect("big:1")["RootFS"].(map[string]any); ok {
-		ids := toStrings(rootfs["diff_ids"])
+		ids := toStrings(rootfs["Layers"])
 		if len(ids) > 0 {
 			bigDiffID = strings.TrimPrefix(ids[len(ids)-1], "sha256:")
 		}

@@ -149,7 +149,7 @@ func TestPushGzipLayersThenDockerPullsAndRunsIt(t *testing.T) {
 	s.mustKiln("build", "-t", ref, multistageContext(t))
 	info := s.kilnInspect(ref)
 	id := info["Id"].(string)
-	diffIDs := toStrings(info["RootFS"].(map[string]any)["diff_ids"])
+	diffIDs := toStrings(info["RootFS"].(map[string]any)["Layers"])
 	if len(diffIDs) < 3 {
 		t.Fatalf("want a multi-layer image, got %d layers", len(diffIDs))
 	}
@@ -295,7 +295,7 @@ func TestPushZstdAndUncompressedAndLevels(t *testing.T) {
 		t.Fatalf("push uncompressed: %v\n%s", err, stderr)
 	}
 	mu := puManifestOf(t, reg, "u/app", "1")
-	diffIDs := toStrings(s.kilnInspect("app:1")["RootFS"].(map[string]any)["diff_ids"])
+	diffIDs := toStrings(s.kilnInspect("app:1")["RootFS"].(map[string]any)["Layers"])
 	for i, l := range mu.Layers {
 		if l.MediaType != "application/vnd.oci.image.layer.v1.tar" || l.Digest != diffIDs[i] {
 			t.Errorf("uncompressed layer %d: %s %s, diffID %s", i, l.MediaType, l.Digest, diffIDs[i])
@@ -388,7 +388,7 @@ func TestPushInterruptedByRegistryKillThenRetried(t *testing.T) {
 	ref := reg.Ref("big/app:1")
 	dir := ptWriteDockerfile(t, "FROM busybox\nRUN echo small > /small\nRUN head -c 200000000 /dev/urandom > /big\n")
 	s.mustKiln("build", "-t", ref, dir)
-	diffIDs := toStrings(s.kilnInspect(ref)["RootFS"].(map[string]any)["diff_ids"])
+	diffIDs := toStrings(s.kilnInspect(ref)["RootFS"].(map[string]any)["Layers"])
 	bigShort := strings.TrimPrefix(diffIDs[2], "sha256:")[:12]
 
 	// Push; once more than 16 MB of the big layer reached the registry,

@@ -63,7 +63,8 @@ func runCmd() *cobra.Command {
 	return cmd
 }
 
-// exitStatus makes kiln exit with the container's status, silently.
+// exitStatus makes kiln exit with this status, silently: what went wrong
+// has been printed already (by the container, or by the verb itself).
 type exitStatus int
 
 func (e exitStatus) Error() string { return "container exited with status " + strconv.Itoa(int(e)) }

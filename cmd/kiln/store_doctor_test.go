@@ -25,7 +25,7 @@ func TestDoctorFindsRepairsAndReports(t *testing.T) {
 	// bad:1's own layer gets a flipped byte.
 	var insp []struct {
 		RootFS struct {
-			DiffIDs []string `json:"diff_ids"`
+			DiffIDs []string `json:"Layers"`
 		}
 	}
 	mustJSON(t, s.mustKiln("inspect", "bad:1"), &insp)

@@ -73,7 +73,7 @@ func TestImagesTagRmiInspectHistoryLikeDocker(t *testing.T) {
 			Labels map[string]string
 		}
 		RootFS struct {
-			DiffIDs []string `json:"diff_ids"`
+			DiffIDs []string `json:"Layers"`
 		}
 	}
 	if err := json.Unmarshal([]byte(s.mustKiln("inspect", "app:1")), &insp); err != nil {
