@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
-	"text/template"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -163,39 +159,7 @@ func ellipsis(s string, n int) string {
 	return string(rs[:n-1]) + "…"
 }
 
-// writeHistory renders rows like docker's formatter: "table ..." gets a
-// header line and aligned columns, "json" one object per line, anything
-// else is a template executed once per row.
+// writeHistory renders rows with format like docker's formatter.
 func writeHistory(w io.Writer, format string, rows []*historyRow) error {
-	table := strings.HasPrefix(format, "table")
-	final := format
-	switch {
-	case table:
-		final = final[len("table"):]
-	case format == "json":
-		final = "{{json .}}"
-	}
-	final = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(strings.Trim(final, " "))
-	tmpl, err := template.New("").Funcs(templateFuncs).Parse(final)
-	if err != nil {
-		return fmt.Errorf("template parsing error: %w", err)
-	}
-	var buf bytes.Buffer
-	for _, r := range rows {
-		if err := tmpl.Execute(&buf, r); err != nil {
-			return fmt.Errorf("template parsing error: %w", err)
-		}
-		buf.WriteString("\n")
-	}
-	if !table {
-		_, err := buf.WriteTo(w)
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
-	var header bytes.Buffer
-	tmpl.Funcs(headerFuncs).Execute(&header, historyHeaders)
-	header.WriteString("\n")
-	header.WriteTo(tw)
-	buf.WriteTo(tw)
-	return tw.Flush()
+	return writeFormatted(w, format, rows, historyHeaders)
 }

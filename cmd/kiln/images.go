@@ -476,10 +476,15 @@ var (
 	}
 )
 
-// writeImages renders rows with format like docker's formatter: "table
-// ..." gets a header line and aligned columns, "json" one object per line,
-// anything else is a template executed once per row.
+// writeImages renders rows with format like docker's formatter.
 func writeImages(w io.Writer, format string, rows []*imageContext) error {
+	return writeFormatted(w, format, rows, imageHeaders)
+}
+
+// writeFormatted renders rows like docker's formatter: "table ..." gets a
+// header line (the template run on headers) and aligned columns, "json" one
+// object per line, anything else is a template executed once per row.
+func writeFormatted[T any](w io.Writer, format string, rows []T, headers any) error {
 	table := strings.HasPrefix(format, "table")
 	final := format
 	switch {
@@ -506,7 +511,7 @@ func writeImages(w io.Writer, format string, rows []*imageContext) error {
 	}
 	tw := tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
 	var header bytes.Buffer
-	tmpl.Funcs(headerFuncs).Execute(&header, imageHeaders)
+	tmpl.Funcs(headerFuncs).Execute(&header, headers)
 	header.WriteString("\n")
 	header.WriteTo(tw)
 	buf.WriteTo(tw)
