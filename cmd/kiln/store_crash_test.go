@@ -4,22 +4,32 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/kiln-build/kiln/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // TestKillNineAnywhereLeavesARepairableStore kills kiln with SIGKILL at
-// eleven points of its work, one after the other on one store: during the
+// twelve points of its work, one after the other on one store: during the
 // unpack of a base layer, a RUN, the commit of a big layer, the export of
 // the image config, the tag write, a COPY of a big context file, a load, a
-// save, a pull, a kiln run and an OCI export. Each point is found by
-// watching the store for the work's own traces. After each kill the next
-// kiln command must repair the store silently: no mount, no container, no
-// process left, kiln doctor finds it consistent, every image tagged before
-// still runs and saves, and the killed command succeeds when run again.
+// save, a build pulling its FROM image from a registry, a pull, a kiln run
+// and an OCI export. Most points are found by watching the store for the
+// work's own traces, and the traces must still be there after the kill (it
+// landed mid-work, not after); the config and tag writes are atomic writes
+// of a few hundred bytes, so there kiln is killed inside the open(2) that
+// creates the temp file (fanotify holds it), and the test checks the temp
+// file is left and the blob or tag is not in place. After each kill the
+// first kiln command must repair the store silently (no output on stderr):
+// no mount, no container, no process left, kiln doctor finds it
+// consistent, every image tagged before still runs and saves, and the
+// killed command succeeds when run again.
 func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and races many kiln processes; not in -short")
@@ -29,6 +39,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	tagged := func(name, id string) { images[name] = id }
 	recovered := func(t *testing.T, token string) {
 		t.Helper()
+		crashRepairsSilently(t, s)
 		s.assertRecovered(token)
 		s.assertImagesWork(images)
 	}
@@ -62,7 +73,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	point("unpack", func(t *testing.T) {
 		dir := contextDir(t, "FROM bigbase:1\nRUN echo p1 > /id\n", map[string][]byte{})
 		r := s.start("build", "-t", "p1:1", dir)
-		killWhen(t, r, "while unpacking the base layer", func() bool { return s.inUncommittedSnapshot("many", 0) })
+		crashKillWhen(t, r, "while unpacking the base layer", func() bool { return s.inUncommittedSnapshot("many", 0) })
 		recovered(t, "")
 		s.mustKiln("build", "-t", "p1:1", dir)
 		tagged("p1:1", "p1")
@@ -71,7 +82,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	point("RUN", func(t *testing.T) {
 		dir := contextDir(t, "FROM busybox\nARG S=0\nRUN touch /marker-run && sleep $S\nRUN echo p2 > /id\n", map[string][]byte{})
 		r := s.start("build", "--build-arg", "S=613", "-t", "p2:1", dir)
-		killWhen(t, r, "during a RUN", func() bool { return s.inUncommittedSnapshot("marker-run", 0) })
+		crashKillWhen(t, r, "during a RUN", func() bool { return s.inUncommittedSnapshot("marker-run", 0) })
 		// The container outlives kiln (runc is its parent) until the next
 		// kiln command deletes it.
 		for i := 0; i < 100 && len(liveProcesses("sleep 613")) == 0; i++ {
@@ -88,7 +99,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	point("layer commit", func(t *testing.T) {
 		dir := contextDir(t, "FROM busybox\nRUN head -c 33554432 /dev/urandom > /big && mkdir /many && for i in $(seq 3000); do echo $i > /many/$i; done && echo p3 > /id\n", map[string][]byte{})
 		r := s.start("build", "-t", "p3:1", dir)
-		killWhen(t, r, "while committing a 32 MB layer", func() bool { return tempFileOver(s.blobsDir(), 4<<20) })
+		crashKillWhen(t, r, "while committing a 32 MB layer", func() bool { return tempFileOver(s.blobsDir(), 4<<20) })
 		recovered(t, "")
 		s.mustKiln("build", "-t", "p3:1", dir)
 		tagged("p3:1", "p3")
@@ -99,19 +110,51 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	s.mustKiln("build", "-t", "p4:1", exportDir)
 	tagged("p4:1", "p4")
 	point("export", func(t *testing.T) {
-		created := onCreate(t, s.blobsDir(), ".tmp-")
-		r := s.start("build", "--label", "n=2", "-t", "p4:2", exportDir)
-		killOn(t, r, "while writing the image config", created)
+		index := crashReadFile(t, filepath.Join(s.root, "content", "index.json"))
+		r, trap := crashStartKilledAtCreate(s, s.blobsDir(), ".tmp-", "build", "--label", "n=2", "-t", "p4:2", exportDir)
+		killOn(t, r, "while writing the image config", trap.fired)
+		// The kill landed between the temp file's creation and its rename:
+		// the temp file of a JSON blob (named after its digest) is there,
+		// the blob itself is not, and no tag moved.
+		tmpName := filepath.Base(trap.path)
+		t.Logf("killed in open(%s)", tmpName)
+		m := regexp.MustCompile(`^\.tmp-([0-9a-f]{64})-`).FindStringSubmatch(tmpName)
+		if m == nil {
+			t.Fatalf("the first temp file in blobs/ is %s, not an atomic write of the config", tmpName)
+		}
+		if _, err := os.Stat(filepath.Join(s.blobsDir(), tmpName)); err != nil {
+			t.Errorf("the kill did not land mid-write: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(s.blobsDir(), m[1])); !os.IsNotExist(err) {
+			t.Errorf("the config blob %s is in place (%v): the kill landed after the write", m[1][:12], err)
+		}
+		if got := crashReadFile(t, filepath.Join(s.root, "content", "index.json")); got != index {
+			t.Errorf("index.json changed before the config was written")
+		}
 		recovered(t, "")
 		s.mustKiln("build", "--label", "n=2", "-t", "p4:2", exportDir)
 		tagged("p4:2", "p4")
 	})
 
 	point("tag write", func(t *testing.T) {
-		created := onCreate(t, filepath.Join(s.root, "content"), ".tmp-index.json")
-		r := s.start("build", "--label", "n=3", "-t", "p4:3", exportDir)
-		killOn(t, r, "while writing index.json", created)
+		contentDir := filepath.Join(s.root, "content")
+		index := crashReadFile(t, filepath.Join(contentDir, "index.json"))
+		r, trap := crashStartKilledAtCreate(s, contentDir, ".tmp-index.json", "build", "--label", "n=3", "-t", "p4:3", exportDir)
+		killOn(t, r, "while writing index.json", trap.fired)
+		// The new index.json was being written, not yet renamed into
+		// place: the old one is there, byte for byte, without p4:3.
+		tmp := trap.path
+		t.Logf("killed in open(%s)", filepath.Base(tmp))
+		if _, err := os.Stat(tmp); err != nil {
+			t.Errorf("the kill did not land mid-write: %v", err)
+		}
+		if got := crashReadFile(t, filepath.Join(contentDir, "index.json")); got != index {
+			t.Errorf("the kill landed after the tag moved: index.json changed")
+		}
 		recovered(t, "")
+		if out, _, _ := s.kiln("images", "-q", "p4:3"); out != "" {
+			t.Errorf("a build killed before its tag write is tagged: %s", out)
+		}
 		s.mustKiln("build", "--label", "n=3", "-t", "p4:3", exportDir)
 		tagged("p4:3", "p4")
 	})
@@ -119,7 +162,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	copyDir := contextDir(t, "FROM busybox\nCOPY big.bin /big.bin\nRUN echo p6 > /id\n", map[string][]byte{"big.bin": big})
 	point("COPY", func(t *testing.T) {
 		r := s.start("build", "-t", "p6:1", copyDir)
-		killWhen(t, r, "while copying a 32 MB context file", func() bool { return s.inUncommittedSnapshot("big.bin", 1) })
+		crashKillWhen(t, r, "while copying a 32 MB context file", func() bool { return s.inUncommittedSnapshot("big.bin", 1) })
 		recovered(t, "")
 		s.mustKiln("build", "-t", "p6:1", copyDir)
 		tagged("p6:1", "p6")
@@ -127,7 +170,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 
 	// Images with layers this store does not have, for load and pull.
 	other := newStore(t)
-	for i, name := range []string{"loaded:1", "pulled:1"} {
+	for i, name := range []string{"loaded:1", "pulled:1", "frompulled:1"} {
 		p := filepath.Join(tmp, "other.tar")
 		rootfsTar(t, p, map[string][]byte{"id": []byte(strings.TrimSuffix(name, ":1") + "\n"), "zz-big.bin": randomData(byte(2+i), 16<<20)})
 		other.mustKiln("import", p, name)
@@ -137,7 +180,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 
 	point("load", func(t *testing.T) {
 		r := s.start("load", "-i", loadTar)
-		killWhen(t, r, "while loading a 16 MB layer", func() bool { return tempFileOver(s.blobsDir(), 0) })
+		crashKillWhen(t, r, "while loading a 16 MB layer", func() bool { return tempFileOver(s.blobsDir(), 0) })
 		recovered(t, "")
 		if out, _, _ := s.kiln("images", "-q", "loaded"); out != "" {
 			t.Errorf("a killed load left a tag: %s", out)
@@ -149,7 +192,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	point("save", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "out.tar")
 		r := s.start("save", "-o", out, "bigbase:1")
-		killWhen(t, r, "while saving", func() bool { return tempFileOver(filepath.Dir(out), 0) })
+		crashKillWhen(t, r, "while saving", func() bool { return tempFileOver(filepath.Dir(out), 0) })
 		if _, err := os.Stat(out); !os.IsNotExist(err) {
 			t.Errorf("a killed save left %s (%v)", out, err)
 		}
@@ -157,12 +200,30 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 		s.mustKiln("save", "-o", out, "bigbase:1")
 	})
 
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	point("pull for FROM", func(t *testing.T) {
+		ref := reg.Ref("crash/frompulled:1")
+		ptPush(t, other, "frompulled:1", ref)
+		dir := contextDir(t, "FROM "+ref+"\nRUN echo p7 > /id\n", map[string][]byte{})
+		r := s.start("build", "-t", "p7:1", dir)
+		crashKillWhen(t, r, "while kiln build pulls its 16 MB base layer", func() bool { return tempFileOver(s.blobsDir(), 1<<20) })
+		recovered(t, "")
+		if out, _, _ := s.kiln("images", "-q", ref); out != "" {
+			t.Errorf("a build killed while pulling its base left the base tagged: %s", out)
+		}
+		if out, _, _ := s.kiln("images", "-q", "p7"); out != "" {
+			t.Errorf("a build killed while pulling its base was tagged: %s", out)
+		}
+		s.mustKiln("build", "-t", "p7:1", dir)
+		tagged("p7:1", "p7")
+		tagged(ref, "frompulled")
+	})
+
 	point("pull", func(t *testing.T) {
-		reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 		ref := reg.Ref("crash/pulled:1")
 		ptPush(t, other, "pulled:1", ref)
 		r := s.start("pull", ref)
-		killWhen(t, r, "while pulling a 16 MB layer", func() bool { return tempFileOver(s.blobsDir(), 0) })
+		crashKillWhen(t, r, "while pulling a 16 MB layer", func() bool { return tempFileOver(s.blobsDir(), 0) })
 		recovered(t, "")
 		if out, _, _ := s.kiln("images", "-q", ref); out != "" {
 			t.Errorf("a killed pull left a tag: %s", out)
@@ -173,7 +234,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 
 	point("run", func(t *testing.T) {
 		r := s.start("run", "--rm", "small:1", "sh", "-c", "touch /marker-run2 && sleep 614")
-		killWhen(t, r, "during kiln run", func() bool { return s.inUncommittedSnapshot("marker-run2", 0) })
+		crashKillWhen(t, r, "during kiln run", func() bool { return s.inUncommittedSnapshot("marker-run2", 0) })
 		recovered(t, "sleep 614")
 		if out := s.mustKiln("run", "--rm", "busybox", "/bin/echo", "ok"); out != "ok\n" {
 			t.Errorf("kiln run busybox: %q", out)
@@ -183,7 +244,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	point("OCI export", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "oci.tar")
 		r := s.start("build", "-o", "type=oci,dest="+out, "-t", "p6:1", copyDir)
-		killWhen(t, r, "while compressing a 32 MB layer", func() bool { return tempFileOver(s.blobsDir(), 1<<20) })
+		crashKillWhen(t, r, "while compressing a 32 MB layer", func() bool { return tempFileOver(s.blobsDir(), 1<<20) })
 		if _, err := os.Stat(out); !os.IsNotExist(err) {
 			t.Errorf("a killed export left %s (%v)", out, err)
 		}
@@ -193,4 +254,125 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// crashRepairsSilently runs the first kiln command after a kill: it must
+// repair what the killed one left without a word and succeed.
+func crashRepairsSilently(t *testing.T, s *store) {
+	t.Helper()
+	_, errOut, err := s.kiln("images")
+	if err != nil || errOut != "" {
+		t.Errorf("the first kiln command after the kill did not repair silently: %v\n%s", err, errOut)
+	}
+}
+
+// crashKillWhen is killWhen that then checks that ready still holds: the
+// kill landed while the work was under way, not after it was done.
+func crashKillWhen(t *testing.T, r *running, what string, ready func() bool) {
+	t.Helper()
+	killWhen(t, r, what, ready)
+	if !ready() {
+		t.Fatalf("the kill %s landed after that work was done: nothing of it is left", what)
+	}
+}
+
+func crashReadFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// crashTrap is a kiln process that is SIGKILLed the moment it opens a new
+// file in a directory; see crashStartKilledAtCreate.
+type crashTrap struct {
+	fired chan struct{} // closed once kiln has been sent SIGKILL
+	path  string        // the file it was creating (set before fired is closed)
+}
+
+// crashStartKilledAtCreate starts kiln with args on s and SIGKILLs it
+// exactly when it opens a file whose name starts with prefix in dir: a
+// fanotify permission event (FAN_OPEN_PERM) holds kiln inside that open(2)
+// until the listener answers, and the listener sends SIGKILL before it
+// answers, so kiln dies with the file created and not one byte written to
+// it: a deterministic kill mid-write, which inotify (a notice after the
+// fact, while the write goes on) cannot give. Opens of other files, or by
+// other processes, are allowed at once.
+func crashStartKilledAtCreate(s *store, dir, prefix string, args ...string) (*running, *crashTrap) {
+	t := s.t
+	t.Helper()
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		// Every mainstream kernel has fanotify permission events
+		// (CONFIG_FANOTIFY_ACCESS_PERMISSIONS); without them there is no
+		// deterministic kill point.
+		t.Fatalf("fanotify_init: %v", err)
+	}
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_OPEN_PERM|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, dir); err != nil {
+		unix.Close(fd)
+		t.Fatalf("fanotify_mark %s: %v", dir, err)
+	}
+	trap := &crashTrap{fired: make(chan struct{})}
+	var pid atomic.Int32
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Closing the group allows every open still waiting for an answer.
+		defer unix.Close(fd)
+		buf := make([]byte, 64<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if n, _ := unix.Poll(fds, 20); n <= 0 {
+				continue
+			}
+			n, err := unix.Read(fd, buf)
+			if err != nil {
+				continue
+			}
+			fired := false
+			for off := 0; off+int(unsafe.Sizeof(unix.FanotifyEventMetadata{})) <= n; {
+				ev := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
+				off += int(ev.Event_len)
+				if ev.Fd < 0 {
+					continue
+				}
+				name, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", ev.Fd))
+				if !fired && ev.Mask&unix.FAN_OPEN_PERM != 0 && filepath.Dir(name) == dir && strings.HasPrefix(filepath.Base(name), prefix) {
+					// Start has returned by the time kiln can open
+					// anything in the store, but make sure.
+					for pid.Load() == 0 {
+						time.Sleep(time.Millisecond)
+					}
+					if ev.Pid == pid.Load() {
+						unix.Kill(int(ev.Pid), unix.SIGKILL)
+						trap.path = name
+						fired = true
+					}
+				}
+				// Answered after the kill: kiln never returns from open.
+				resp := unix.FanotifyResponse{Fd: ev.Fd, Response: unix.FAN_ALLOW}
+				unix.Write(fd, (*[unsafe.Sizeof(resp)]byte)(unsafe.Pointer(&resp))[:])
+				unix.Close(int(ev.Fd))
+			}
+			if fired {
+				close(trap.fired)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+	r := s.start(args...)
+	pid.Store(int32(r.cmd.Process.Pid))
+	return r, trap
 }

@@ -7,7 +7,6 @@ package main_test
 import (
 	"archive/tar"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -170,53 +169,6 @@ func kill(t *testing.T, r *running, what string) {
 		t.Fatalf("kiln ended (%v) before it could be killed %s:\n%s", err, what, r.output())
 	}
 	t.Logf("killed kiln %s", what)
-}
-
-// onCreate returns a channel that is closed when a file whose name starts
-// with prefix is created in dir (inotify: exact, where polling would miss
-// a file that lives for a millisecond).
-func onCreate(t *testing.T, dir, prefix string) <-chan struct{} {
-	t.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
-		unix.Close(fd)
-		t.Fatal(err)
-	}
-	ch := make(chan struct{})
-	stop := make(chan struct{})
-	go func() {
-		defer unix.Close(fd)
-		buf := make([]byte, 64<<10)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if n, _ := unix.Poll(fds, 20); n <= 0 {
-				continue
-			}
-			n, err := unix.Read(fd, buf)
-			if err != nil {
-				continue
-			}
-			for off := 0; off+unix.SizeofInotifyEvent <= n; {
-				l := int(binary.NativeEndian.Uint32(buf[off+12:]))
-				name := string(bytes.TrimRight(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+l], "\x00"))
-				off += unix.SizeofInotifyEvent + l
-				if strings.HasPrefix(name, prefix) {
-					close(ch)
-					return
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop) })
-	return ch
 }
 
 // killOn SIGKILLs r as soon as ch is closed.
