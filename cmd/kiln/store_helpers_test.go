@@ -24,7 +24,6 @@ import (
 
 	"github.com/kiln-build/kiln/internal/testenv"
 	digest "github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 )
 
 // randomData is n pseudo-random (incompressible) bytes, the same for the
