@@ -223,7 +223,11 @@ func (u *unpacker) file(target string, hdr *tar.Header, content io.Reader) error
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	_, err = io.Copy(f, content)
+	if isSparse(hdr) {
+		err = copySparse(f, content, hdr.Size)
+	} else {
+		_, err = io.Copy(f, content)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -231,6 +235,65 @@ func (u *unpacker) file(target string, hdr *tar.Header, content io.Reader) error
 		return fmt.Errorf("write content: %w", err)
 	}
 	return setMetadata(target, hdr)
+}
+
+// isSparse tells a GNU sparse entry (old format or PAX GNU.sparse.*
+// records), whose holes the tar reader returns as zeros.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// copySparse writes a sparse entry's content leaving its zero blocks as
+// holes, so a small tar that claims a huge sparse file costs no disk.
+func copySparse(f *os.File, r io.Reader, size int64) error {
+	buf := make([]byte, 64<<10)
+	var off int64
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if allZero(buf[:n]) {
+				if _, serr := f.Seek(int64(n), io.SeekCurrent); serr != nil {
+					return serr
+				}
+			} else if _, werr := f.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			off += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if off != size {
+		return fmt.Errorf("sparse file: %d bytes of content, header says %d", off, size)
+	}
+	return f.Truncate(size)
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // hardlink links target to the entry named linkname. The link target is

@@ -65,6 +65,11 @@ func FuzzApply(f *testing.F) {
 			if err != nil {
 				break
 			}
+			if hdr.Size > 16<<20 {
+				// this target looks for escapes; expanding a huge
+				// (sparse) file would only make it slow
+				t.Skip("entry larger than 16 MB")
+			}
 			for _, name := range []string{hdr.Name, hdr.Linkname} {
 				for _, p := range hostPaths(name, base) {
 					if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -827,5 +828,42 @@ func TestCheckRefusesWhatApplyWouldRefuse(t *testing.T) {
 	defer fh.Close()
 	if err := Check(fh); err == nil || !strings.Contains(err.Error(), "cut short") {
 		t.Errorf("Check of a 1 TB header without content: %v", err)
+	}
+}
+
+// A GNU sparse file is unpacked with its holes: a tar of a few KB that
+// claims a 4 GB file costs no disk.
+func TestApplySparseFileKeepsHoles(t *testing.T) {
+	testenv.RequireRoot(t)
+	tarBin := testenv.RequireCommand(t, "tar")
+	src := t.TempDir()
+	f, err := os.Create(filepath.Join(src, "sparse"))
+	must(t, err)
+	must(t, f.Truncate(4<<30))
+	f.WriteAt([]byte("data in the middle"), 2<<30)
+	f.Close()
+	archive := filepath.Join(t.TempDir(), "sparse.tar")
+	if out, err := exec.Command(tarBin, "-S", "-C", src, "-cf", archive, "sparse").CombinedOutput(); err != nil {
+		t.Fatalf("tar -S: %v\n%s", err, out)
+	}
+	r, err := os.Open(archive)
+	must(t, err)
+	defer r.Close()
+	dir := t.TempDir()
+	if _, _, err := Apply(context.Background(), r, dir); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	must(t, unix.Stat(filepath.Join(dir, "sparse"), &st))
+	if st.Size != 4<<30 || st.Blocks*512 > 1<<20 {
+		t.Errorf("unpacked sparse file: size %d, %d bytes allocated", st.Size, st.Blocks*512)
+	}
+	got := make([]byte, 18)
+	g, err := os.Open(filepath.Join(dir, "sparse"))
+	must(t, err)
+	defer g.Close()
+	g.ReadAt(got, 2<<30)
+	if string(got) != "data in the middle" {
+		t.Errorf("content at 2 GB: %q", got)
 	}
 }
