@@ -8,12 +8,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +158,10 @@ type hostileEnv struct {
 	before  string
 }
 
+// beforeImage is built by newHostileEnv, before any hostile input: it
+// and busybox must still run and save at the end ("nothing is lost").
+const beforeImage = "hostile/before:1"
+
 func newHostileEnv(t *testing.T) *hostileEnv {
 	t.Helper()
 	s := newStore(t)
@@ -164,8 +173,109 @@ func newHostileEnv(t *testing.T) *hostileEnv {
 		t.Fatal(err)
 	}
 	h.before = h.outsideState(t)
-	s.mustKiln("run", "--rm", "busybox", "/bin/true") // unpack the base once
+	s.mustKiln("build", "-t", beforeImage, contextDir(t, "FROM busybox\nRUN echo before > /id\n", map[string][]byte{}))
 	return h
+}
+
+// assertNothingLost runs busybox and the image tagged before the hostile
+// input, saves both and checks the archive names them, and requires a
+// consistent store.
+func (h *hostileEnv) assertNothingLost(t *testing.T) {
+	t.Helper()
+	s := h.s
+	s.t = t
+	if o := s.mustKiln("run", "--rm", "busybox", "echo", "busybox ok"); o != "busybox ok\n" {
+		t.Errorf("busybox printed %q", o)
+	}
+	if o := s.mustKiln("run", "--rm", beforeImage, "cat", "/id"); o != "before\n" {
+		t.Errorf("%s printed %q", beforeImage, o)
+	}
+	p := filepath.Join(t.TempDir(), "before.tar")
+	s.mustKiln("save", "-o", p, "busybox", beforeImage)
+	var tags []string
+	for _, m := range savedManifest(t, p) {
+		tags = append(tags, m.RepoTags...)
+	}
+	sort.Strings(tags)
+	if want := []string{"busybox:latest", beforeImage}; !slices.Equal(tags, want) {
+		t.Errorf("kiln save of the images tagged before: RepoTags %q, want %q", tags, want)
+	}
+	h.assertOutsideUntouched(t)
+	s.assertClean()
+	s.assertDoctorClean()
+}
+
+// savedEntry is one image of a docker-save archive's manifest.json.
+type savedEntry struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// savedFiles reads a docker-save archive into memory (name → content).
+func savedFiles(t *testing.T, p string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", p, hdr.Name, err)
+		}
+		files[hdr.Name] = b
+	}
+}
+
+func savedManifest(t *testing.T, p string) []savedEntry {
+	t.Helper()
+	var m []savedEntry
+	if err := json.Unmarshal(savedFiles(t, p)["manifest.json"], &m); err != nil || len(m) == 0 {
+		t.Fatalf("%s: manifest.json: %v %q", p, err, m)
+	}
+	return m
+}
+
+// lastLayerNames lists the entry names of the top layer of the one image
+// in a docker-save archive.
+func lastLayerNames(t *testing.T, p string) []string {
+	t.Helper()
+	files := savedFiles(t, p)
+	var m []savedEntry
+	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 || len(m[0].Layers) == 0 {
+		t.Fatalf("%s: manifest.json: %v %q", p, err, files["manifest.json"])
+	}
+	var r io.Reader = bytes.NewReader(files[m[0].Layers[len(m[0].Layers)-1]])
+	if b := files[m[0].Layers[len(m[0].Layers)-1]]; len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	}
+	var names []string
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("%s: top layer: %v", p, err)
+		}
+		names = append(names, hdr.Name)
+	}
 }
 
 // outsideState describes the outside directory: names, contents, link
@@ -389,7 +499,7 @@ func TestHostileLayersViaLoad(t *testing.T) {
 	s.mustKiln("save", "-o", saved, "hostile/load1:1")
 	altered := alterLastLayerBlob(t, saved)
 	h.assertUnchangedBy(t, func() { h.mustFail(t, []string{"digest mismatch"}, "load", "-i", altered) })
-	s.assertDoctorClean()
+	h.assertNothingLost(t)
 }
 
 // newSnapshotPath is what unpacking a layer adds to the store.
@@ -439,11 +549,40 @@ func TestHostileArchivesViaADD(t *testing.T) {
 	h := newHostileEnv(t)
 	s := h.s
 	out := h.outside
+
+	// ADD URL: served on 127.0.0.1; BuildKit never extracts a download.
+	served := tarOf(t, regEntry(h.climb+out[1:]+"/url-evil", "x"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/evil.tar" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(served)
+	}))
+	defer srv.Close()
+	wrong := digest.FromString("not what the server sends")
+
+	corrupted := func() []byte {
+		// The first entry's header is intact (so it is an archive); the
+		// deflate stream is damaged in the middle of the second entry.
+		gz := gzipped(t, tarOf(t, regEntry("a", "a"), regEntry("f", string(randomData(5, 256<<10)))))
+		for i := len(gz) / 2; i < len(gz)/2+64; i++ {
+			gz[i] ^= 0x55
+		}
+		return gz
+	}()
+	if zr, err := gzip.NewReader(bytes.NewReader(corrupted)); err != nil {
+		t.Fatal(err)
+	} else if _, err := io.Copy(io.Discard, zr); err == nil {
+		t.Fatal("the corrupted gzip archive reads back whole")
+	}
+
 	cases := []struct {
 		name    string
-		archive []byte
-		fail    []string // the build must fail with these
-		check   string   // else this shell command in the image must print want
+		archive []byte // evil.tar in the context
+		add     string // the ADD line; default ADD evil.tar /dst/
+		fail    []string
+		check   string // else this shell command in the image must print want
 		want    string
 	}{
 		{name: "../ names", archive: tarOf(t, regEntry(h.climb+out[1:]+"/add-evil", "x")),
@@ -451,7 +590,7 @@ func TestHostileArchivesViaADD(t *testing.T) {
 		{name: "absolute names", archive: tarOf(t, regEntry(out+"/abs", "inside\n")),
 			check: "cat /dst" + out + "/abs", want: "inside\n"},
 		{name: "an absolute symlink, then a file through it", archive: tarOf(t, symlinkEntry("link", out), regEntry("link/evil", "inside\n")),
-			check: "cat /dst" + out + "/evil", want: "inside\n"},
+			check: "cat /dst" + out + "/evil; readlink /dst/link", want: "inside\n" + out + "\n"},
 		{name: "a relative symlink climbing out", archive: tarOf(t, symlinkEntry("rlink", h.climb+out[1:]), regEntry("rlink/evil", "x")),
 			fail: []string{"Dockerfile:2:", "outside of the destination"}},
 		{name: "a hardlink climbing out", archive: tarOf(t, hardlinkEntry("hl", h.climb+out[1:]+"/secret")),
@@ -466,28 +605,78 @@ func TestHostileArchivesViaADD(t *testing.T) {
 			gz := gzipped(t, tarOf(t, regEntry("a", "a"), regEntry("f", string(randomData(3, 256<<10)))))
 			return gz[:len(gz)/2]
 		}(), fail: []string{"Dockerfile:2:", "unexpected EOF"}},
+		{name: "a corrupted gzip archive", archive: corrupted,
+			fail: []string{"Dockerfile:2: ADD evil.tar /dst/", `"evil.tar"`, "corrupt input"}},
+		{name: "a URL whose digest does not match", archive: served,
+			add:  fmt.Sprintf("ADD --checksum=%s %s/evil.tar /dst/", wrong, srv.URL),
+			fail: []string{"Dockerfile:2: ADD ", srv.URL + "/evil.tar", "checksum mismatch", "expected " + wrong.String(), "got " + digest.FromBytes(served).String()}},
+		{name: "a URL with the right digest is not extracted", archive: served,
+			add:   fmt.Sprintf("ADD --checksum=%s %s/evil.tar /dst/", digest.FromBytes(served), srv.URL),
+			check: "stat -c '%F %s' /dst/evil.tar", want: fmt.Sprintf("regular file %d\n", len(served))},
 	}
+
+	// What a plain busybox holds (one filesystem; the container's own
+	// mounts are the same in every run).
+	const list = "find / -xdev | sort"
+	base := strings.Split(s.mustKiln("run", "--rm", "busybox", "sh", "-c", list), "\n")
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s.t = t
-			dir := contextDir(t, "FROM busybox\nADD evil.tar /dst/\n", map[string][]byte{"evil.tar": tc.archive})
+			add := tc.add
+			if add == "" {
+				add = "ADD evil.tar /dst/"
+			}
+			dir := contextDir(t, "FROM busybox\n"+add+"\n", map[string][]byte{"evil.tar": tc.archive})
 			name := fmt.Sprintf("hostile/add%d:1", i)
 			if tc.fail != nil {
 				h.assertUnchangedBy(t, func() { h.mustFail(t, tc.fail, "build", "-t", name, dir) })
+				if o, _, err := s.kiln("images", "-q", name); err != nil || o != "" {
+					t.Errorf("a failed build tagged %s: %v %q", name, err, o)
+				}
 			} else {
 				s.mustKiln("build", "-t", name, dir)
 				if o := s.mustKiln("run", "--rm", name, "sh", "-c", tc.check); o != tc.want {
 					t.Errorf("%s printed %q, want %q", tc.check, o, tc.want)
+				}
+				// Everything the ADD wrote is in /dst, as the image shows it
+				// and as its layer records it; nothing else changed.
+				got := strings.Split(s.mustKiln("run", "--rm", name, "sh", "-c", list), "\n")
+				added := diffLists(base, got)
+				if !contains(added, "+/dst") {
+					t.Errorf("find / shows no /dst: %q", added)
+				}
+				for _, d := range added {
+					if !strings.HasPrefix(d, "+/dst/") && d != "+/dst" {
+						t.Errorf("outside the ADD destination: %s", d)
+					}
+				}
+				saved := filepath.Join(t.TempDir(), "image.tar")
+				s.mustKiln("save", "-o", saved, name)
+				names := lastLayerNames(t, saved)
+				if len(names) < 2 {
+					t.Errorf("the ADD layer holds %q: the archive's files are missing", names)
+				}
+				for _, n := range names {
+					if n != "dst/" && !strings.HasPrefix(n, "dst/") {
+						t.Errorf("the ADD layer has %q, outside dst/", n)
+					}
 				}
 			}
 			h.assertOutsideUntouched(t)
 			s.assertClean()
 		})
 	}
-	s.t = t
-	s.assertDoctorClean()
+	h.assertNothingLost(t)
 }
 
+// TestHostileContexts pins BuildKit's behaviour (v0.34.2: contenthash and
+// fsutil resolve every COPY source, symlinks included, inside the context
+// root; a Dockerfile COPY follows a symlink it names; see also
+// testdata/conformance/err-copy-outside-context, copy-symlink-source and
+// copy-symlinks-context): ../ and absolute sources are clamped to the
+// context, a symlink to outside resolves to a path inside the context that
+// does not exist, so naming it, or a path through it, fails as not found;
+// copying the directory holding it copies the symlink itself.
 func TestHostileContexts(t *testing.T) {
 	h := newHostileEnv(t)
 	s := h.s
@@ -499,64 +688,103 @@ func TestHostileContexts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(filepath.Dir(dir), "x"), []byte("HOST X\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for link, target := range map[string]string{"link": h.outside, "rlink": h.climb + h.outside[1:], "flink": h.outside + "/secret"} {
+	// In the context, as COPY ../inside finds it.
+	if err := os.WriteFile(filepath.Join(dir, "inside"), []byte("CTX INSIDE\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	links := map[string]string{"link": h.outside, "rlink": h.climb + h.outside[1:], "flink": h.outside + "/secret"}
+	for link, target := range links {
 		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cases := []struct{ name, copy string }{
-		{"a directory symlink to outside", "COPY link/ /x/"},
-		{"a relative directory symlink climbing out", "COPY rlink/ /x/"},
-		{"a file through a symlink to outside", "COPY link/secret /x/"},
-		{"a symlink to a file outside", "COPY flink /x/flink"},
-		{"../x", "COPY ../x /x/"},
-		{"an absolute path", "COPY " + h.outside + "/secret /x/"},
+	cases := []struct {
+		name, copy string
+		notFound   string // the build fails: Dockerfile:2: COPY..., "notFound": not found
+		check      string // else this shell command in the image prints want
+		want       string
+	}{
+		{name: "a directory symlink to outside", copy: "COPY link/ /x/", notFound: "link"},
+		{name: "a directory symlink to outside, no slash", copy: "COPY link /x/", notFound: "link"},
+		{name: "a relative directory symlink climbing out", copy: "COPY rlink/ /x/", notFound: "rlink"},
+		{name: "a file through a symlink to outside", copy: "COPY link/secret /x/", notFound: "link/secret"},
+		{name: "a file through a relative symlink climbing out", copy: "COPY rlink/secret /x/", notFound: "rlink/secret"},
+		{name: "a symlink to a file outside", copy: "COPY flink /x/flink", notFound: "flink"},
+		{name: "../x", copy: "COPY ../x /x/", notFound: "x"},
+		{name: "an absolute path", copy: "COPY " + h.outside + "/secret /x/", notFound: h.outside[1:] + "/secret"},
+		{name: "../ clamped to the context", copy: "COPY ../inside /x/",
+			check: "cat /x/inside", want: "CTX INSIDE\n"},
+		{name: "a climbing path clamped to the context", copy: "COPY " + h.climb + "inside /x/",
+			check: "cat /x/inside", want: "CTX INSIDE\n"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s.t = t
 			os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\n"+tc.copy+"\n"), 0o644)
 			name := fmt.Sprintf("hostile/ctx%d:1", i)
-			// BuildKit resolves every source inside the context: either the
-			// source is not found there, or what is copied comes from the
-			// context. Never the host's files.
-			_, errOut, err := s.kiln("build", "-t", name, dir)
-			if err != nil {
-				if !strings.Contains(errOut, "Dockerfile:2:") || !strings.Contains(errOut, "not found") {
-					t.Errorf("build failed without a clear error: %v\n%s", err, errOut)
-				}
+			if tc.notFound != "" {
+				h.assertUnchangedBy(t, func() {
+					msg := h.mustFail(t, []string{"Dockerfile:2: " + tc.copy, fmt.Sprintf("%q: not found", tc.notFound)}, "build", "-t", name, dir)
+					if strings.Contains(msg, "HOST") {
+						t.Errorf("the error shows host data:\n%s", msg)
+					}
+				})
 			} else {
-				o := s.mustKiln("run", "--rm", name, "sh", "-c", "find /x -type f -exec cat {} + 2>/dev/null; true")
-				if strings.Contains(o, "HOST") {
-					t.Errorf("%s copied a host file into the image:\n%s", tc.copy, o)
+				s.mustKiln("build", "-t", name, dir)
+				if o := s.mustKiln("run", "--rm", name, "sh", "-c", tc.check); o != tc.want {
+					t.Errorf("%s printed %q, want %q", tc.check, o, tc.want)
 				}
 			}
 			h.assertOutsideUntouched(t)
 			s.assertClean()
 		})
 	}
-	// Symlinks in the context are copied as symlinks, as docker does.
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nCOPY . /ctx/\n"), 0o644)
+
+	// Copying the directory copies the symlinks themselves, as BuildKit
+	// does: the links point where they did, and there is nothing of the
+	// host's behind them in the image.
 	s.t = t
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nCOPY . /ctx/\n"), 0o644)
 	s.mustKiln("build", "-t", "hostile/ctxall:1", dir)
-	if o := s.mustKiln("run", "--rm", "hostile/ctxall:1", "readlink", "/ctx/link"); o != h.outside+"\n" {
-		t.Errorf("COPY . of a symlink: readlink printed %q", o)
+	check := "for l in link rlink flink; do printf '%s ' $l; if test -L /ctx/$l; then readlink /ctx/$l; else echo not a symlink; fi; done;" +
+		" cat /ctx/flink /ctx/link/secret /ctx/rlink/secret 2>/dev/null; find / -xdev -type f -exec grep -l 'HOST SECRET' {} + 2>/dev/null; true"
+	want := fmt.Sprintf("link %s\nrlink %s\nflink %s\n", links["link"], links["rlink"], links["flink"])
+	if o := s.mustKiln("run", "--rm", "hostile/ctxall:1", "sh", "-c", check); o != want {
+		t.Errorf("COPY . of symlinks to outside printed:\n%s\nwant:\n%s", o, want)
 	}
-	s.assertDoctorClean()
+	h.assertOutsideUntouched(t)
+	h.assertNothingLost(t)
 }
 
 func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 	h := newHostileEnv(t)
 	s := h.s
+	nestedJSON := strings.Repeat("[", 30000) + strings.Repeat("]", 30000)
 	cases := []struct {
 		name, dockerfile string
-		mayBuild         bool     // a valid Dockerfile after all: building it is fine, if quick
-		want             []string // else the error must say these
+		// A valid Dockerfile after all: it must build (quickly), and the
+		// image must pass check.
+		check func(t *testing.T, image string)
+		want  []string // else the error must say these
 	}{
-		{name: "deeply nested variables", mayBuild: true,
-			dockerfile: "FROM busybox\nENV A=" + strings.Repeat("${A:-", 10000) + "x" + strings.Repeat("}", 10000) + "\nRUN test \"$A\" = x\n"},
-		{name: "deeply nested JSON", mayBuild: true,
-			dockerfile: "FROM busybox\nCMD " + strings.Repeat("[", 30000) + strings.Repeat("]", 30000) + "\n"},
+		{name: "deeply nested variables",
+			dockerfile: "FROM busybox\nENV A=" + strings.Repeat("${A:-", 10000) + "x" + strings.Repeat("}", 10000) + "\nRUN test \"$A\" = x\n",
+			check: func(t *testing.T, image string) {
+				if o := s.mustKiln("run", "--rm", image, "sh", "-c", `echo "$A"`); o != "x\n" {
+					t.Errorf("A is %q, want x", o)
+				}
+			}},
+		{name: "deeply nested JSON",
+			// Not a JSON array of strings (and deeper than a JSON parser
+			// goes): the shell form, as BuildKit makes it.
+			dockerfile: "FROM busybox\nCMD " + nestedJSON + "\n",
+			check: func(t *testing.T, image string) {
+				cfg, _ := s.kilnInspect(image)["Config"].(map[string]any)
+				cmd, _ := cfg["Cmd"].([]any)
+				if len(cmd) != 3 || cmd[0] != "/bin/sh" || cmd[1] != "-c" || cmd[2] != nestedJSON {
+					t.Errorf("Cmd is %.200q", cmd)
+				}
+			}},
 		{name: "deeply nested JSON beyond the line limit",
 			dockerfile: "FROM busybox\nCMD " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "\n",
 			want:       []string{"Dockerfile", "max allowed size"}},
@@ -571,15 +799,16 @@ func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 		{name: "NUL bytes", dockerfile: "FROM busybox\nRUN\x00 true\x00\nFR\x00OM\n",
 			want: []string{"Dockerfile:2:", "unknown instruction"}},
 	}
-	for _, tc := range cases {
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s.t = t
 			dir := contextDir(t, tc.dockerfile, map[string][]byte{})
+			name := fmt.Sprintf("hostile/df%d:1", i)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			before := storeFiles(t, s.root)
 			start := time.Now()
-			cmd := exec.CommandContext(ctx, kilnBin, "--root", s.root, "build", dir)
+			cmd := exec.CommandContext(ctx, kilnBin, "--root", s.root, "build", "-t", name, dir)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -587,8 +816,12 @@ func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 			if took > 10*time.Second {
 				t.Errorf("took %v", took)
 			}
-			if err == nil && tc.mayBuild {
+			if tc.check != nil {
+				if err != nil {
+					t.Fatalf("a valid Dockerfile did not build: %v after %v\n%.2000s", err, took, stderr.String())
+				}
 				t.Logf("built in %v", took)
+				tc.check(t, name)
 				s.assertClean()
 				return
 			}
@@ -614,7 +847,11 @@ func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 			if d := diffLists(before, storeFiles(t, s.root)); len(d) > 0 {
 				t.Errorf("the store changed:\n%s", strings.Join(d, "\n"))
 			}
+			if o, _, err := s.kiln("images", "-q", name); err != nil || o != "" {
+				t.Errorf("a failed build tagged %s: %v %q", name, err, o)
+			}
 			s.assertClean()
 		})
 	}
+	h.assertNothingLost(t)
 }
