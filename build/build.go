@@ -41,13 +41,14 @@ type Options struct {
 	// DockerfileSource, if not nil, is the Dockerfile itself (build -f -
 	// reads it from stdin); Dockerfile then only names it in messages.
 	DockerfileSource []byte
-	Tags       []string
-	Target     string
-	BuildArgs  map[string]string
-	Labels     map[string]string
-	NoCache    bool
-	Network    string
-	Runtime    string
+
+	Tags      []string
+	Target    string
+	BuildArgs map[string]string
+	Labels    map[string]string
+	NoCache   bool
+	Network   string
+	Runtime   string
 	// Parallel bounds concurrently running steps (default: number of CPUs).
 	Parallel int
 	// Epoch is SOURCE_DATE_EPOCH, if set.
