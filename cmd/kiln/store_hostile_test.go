@@ -609,7 +609,7 @@ func TestHostileArchivesViaADD(t *testing.T) {
 			fail: []string{"Dockerfile:2: ADD evil.tar /dst/", `"evil.tar"`, "corrupt input"}},
 		{name: "a URL whose digest does not match", archive: served,
 			add:  fmt.Sprintf("ADD --checksum=%s %s/evil.tar /dst/", wrong, srv.URL),
-			fail: []string{"Dockerfile:2: ADD ", srv.URL + "/evil.tar", "checksum mismatch", "expected " + wrong.String(), "got " + digest.FromBytes(served).String()}},
+			fail: []string{"Dockerfile:2: ADD --checksum=" + wrong.String() + " " + srv.URL + "/evil.tar /dst/", "checksum mismatch", "expected " + wrong.String(), "got " + digest.FromBytes(served).String()}},
 		{name: "a URL with the right digest is not extracted", archive: served,
 			add:   fmt.Sprintf("ADD --checksum=%s %s/evil.tar /dst/", digest.FromBytes(served), srv.URL),
 			check: "stat -c '%F %s' /dst/evil.tar", want: fmt.Sprintf("regular file %d\n", len(served))},

@@ -183,8 +183,12 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 			if len(cmd.SourcePaths) > 1 && !strings.HasSuffix(dest, "/") {
 				return errors.New("When using ADD with more than one source file, the destination must be a directory and end with a /")
 			}
+			flag := "" // shown in progress and errors, so a mismatch names the checksum it expected
+			if cmd.Checksum != "" {
+				flag = "--checksum=" + cmd.Checksum + " "
+			}
 			for _, u := range remote {
-				addVertex(&ops.Download{W: c.opts.Worker, URL: u, Checksum: cmd.Checksum, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod}, "ADD "+u+" "+cmd.DestPath)
+				addVertex(&ops.Download{W: c.opts.Worker, URL: u, Checksum: cmd.Checksum, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod}, "ADD "+flag+u+" "+cmd.DestPath)
 			}
 		}
 		if len(local) > 0 {
