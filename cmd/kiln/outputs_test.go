@@ -237,29 +237,7 @@ type ociImage struct {
 
 func readOCITar(t *testing.T, p string) *ociImage {
 	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files[h.Name] = b
-		}
-	}
+	files := tarFiles(t, p)
 	img := &ociImage{blobs: map[string][]byte{}}
 	for name, b := range files {
 		if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {

@@ -391,3 +391,30 @@ func mustJSON(t *testing.T, s string, v any) {
 		t.Fatalf("%v:\n%s", err, s)
 	}
 }
+
+// tarFiles reads a tar archive (docker-save, OCI layout) into memory:
+// entry name → content.
+func tarFiles(t *testing.T, p string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", p, hdr.Name, err)
+		}
+		files[hdr.Name] = b
+	}
+}

@@ -212,36 +212,10 @@ type savedEntry struct {
 	Layers   []string
 }
 
-// savedFiles reads a docker-save archive into memory (name → content).
-func savedFiles(t *testing.T, p string) map[string][]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatalf("%s: %s: %v", p, hdr.Name, err)
-		}
-		files[hdr.Name] = b
-	}
-}
-
 func savedManifest(t *testing.T, p string) []savedEntry {
 	t.Helper()
 	var m []savedEntry
-	if err := json.Unmarshal(savedFiles(t, p)["manifest.json"], &m); err != nil || len(m) == 0 {
+	if err := json.Unmarshal(tarFiles(t, p)["manifest.json"], &m); err != nil || len(m) == 0 {
 		t.Fatalf("%s: manifest.json: %v %q", p, err, m)
 	}
 	return m
@@ -251,7 +225,7 @@ func savedManifest(t *testing.T, p string) []savedEntry {
 // in a docker-save archive.
 func lastLayerNames(t *testing.T, p string) []string {
 	t.Helper()
-	files := savedFiles(t, p)
+	files := tarFiles(t, p)
 	var m []savedEntry
 	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 || len(m[0].Layers) == 0 {
 		t.Fatalf("%s: manifest.json: %v %q", p, err, files["manifest.json"])
