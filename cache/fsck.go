@@ -23,6 +23,7 @@ import (
 	"github.com/kiln-build/kiln/cache/layer"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/cache/snapshot"
+	"github.com/kiln-build/kiln/internal/readers"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -378,7 +379,7 @@ func verifyFile(ctx context.Context, p string, d digest.Digest) (int64, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, f})
+	n, err := io.Copy(h, readers.WithContext(ctx, f))
 	if err != nil {
 		return n, fmt.Errorf("read: %w", err)
 	}
@@ -386,18 +387,6 @@ func verifyFile(ctx context.Context, p string, d digest.Digest) (int64, error) {
 		return n, fmt.Errorf("content does not match its digest (it is sha256:%s)", got)
 	}
 	return n, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
 
 // blobProblem says what is wrong with a blob an image or record needs.

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 
 	"github.com/kiln-build/kiln/cache/atomicfile"
+	"github.com/kiln-build/kiln/internal/readers"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -177,7 +178,7 @@ func (s *Store) Write(ctx context.Context, r io.Reader, expected digest.Digest) 
 		return ocispec.Descriptor{}, err
 	}
 	defer w.Close()
-	if _, err := io.Copy(w, readerWithContext{ctx, r}); err != nil {
+	if _, err := io.Copy(w, readers.WithContext(ctx, r)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	return w.Commit(expected)
@@ -221,16 +222,4 @@ func (s *Store) Delete(d digest.Digest) error {
 		return nil
 	}
 	return err
-}
-
-type readerWithContext struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r readerWithContext) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }

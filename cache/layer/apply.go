@@ -13,6 +13,7 @@ import (
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/kiln-build/kiln/internal/readers"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -47,16 +48,16 @@ import (
 // fresh snapshot directory that only kiln can see.
 func Apply(ctx context.Context, r io.Reader, dir string) (digest.Digest, int64, error) {
 	digester := digest.Canonical.Digester()
-	cr := &countingReader{r: io.TeeReader(r, digester.Hash())}
+	cr := &readers.Counting{R: io.TeeReader(r, digester.Hash())}
 	if err := apply(ctx, tar.NewReader(cr), dir); err != nil {
-		return "", cr.n, fmt.Errorf("apply layer to %s: %w", dir, err)
+		return "", cr.N, fmt.Errorf("apply layer to %s: %w", dir, err)
 	}
 	// The diffID covers the whole stream, and tar writers may pad past the
 	// two zero blocks (GNU tar pads to 10 KiB records), so read it all.
 	if _, err := io.Copy(io.Discard, cr); err != nil {
-		return "", cr.n, fmt.Errorf("apply layer to %s: read trailing bytes: %w", dir, err)
+		return "", cr.N, fmt.Errorf("apply layer to %s: read trailing bytes: %w", dir, err)
 	}
-	return digester.Digest(), cr.n, nil
+	return digester.Digest(), cr.N, nil
 }
 
 func apply(ctx context.Context, tr *tar.Reader, dir string) error {
@@ -448,16 +449,4 @@ func (u *unpacker) setDirTimes() error {
 		}
 	}
 	return nil
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/internal/readers"
 	"github.com/kiln-build/kiln/internal/registry"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
@@ -349,16 +350,16 @@ func isConfigType(mt string) bool {
 }
 
 // Layer media types kiln can unpack, and the compression each promises.
-var layerTypes = map[string]compression{
-	ocispec.MediaTypeImageLayer:                                 uncompressed,
-	ocispec.MediaTypeImageLayerGzip:                             gzipped,
-	ocispec.MediaTypeImageLayerZstd:                             zstded,
-	ocispec.MediaTypeImageLayerNonDistributable:                 uncompressed, //nolint:staticcheck // still found in the wild
-	ocispec.MediaTypeImageLayerNonDistributableGzip:             gzipped,      //nolint:staticcheck
-	ocispec.MediaTypeImageLayerNonDistributableZstd:             zstded,       //nolint:staticcheck
-	content.MediaTypeDockerLayer:                                uncompressed,
-	content.MediaTypeDockerLayerGz:                              gzipped,
-	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": gzipped,
+var layerTypes = map[string]layer.Compression{
+	ocispec.MediaTypeImageLayer:                                 layer.Uncompressed,
+	ocispec.MediaTypeImageLayerGzip:                             layer.Gzip,
+	ocispec.MediaTypeImageLayerZstd:                             layer.Zstd,
+	ocispec.MediaTypeImageLayerNonDistributable:                 layer.Uncompressed, //nolint:staticcheck // still found in the wild
+	ocispec.MediaTypeImageLayerNonDistributableGzip:             layer.Gzip,         //nolint:staticcheck
+	ocispec.MediaTypeImageLayerNonDistributableZstd:             layer.Zstd,         //nolint:staticcheck
+	content.MediaTypeDockerLayer:                                layer.Uncompressed,
+	content.MediaTypeDockerLayerGz:                              layer.Gzip,
+	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": layer.Gzip,
 }
 
 func checkLayerType(mt string) error {
@@ -377,19 +378,19 @@ func checkLayerType(mt string) error {
 // matches the diffID.
 func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descriptor, diffID digest.Digest, p *registry.Progress) error {
 	start := time.Now()
-	layer, err := img.LayerByDigest(l.Digest)
+	remote, err := img.LayerByDigest(l.Digest)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
-	rc, err := layer.Compressed()
+	rc, err := remote.Compressed()
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, registry.Explain(err))
 	}
 	defer rc.Close()
-	counted := &countingReader{r: ctxReader{ctx, rc}}
+	counted := &readers.Counting{R: readers.WithContext(ctx, rc)}
 	br := bufio.NewReaderSize(counted, 1<<20)
-	comp := detectCompression(br)
-	if want, ok := layerTypes[string(l.MediaType)]; ok && want != uncompressed && want != comp {
+	comp := layer.DetectCompression(br)
+	if want, ok := layerTypes[string(l.MediaType)]; ok && want != layer.Uncompressed && want != comp {
 		return fmt.Errorf("layer %s: media type %s says %s, but the content is %s", l.Digest, l.MediaType, want, comp)
 	}
 	w, err := cs.NewWriter()
@@ -397,7 +398,7 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 		return err
 	}
 	defer w.Close()
-	dr, err := decompress(comp, br)
+	dr, err := layer.Decompress(comp, br)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
@@ -413,17 +414,17 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 			return ctx.Err()
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-			return fmt.Errorf("layer %s: connection to the registry lost after %s of %s: %w", l.Digest, registry.HumanSize(counted.n), registry.HumanSize(l.Size), err)
+			return fmt.Errorf("layer %s: connection to the registry lost after %s of %s: %w", l.Digest, registry.HumanSize(counted.N), registry.HumanSize(l.Size), err)
 		}
 		return fmt.Errorf("layer %s: %w", l.Digest, registry.Explain(err))
 	}
-	if l.Size > 0 && counted.n != l.Size {
-		return fmt.Errorf("layer %s: got %d bytes, manifest says %d", l.Digest, counted.n, l.Size)
+	if l.Size > 0 && counted.N != l.Size {
+		return fmt.Errorf("layer %s: got %d bytes, manifest says %d", l.Digest, counted.N, l.Size)
 	}
 	if _, err := w.Commit(diffID); err != nil {
 		return fmt.Errorf("layer %s: uncompressed content does not match rootfs.diff_id %s: %w", l.Digest, diffID, err)
 	}
-	p.Printf("%s: Pull complete  %s in %.1fs\n", short(l.Digest.String()), registry.HumanSize(counted.n), time.Since(start).Seconds())
+	p.Printf("%s: Pull complete  %s in %.1fs\n", short(l.Digest.String()), registry.HumanSize(counted.N), time.Since(start).Seconds())
 	return nil
 }
 
@@ -439,41 +440,3 @@ func short(d string) string {
 	}
 	return d
 }
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// ctxReader fails reads once ctx is done, so long copies stop promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
-}
-
-// The layer package reads compressed blobs; these names keep this file short.
-type compression = layer.Compression
-
-const (
-	uncompressed = layer.Uncompressed
-	gzipped      = layer.Gzip
-	zstded       = layer.Zstd
-)
-
-var (
-	detectCompression = layer.DetectCompression
-	decompress        = layer.Decompress
-)

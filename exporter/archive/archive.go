@@ -10,10 +10,7 @@
 package archive
 
 import (
-	"context"
 	"fmt"
-	"github.com/kiln-build/kiln/cache/layer"
-	"io"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -26,33 +23,6 @@ const (
 	dockerManifestFile = "manifest.json"
 	repositoriesFile   = "repositories"
 )
-
-// The layer package reads compressed blobs; these names keep this file short.
-type compression = layer.Compression
-
-const (
-	uncompressed = layer.Uncompressed
-	gzipped      = layer.Gzip
-	zstded       = layer.Zstd
-)
-
-var (
-	detectCompression = layer.DetectCompression
-	decompress        = layer.Decompress
-)
-
-// ctxReader fails reads once ctx is done, so that long copies stop promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
-}
 
 // tagged parses a name into a tagged reference (adding ":latest" to a bare
 // repository). Names pinned by digest only have no tag to save or load.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/cache/layer"
+	"github.com/kiln-build/kiln/internal/readers"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -45,12 +47,12 @@ func Import(ctx context.Context, r io.Reader, store *content.Store, opts ImportO
 		}
 	}
 
-	br := bufio.NewReaderSize(ctxReader{ctx, r}, 1<<20)
+	br := bufio.NewReaderSize(readers.WithContext(ctx, r), 1<<20)
 	if _, err := br.Peek(1); err == io.EOF {
 		return ocispec.Descriptor{}, errors.New("import: empty input")
 	}
-	c := detectCompression(br)
-	dr, err := decompress(c, br)
+	c := layer.DetectCompression(br)
+	dr, err := layer.Decompress(c, br)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/cache/layer"
+	"github.com/kiln-build/kiln/internal/readers"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -49,7 +50,7 @@ const (
 type entry struct {
 	name       string
 	raw        digest.Digest // the bytes as they are in the archive, hashed with the algorithm its blob name uses (sha256 otherwise)
-	compressed compression
+	compressed layer.Compression
 	stored     digest.Digest // uncompressed content in the store; "" while only in memory
 	storedSize int64
 	data       []byte // uncompressed content, for small files kept in memory
@@ -158,9 +159,9 @@ func entryKey(name string) string {
 
 // read makes the one pass over the archive.
 func (l *loader) read(r io.Reader) error {
-	br := bufio.NewReaderSize(ctxReader{l.ctx, r}, 1<<20)
-	if c := detectCompression(br); c != uncompressed {
-		dr, err := decompress(c, br)
+	br := bufio.NewReaderSize(readers.WithContext(l.ctx, r), 1<<20)
+	if c := layer.DetectCompression(br); c != layer.Uncompressed {
+		dr, err := layer.Decompress(c, br)
 		if err != nil {
 			return err
 		}
@@ -267,14 +268,14 @@ func blobNameDigest(key string) (digest.Digest, bool) {
 func (l *loader) ingest(key string, size int64, r io.Reader) (*entry, error) {
 	e := &entry{name: key}
 	br := bufio.NewReaderSize(r, 64<<10)
-	e.compressed = detectCompression(br)
+	e.compressed = layer.DetectCompression(br)
 	alg := digest.SHA256
 	nameDigest, isBlob := blobNameDigest(key)
 	if isBlob {
 		alg = nameDigest.Algorithm()
 	}
 
-	if e.compressed == uncompressed {
+	if e.compressed == layer.Uncompressed {
 		if size <= maxMemEntry && l.mem+size <= maxMemTotal && (size <= maxSmallEntry || looksLikeJSON(br)) {
 			b, err := io.ReadAll(br)
 			if err != nil {
@@ -309,16 +310,16 @@ func (l *loader) ingest(key string, size int64, r io.Reader) (*entry, error) {
 	defer w.Close()
 	var src io.Reader = br
 	var rawDigester digest.Digester
-	if e.compressed != uncompressed || alg != digest.SHA256 {
+	if e.compressed != layer.Uncompressed || alg != digest.SHA256 {
 		rawDigester = alg.Digester()
 		src = io.TeeReader(br, rawDigester.Hash())
 	}
-	if e.compressed == uncompressed {
+	if e.compressed == layer.Uncompressed {
 		if _, err := io.Copy(w, src); err != nil {
 			return nil, err
 		}
 	} else {
-		dr, err := decompress(e.compressed, src)
+		dr, err := layer.Decompress(e.compressed, src)
 		if err != nil {
 			return nil, err
 		}
@@ -403,7 +404,7 @@ func (l *loader) image(configName string, configWant digest.Digest, layers []lay
 	if !ok {
 		return pendingImage{}, fmt.Errorf("load: config %s: missing from archive", configName)
 	}
-	if ce.compressed != uncompressed {
+	if ce.compressed != layer.Uncompressed {
 		return pendingImage{}, fmt.Errorf("load: config %s: is %s compressed", configName, ce.compressed)
 	}
 	if configWant != "" && ce.raw != configWant {
@@ -581,7 +582,7 @@ func (l *loader) readJSONBlob(kind string, d ocispec.Descriptor, v any) error {
 	if err != nil {
 		return err
 	}
-	if e.compressed != uncompressed {
+	if e.compressed != layer.Uncompressed {
 		return fmt.Errorf("load: %s %s: is %s compressed", kind, name, e.compressed)
 	}
 	b, err := l.dataOf(e)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/internal/readers"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -293,7 +294,7 @@ func copyBlob(ctx context.Context, tw *tar.Writer, store *content.Store, d diges
 		return err
 	}
 	v := d.Verifier()
-	n, err := io.Copy(io.MultiWriter(tw, v), ctxReader{ctx, f})
+	n, err := io.Copy(io.MultiWriter(tw, v), readers.WithContext(ctx, f))
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache/atomicfile"
 	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/internal/readers"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	digest "github.com/opencontainers/go-digest"
@@ -243,7 +244,7 @@ func sweepTemps(dir string) {
 
 // Write compresses r into w with o.
 func Write(ctx context.Context, w io.Writer, r io.Reader, o Options) error {
-	r = ctxReader{ctx, r}
+	r = readers.WithContext(ctx, r)
 	switch o.Algorithm {
 	case Gzip:
 		zw, err := pgzip.NewWriterLevel(w, o.Level)
@@ -283,17 +284,4 @@ func Write(ctx context.Context, w io.Writer, r io.Reader, o Options) error {
 		return err
 	}
 	return fmt.Errorf("unknown compression %q", o.Algorithm)
-}
-
-// ctxReader fails reads once ctx is done, so long compressions stop.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
