@@ -51,25 +51,11 @@ ever removed under it.`,
 				return err
 			}
 			opts.Until = until
-			if !force {
-				warning := "WARNING! This will remove all unused build cache."
-				if all {
-					warning = "WARNING! This will remove all build cache, cache mounts included."
-				}
-				if !confirm(os.Stdin, os.Stdout, warning) {
-					return nil
-				}
+			warning := "WARNING! This will remove all unused build cache."
+			if all {
+				warning = "WARNING! This will remove all build cache, cache mounts included."
 			}
-			store, err := openExclusive(cmd)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			rep, err := store.Collect(cmd.Context(), opts)
-			if rep != nil {
-				printPruned(os.Stdout, rep)
-			}
-			return err
+			return collect(cmd, force, warning, opts, printPruned)
 		},
 	}
 	f := cmd.Flags()
@@ -97,31 +83,36 @@ layers that cache records still use stay as build cache.`,
 			if err != nil {
 				return err
 			}
-			if !force {
-				warning := "WARNING! This will remove all dangling images."
-				if all {
-					warning = "WARNING! This will remove all images without at least one tag."
-				}
-				if !confirm(os.Stdin, os.Stdout, warning) {
-					return nil
-				}
+			warning := "WARNING! This will remove all dangling images."
+			if all {
+				warning = "WARNING! This will remove all images without at least one tag."
 			}
-			store, err := openExclusive(cmd)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			rep, err := store.Collect(cmd.Context(), cache.GCOptions{DanglingImages: true, UntaggedImages: all, All: true, Until: until})
-			if rep != nil {
-				printPrunedImages(os.Stdout, rep)
-			}
-			return err
+			opts := cache.GCOptions{DanglingImages: true, UntaggedImages: all, All: true, Until: until}
+			return collect(cmd, force, warning, opts, printPrunedImages)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove every image without a tag, not just dangling ones")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "until=DURATION|TIMESTAMP: spare images used (built, tagged, pulled) within DURATION or since TIMESTAMP")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	return cmd
+}
+
+// collect is what both prunes do once their options are set: ask (unless
+// force), take the store to itself, collect and print the report.
+func collect(cmd *cobra.Command, force bool, warning string, opts cache.GCOptions, print func(io.Writer, *cache.GCReport)) error {
+	if !force && !confirm(os.Stdin, os.Stdout, warning) {
+		return nil
+	}
+	store, err := openExclusive(cmd)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rep, err := store.Collect(cmd.Context(), opts)
+	if rep != nil {
+		print(os.Stdout, rep)
+	}
+	return err
 }
 
 // openExclusive opens the store for a prune, which waits until no other
