@@ -409,13 +409,10 @@ func (s *Store) scanMappings(g *graph) error {
 			if err != nil {
 				continue
 			}
-			o := g.add(&object{kind: objMapping, path: p, size: fi.Size(), rank: 2})
-			diffID := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-			if atomicfile.IsTemp(e.Name()) || diffID.Validate() != nil {
-				o.kind = objJunk
+			o := g.addLayerFile(p, fi.Size())
+			if o == nil {
 				continue
 			}
-			g.mappings[diffID] = append(g.mappings[diffID], o)
 			b, err := os.ReadFile(p)
 			if err != nil {
 				continue
@@ -444,15 +441,24 @@ func (s *Store) scanLayerNotes(g *graph) error {
 		if err != nil || e.IsDir() {
 			continue
 		}
-		o := g.add(&object{kind: objMapping, path: filepath.Join(dir, e.Name()), size: fi.Size(), rank: 2})
-		diffID := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		if atomicfile.IsTemp(e.Name()) || diffID.Validate() != nil {
-			o.kind = objJunk
-			continue
-		}
-		g.mappings[diffID] = append(g.mappings[diffID], o)
+		g.addLayerFile(filepath.Join(dir, e.Name()), fi.Size())
 	}
 	return nil
+}
+
+// addLayerFile records a file that lives and dies with the layer its name
+// (a diffID's hex) names: a compressed-blob mapping or a source note. A
+// temp file or any other name is junk, and then it returns nil.
+func (g *graph) addLayerFile(p string, size int64) *object {
+	o := g.add(&object{kind: objMapping, path: p, size: size, rank: 2})
+	name := filepath.Base(p)
+	diffID := digest.NewDigestFromEncoded(digest.SHA256, name)
+	if atomicfile.IsTemp(name) || diffID.Validate() != nil {
+		o.kind = objJunk
+		return nil
+	}
+	g.mappings[diffID] = append(g.mappings[diffID], o)
+	return o
 }
 
 // manifestish is what kiln reads of a manifest or an index blob.
