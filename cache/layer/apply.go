@@ -69,22 +69,37 @@ func apply(ctx context.Context, tr *tar.Reader, dir string) error {
 		return errors.New("not a directory")
 	}
 	u := &unpacker{root: dir, dirTimes: make(map[string]time.Time)}
+	err = forEntries(ctx, tr, func(hdr *tar.Header) error {
+		if err := u.entry(hdr, tr); err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return u.setDirTimes()
+}
+
+// forEntries calls fn for each entry of tr, up to the end of the archive;
+// it stops at the first error of fn, of the tar ("read tar: …", wrapping
+// the reader's error) or of ctx.
+func forEntries(ctx context.Context, tr *tar.Reader, fn func(*tar.Header) error) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
 		}
-		if err := u.entry(hdr, tr); err != nil {
-			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		if err := fn(hdr); err != nil {
+			return err
 		}
 	}
-	return u.setDirTimes()
 }
 
 type unpacker struct {

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"archive/tar"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,17 +19,7 @@ import (
 func Check(r io.Reader) error {
 	tr := tar.NewReader(r)
 	seen := map[string]bool{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return errors.New("the tar is cut short (truncated, or an entry claims more content than follows)")
-			}
-			return fmt.Errorf("read tar: %w", err)
-		}
+	err := forEntries(context.Background(), tr, func(hdr *tar.Header) error {
 		rel, err := cleanName(hdr.Name)
 		if err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
@@ -49,5 +40,10 @@ func Check(r io.Reader) error {
 		if hdr.Typeflag != tar.TypeDir {
 			seen[rel] = true
 		}
+		return nil
+	})
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("the tar is cut short (truncated, or an entry claims more content than follows)")
 	}
+	return err
 }

@@ -50,17 +50,7 @@ func Verify(ctx context.Context, r io.Reader, dir string) error {
 	tr := tar.NewReader(r)
 	wants := map[string]*want{}
 	opaque := map[string]bool{}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read tar: %w", err)
-		}
+	err := forEntries(ctx, tr, func(hdr *tar.Header) error {
 		rel, err := cleanName(hdr.Name)
 		if err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
@@ -69,14 +59,14 @@ func Verify(ctx context.Context, r io.Reader, dir string) error {
 		switch {
 		case base == opaqueWhiteout:
 			opaque[path.Dir(rel)] = true
-			continue
+			return nil
 		case strings.HasPrefix(base, whiteoutMeta):
-			continue
+			return nil
 		case strings.HasPrefix(base, whiteoutPrefix):
 			p := path.Join(path.Dir(rel), strings.TrimPrefix(base, whiteoutPrefix))
 			dropBelow(wants, p)
 			wants[p] = &want{typ: 'w'}
-			continue
+			return nil
 		}
 		w := &want{typ: hdr.Typeflag, mode: hdr.Mode & 0o7777, uid: hdr.Uid, gid: hdr.Gid, major: hdr.Devmajor, minor: hdr.Devminor}
 		switch hdr.Typeflag {
@@ -102,6 +92,10 @@ func Verify(ctx context.Context, r io.Reader, dir string) error {
 			dropBelow(wants, rel)
 		}
 		wants[rel] = w
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	// Whatever the tar left after its last entry does not matter here: the
 	// caller checked the blob's digest.
@@ -144,7 +138,7 @@ func Verify(ctx context.Context, r io.Reader, dir string) error {
 			parents[d] = true
 		}
 	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
