@@ -440,10 +440,18 @@ func (d *Dockerd) stop() error {
 	}
 
 	// Leftovers: shims, containers, a containerd that outlived dockerd.
+	errs = append(errs, removeRoots(before, roots))
+	return errors.Join(errs...)
+}
+
+// removeRoots is the end of every daemon's stop: kill what is left of it
+// (see killLeftovers), unmount whatever is still mounted below roots and,
+// when that worked, remove them.
+func removeRoots(before []procID, roots []string) error {
+	var errs []error
 	if err := killLeftovers(before, roots); err != nil {
 		errs = append(errs, err)
 	}
-
 	if err := unmountUnder(roots...); err != nil {
 		errs = append(errs, err)
 	} else {

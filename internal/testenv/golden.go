@@ -522,18 +522,7 @@ func (b *Buildkitd) Stop() error {
 			<-b.done
 		}
 	}
-	if err := killLeftovers(before, roots); err != nil {
-		errs = append(errs, err)
-	}
-	if err := unmountUnder(roots...); err != nil {
-		errs = append(errs, err)
-	} else {
-		for _, r := range roots {
-			if err := os.RemoveAll(r); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
+	errs = append(errs, removeRoots(before, roots))
 	if err := b.Registry.Stop(); err != nil {
 		errs = append(errs, err)
 	}
