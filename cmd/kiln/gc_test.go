@@ -19,13 +19,11 @@ import (
 // gcContext writes a build context with the given files.
 func gcContext(t *testing.T, files map[string]string) string {
 	t.Helper()
-	dir := t.TempDir()
+	b := make(map[string][]byte, len(files))
 	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		b[name] = []byte(body)
 	}
-	return dir
+	return writeContext(t, b)
 }
 
 // dfRows runs kiln df --format json: TYPE → row.

@@ -27,11 +27,7 @@ RUN echo hi > /hi && rm /bin/vi && ln -s /hi /link && ln /hi /hard && mkdir /d &
 `
 
 func outputsContext(t *testing.T) string {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(outputsDockerfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return writeContext(t, map[string][]byte{"Dockerfile": []byte(outputsDockerfile)})
 }
 
 // kilnInspect returns the first object `kiln inspect ref` prints.

@@ -88,11 +88,7 @@ func ptImages(t *testing.T, s *store) string {
 
 func ptWriteDockerfile(t *testing.T, content string) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return writeContext(t, map[string][]byte{"Dockerfile": []byte(content)})
 }
 
 func TestPullRunAndBuildFromRegistry(t *testing.T) {

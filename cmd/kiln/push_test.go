@@ -135,11 +135,7 @@ const puMultiLayers = "FROM busybox\nRUN echo one > /one\nRUN head -c 300000 /de
 
 func puMultiContext(t *testing.T) string {
 	t.Helper()
-	dir := ptWriteDockerfile(t, puMultiLayers)
-	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello from a pushed image\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return writeContext(t, map[string][]byte{"Dockerfile": []byte(puMultiLayers), "hello.txt": []byte("hello from a pushed image\n")})
 }
 
 func TestPushGzipLayersThenDockerPullsAndRunsIt(t *testing.T) {

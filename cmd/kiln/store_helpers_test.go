@@ -89,8 +89,15 @@ func rootfsTar(t *testing.T, dst string, extra map[string][]byte) {
 // contextDir makes a build context holding a Dockerfile and files.
 func contextDir(t *testing.T, dockerfile string, files map[string][]byte) string {
 	t.Helper()
-	dir := t.TempDir()
 	files["Dockerfile"] = []byte(dockerfile)
+	return writeContext(t, files)
+}
+
+// writeContext makes a build context in a new temp dir: name (a path
+// relative to it) → content. The other context helpers call it.
+func writeContext(t *testing.T, files map[string][]byte) string {
+	t.Helper()
+	dir := t.TempDir()
 	for n, b := range files {
 		p := filepath.Join(dir, n)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
