@@ -68,6 +68,12 @@ TEMPLATE" for columns with headers, or "json" for one JSON object per line.`,
 			if err != nil {
 				return err
 			}
+			// SIZE is measured here, not in loadImages, which finding an
+			// image by ID (run, tag, rmi...) uses too
+			sizes := newLayerSizes(store)
+			for _, im := range imgs {
+				im.Size = sizes.image(im.Image)
+			}
 			f, err := parseImageFilters(filters, imgs)
 			if err != nil {
 				return err
@@ -97,7 +103,7 @@ type storedImage struct {
 	RepoDigests []string // REPOSITORY@DIGEST a pulled image came from
 	Created     time.Time
 	HasCreated  bool
-	Size        int64
+	Size        int64 // layer contents; set by kiln images only
 }
 
 // Tags are the image's tagged names, familiar form ("app:1").
@@ -123,7 +129,6 @@ func loadImages(store *cache.Store, warn func(string)) ([]*storedImage, error) {
 	}
 	read := map[digest.Digest]*content.StoredImage{}
 	byID := map[digest.Digest]*storedImage{}
-	sizes := newLayerSizes(store)
 	var out []*storedImage
 	for _, e := range entries {
 		d := e.Descriptor.Digest
@@ -151,7 +156,6 @@ func loadImages(store *cache.Store, warn func(string)) ([]*storedImage, error) {
 			if si.Config.Created != nil {
 				im.Created, im.HasCreated = *si.Config.Created, true
 			}
-			im.Size = sizes.image(si)
 			byID[im.ID] = im
 			out = append(out, im)
 		}
