@@ -304,12 +304,12 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 		fromVertex = &solver.Vertex{Name: prefix(1) + " COPY context " + base + " /", Location: c.loc(fromLine),
 			Op: &ops.Copy{W: c.opts.Worker, Context: named.Dir, Sources: []string{"."}, Dest: "/"}, Inputs: []*solver.Vertex{scratch}}
 		st.image = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: c.opts.OS, Architecture: c.opts.Arch}}}
-		st.image.Config.Env = []string{"PATH=" + defaultPath}
+		st.image.Config.Env = []string{"PATH=" + runc.DefaultPath}
 		st.image.Config.WorkingDir = "/"
 	case strings.EqualFold(base, "scratch"):
 		fromVertex.Op = ops.Scratch{}
 		st.image = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: c.opts.OS, Architecture: c.opts.Arch}}}
-		st.image.Config.Env = []string{"PATH=" + defaultPath}
+		st.image.Config.Env = []string{"PATH=" + runc.DefaultPath}
 		st.image.Config.WorkingDir = "/" // like BuildKit's empty image
 	case !isNamed && c.stageIndex(base, idx) >= 0:
 		parent, err = c.compileStage(ctx, c.stageIndex(base, idx))
@@ -327,7 +327,7 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 		st.image = cloneImage(*img)
 		// like BuildKit, PATH is always set
 		if _, ok := shell.EnvsFromSlice(st.image.Config.Env).Get("PATH"); !ok {
-			st.image.Config.Env = append(st.image.Config.Env, "PATH="+defaultPath)
+			st.image.Config.Env = append(st.image.Config.Env, "PATH="+runc.DefaultPath)
 		}
 	}
 	if parent == nil {
@@ -371,7 +371,6 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 	return st, nil
 }
 
-const defaultPath = runc.DefaultPath
 
 func (c *compiler) loc(line int) string { return fmt.Sprintf("%s:%d", c.opts.Filename, line) }
 
