@@ -371,7 +371,6 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 	return st, nil
 }
 
-
 func (c *compiler) loc(line int) string { return fmt.Sprintf("%s:%d", c.opts.Filename, line) }
 
 func line(r []parser.Range) int {
