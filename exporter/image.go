@@ -7,8 +7,8 @@ package exporter
 import (
 	"time"
 
-	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/store/content"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"

@@ -20,7 +20,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/kiln-build/kiln/cache/atomicfile"
+	"github.com/kiln-build/kiln/internal/atomicfile"
 	digest "github.com/opencontainers/go-digest"
 )
 

@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/kiln-build/kiln/cache/atomicfile"
+	"github.com/kiln-build/kiln/internal/atomicfile"
 	digest "github.com/opencontainers/go-digest"
 )
 

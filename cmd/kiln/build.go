@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
-	"github.com/kiln-build/kiln/build"
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/pull"
+	"github.com/kiln-build/kiln/builder"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/transport/pull"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
@@ -70,7 +70,7 @@ func buildCmd() *cobra.Command {
 				if len(tags) == 0 {
 					return fmt.Errorf("--push needs a name to push to: -t REGISTRY/REPO:TAG")
 				}
-				outs = append(outs, build.Output{Type: "image", Attrs: map[string]string{"push": "true"}})
+				outs = append(outs, builder.Output{Type: "image", Attrs: map[string]string{"push": "true"}})
 			}
 			for _, o := range outs {
 				if (o.Type == "registry" || o.Type == "image") && o.Attrs["name"] == "" && len(tags) == 0 {
@@ -88,7 +88,7 @@ func buildCmd() *cobra.Command {
 			if err := checkStdoutOutputs(outs, stdoutIsTerminal()); err != nil {
 				return err
 			}
-			if err := build.CheckOutputs(outs); err != nil {
+			if err := builder.CheckOutputs(outs); err != nil {
 				return err
 			}
 			secretMap, err := parseSecrets(secrets, os.LookupEnv)
@@ -121,14 +121,14 @@ func buildCmd() *cobra.Command {
 				}
 				file = ""
 			}
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
+			defer st.Close()
 			ctxDir := args[0]
 			if ctxDir == "-" {
-				dir, src, err := stdinContext(cmd.Context(), os.Stdin, store.RunDir())
+				dir, src, err := stdinContext(cmd.Context(), os.Stdin, st.RunDir())
 				if dir != "" {
 					defer os.RemoveAll(dir)
 				}
@@ -143,7 +143,7 @@ func buildCmd() *cobra.Command {
 			}
 			p := newProgress(progressOut, progressMode)
 			start := time.Now()
-			res, err := build.Run(cmd.Context(), store, build.Options{
+			res, err := builder.Run(cmd.Context(), st, builder.Options{
 				ContextDir:       ctxDir,
 				Dockerfile:       file,
 				DockerfileSource: dfSource,
@@ -171,7 +171,7 @@ func buildCmd() *cobra.Command {
 				Events:           p.event,
 				Log:              p.logger,
 				CacheMax:         budget,
-				GC:               func(r *cache.GCReport, err error) { reportBuildGC(os.Stderr, r, err) },
+				GC:               func(r *store.GCReport, err error) { reportBuildGC(os.Stderr, r, err) },
 				Plan: func(b *dockerfile.Build) {
 					p.number(b.Vertices)
 					for _, s := range b.SkippedStages {
@@ -276,8 +276,8 @@ func sourceDateEpoch(args map[string]string) (*time.Time, error) {
 // parseOutputs parses -o values as buildx does: CSV fields KEY=VALUE with
 // type= and dest=; a value that is one plain field is a directory for
 // type=local, and "-" alone is a tar on stdout.
-func parseOutputs(in []string) ([]build.Output, error) {
-	var outs []build.Output
+func parseOutputs(in []string) ([]builder.Output, error) {
+	var outs []builder.Output
 	for _, v := range in {
 		fields, err := csv.NewReader(strings.NewReader(v)).Read()
 		if err != nil {
@@ -285,13 +285,13 @@ func parseOutputs(in []string) ([]build.Output, error) {
 		}
 		if len(fields) == 1 && fields[0] == v && !strings.HasPrefix(v, "type=") {
 			if v == "-" {
-				outs = append(outs, build.Output{Type: "tar", Dest: "-"})
+				outs = append(outs, builder.Output{Type: "tar", Dest: "-"})
 			} else {
-				outs = append(outs, build.Output{Type: "local", Dest: v})
+				outs = append(outs, builder.Output{Type: "local", Dest: v})
 			}
 			continue
 		}
-		o := build.Output{Attrs: map[string]string{}}
+		o := builder.Output{Attrs: map[string]string{}}
 		for _, f := range fields {
 			k, val, ok := strings.Cut(f, "=")
 			if !ok {
@@ -318,7 +318,7 @@ func parseOutputs(in []string) ([]build.Output, error) {
 }
 
 // checkStdoutOutputs refuses to write a tar to a terminal.
-func checkStdoutOutputs(outs []build.Output, terminal bool) error {
+func checkStdoutOutputs(outs []builder.Output, terminal bool) error {
 	for _, o := range outs {
 		switch o.Type {
 		case "tar", "oci", "docker":
@@ -432,8 +432,8 @@ const maxSecretSize = 500 * 1024
 // neither src nor env, the environment variable named like the id is used
 // if set, else the file named like it. A file must exist (and be at most
 // 500 KiB) now; an environment variable is read when a step uses it.
-func parseSecrets(in []string, lookupEnv func(string) (string, bool)) (map[string]build.Secret, error) {
-	out := map[string]build.Secret{}
+func parseSecrets(in []string, lookupEnv func(string) (string, bool)) (map[string]builder.Secret, error) {
+	out := map[string]builder.Secret{}
 	for _, v := range in {
 		fields, err := csv.NewReader(strings.NewReader(v)).Read()
 		if err != nil {
@@ -474,7 +474,7 @@ func parseSecrets(in []string, lookupEnv func(string) (string, bool)) (map[strin
 				src = id
 			}
 		}
-		s := build.Secret{Env: env}
+		s := builder.Secret{Env: env}
 		if src != "" {
 			fi, err := os.Stat(src)
 			if err != nil {

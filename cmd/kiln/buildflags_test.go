@@ -8,27 +8,27 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/build"
+	"github.com/kiln-build/kiln/builder"
 )
 
 func TestParseOutputs(t *testing.T) {
 	cases := []struct {
 		in   []string
-		want []build.Output
+		want []builder.Output
 		err  string
 	}{
-		{in: []string{"type=local,dest=out"}, want: []build.Output{{Type: "local", Dest: "out"}}},
-		{in: []string{"out/dir"}, want: []build.Output{{Type: "local", Dest: "out/dir"}}},
+		{in: []string{"type=local,dest=out"}, want: []builder.Output{{Type: "local", Dest: "out"}}},
+		{in: []string{"out/dir"}, want: []builder.Output{{Type: "local", Dest: "out/dir"}}},
 		// As buildx: one plain field is a directory, even with a "=".
-		{in: []string{"a=b"}, want: []build.Output{{Type: "local", Dest: "a=b"}}},
-		{in: []string{"-"}, want: []build.Output{{Type: "tar", Dest: "-"}}},
-		{in: []string{"type=tar,dest=-"}, want: []build.Output{{Type: "tar", Dest: "-"}}},
-		{in: []string{"type=tar"}, want: []build.Output{{Type: "tar"}}},
+		{in: []string{"a=b"}, want: []builder.Output{{Type: "local", Dest: "a=b"}}},
+		{in: []string{"-"}, want: []builder.Output{{Type: "tar", Dest: "-"}}},
+		{in: []string{"type=tar,dest=-"}, want: []builder.Output{{Type: "tar", Dest: "-"}}},
+		{in: []string{"type=tar"}, want: []builder.Output{{Type: "tar"}}},
 		{in: []string{"type=oci,dest=x.tar,compression=zstd,compression-level=3"},
-			want: []build.Output{{Type: "oci", Dest: "x.tar", Attrs: map[string]string{"compression": "zstd", "compression-level": "3"}}}},
-		{in: []string{"Type=docker, Dest=d.tar,name=a:1"}, want: []build.Output{{Type: "docker", Dest: "d.tar", Attrs: map[string]string{"name": "a:1"}}}},
-		{in: []string{`type=docker,"name=a:1,b:2",dest=d.tar`}, want: []build.Output{{Type: "docker", Dest: "d.tar", Attrs: map[string]string{"name": "a:1,b:2"}}}},
-		{in: []string{"type=local,dest=a", "type=tar,dest=b"}, want: []build.Output{{Type: "local", Dest: "a"}, {Type: "tar", Dest: "b"}}},
+			want: []builder.Output{{Type: "oci", Dest: "x.tar", Attrs: map[string]string{"compression": "zstd", "compression-level": "3"}}}},
+		{in: []string{"Type=docker, Dest=d.tar,name=a:1"}, want: []builder.Output{{Type: "docker", Dest: "d.tar", Attrs: map[string]string{"name": "a:1"}}}},
+		{in: []string{`type=docker,"name=a:1,b:2",dest=d.tar`}, want: []builder.Output{{Type: "docker", Dest: "d.tar", Attrs: map[string]string{"name": "a:1,b:2"}}}},
+		{in: []string{"type=local,dest=a", "type=tar,dest=b"}, want: []builder.Output{{Type: "local", Dest: "a"}, {Type: "tar", Dest: "b"}}},
 		{in: []string{"dest=x,compression=gzip"}, err: "type is required"},
 		{in: []string{"type=oci,dest"}, err: `invalid value "dest"`},
 		{in: []string{`type=oci,"dest`}, err: "-o"},
@@ -49,15 +49,15 @@ func TestParseOutputs(t *testing.T) {
 
 func TestCheckStdoutOutputs(t *testing.T) {
 	cases := []struct {
-		outs     []build.Output
+		outs     []builder.Output
 		terminal bool
 		err      bool
 	}{
-		{[]build.Output{{Type: "tar", Dest: "-"}}, false, false},
-		{[]build.Output{{Type: "tar", Dest: "-"}}, true, true},
-		{[]build.Output{{Type: "oci"}}, true, true},
-		{[]build.Output{{Type: "docker", Dest: "x.tar"}}, true, false},
-		{[]build.Output{{Type: "local", Dest: "dir"}}, true, false},
+		{[]builder.Output{{Type: "tar", Dest: "-"}}, false, false},
+		{[]builder.Output{{Type: "tar", Dest: "-"}}, true, true},
+		{[]builder.Output{{Type: "oci"}}, true, true},
+		{[]builder.Output{{Type: "docker", Dest: "x.tar"}}, true, false},
+		{[]builder.Output{{Type: "local", Dest: "dir"}}, true, false},
 	}
 	for _, c := range cases {
 		err := checkStdoutOutputs(c.outs, c.terminal)
@@ -128,22 +128,22 @@ func TestParseSecrets(t *testing.T) {
 
 	cases := []struct {
 		in   []string
-		want map[string]build.Secret
+		want map[string]builder.Secret
 		err  string
 	}{
-		{in: []string{"id=tok,src=" + file}, want: map[string]build.Secret{"tok": {File: file}}},
-		{in: []string{"id=tok,source=" + file}, want: map[string]build.Secret{"tok": {File: file}}},
-		{in: []string{"id=tok,type=file,src=" + file}, want: map[string]build.Secret{"tok": {File: file}}},
-		{in: []string{"id=gh,env=GH_TOKEN"}, want: map[string]build.Secret{"gh": {Env: "GH_TOKEN"}}},
+		{in: []string{"id=tok,src=" + file}, want: map[string]builder.Secret{"tok": {File: file}}},
+		{in: []string{"id=tok,source=" + file}, want: map[string]builder.Secret{"tok": {File: file}}},
+		{in: []string{"id=tok,type=file,src=" + file}, want: map[string]builder.Secret{"tok": {File: file}}},
+		{in: []string{"id=gh,env=GH_TOKEN"}, want: map[string]builder.Secret{"gh": {Env: "GH_TOKEN"}}},
 		// type=env takes src as the variable's name, as buildx does.
-		{in: []string{"id=gh,type=env,src=GH_TOKEN"}, want: map[string]build.Secret{"gh": {Env: "GH_TOKEN"}}},
+		{in: []string{"id=gh,type=env,src=GH_TOKEN"}, want: map[string]builder.Secret{"gh": {Env: "GH_TOKEN"}}},
 		// id alone: the variable of that name if set...
-		{in: []string{"id=FROMENV"}, want: map[string]build.Secret{"FROMENV": {Env: "FROMENV"}}},
+		{in: []string{"id=FROMENV"}, want: map[string]builder.Secret{"FROMENV": {Env: "FROMENV"}}},
 		// ...else the file of that name.
-		{in: []string{"id=mysecret"}, want: map[string]build.Secret{"mysecret": {File: filepath.Join(dir, "mysecret")}}},
+		{in: []string{"id=mysecret"}, want: map[string]builder.Secret{"mysecret": {File: filepath.Join(dir, "mysecret")}}},
 		// An env secret is read when used; an unset variable is no error yet.
-		{in: []string{"id=x,env=UNSET_VAR"}, want: map[string]build.Secret{"x": {Env: "UNSET_VAR"}}},
-		{in: []string{"id=a,src=" + file, "id=b,env=GH_TOKEN"}, want: map[string]build.Secret{"a": {File: file}, "b": {Env: "GH_TOKEN"}}},
+		{in: []string{"id=x,env=UNSET_VAR"}, want: map[string]builder.Secret{"x": {Env: "UNSET_VAR"}}},
+		{in: []string{"id=a,src=" + file, "id=b,env=GH_TOKEN"}, want: map[string]builder.Secret{"a": {File: file}, "b": {Env: "GH_TOKEN"}}},
 		{in: []string{"id=tok,src=" + filepath.Join(dir, "missing")}, err: "no such file or directory"},
 		{in: []string{"id=nosuch"}, err: "no such file or directory"},
 		{in: []string{"src=" + file}, err: "id= is required"},
@@ -298,12 +298,12 @@ func TestParseAllowAndLists(t *testing.T) {
 func TestParseCacheSpecs(t *testing.T) {
 	ok := []struct {
 		flag, in string
-		want     build.CacheSpec
+		want     builder.CacheSpec
 	}{
-		{"--cache-from", "reg.example:5000/team/app:cache", build.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": "reg.example:5000/team/app:cache"}}},
-		{"--cache-to", "type=registry,ref=team/app:cache,mode=max", build.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": "team/app:cache", "mode": "max"}}},
-		{"--cache-to", "type=local,dest=/tmp/c", build.CacheSpec{Type: "local", Attrs: map[string]string{"dest": "/tmp/c"}}},
-		{"--cache-from", "type=local,src=/tmp/c", build.CacheSpec{Type: "local", Attrs: map[string]string{"src": "/tmp/c"}}},
+		{"--cache-from", "reg.example:5000/team/app:cache", builder.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": "reg.example:5000/team/app:cache"}}},
+		{"--cache-to", "type=registry,ref=team/app:cache,mode=max", builder.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": "team/app:cache", "mode": "max"}}},
+		{"--cache-to", "type=local,dest=/tmp/c", builder.CacheSpec{Type: "local", Attrs: map[string]string{"dest": "/tmp/c"}}},
+		{"--cache-from", "type=local,src=/tmp/c", builder.CacheSpec{Type: "local", Attrs: map[string]string{"src": "/tmp/c"}}},
 	}
 	for _, c := range ok {
 		got, err := parseCacheSpecs(c.flag, []string{c.in})

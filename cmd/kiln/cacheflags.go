@@ -6,28 +6,28 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
-	"github.com/kiln-build/kiln/build"
+	"github.com/kiln-build/kiln/builder"
 )
 
 // parseCacheSpecs reads --cache-from/--cache-to values like buildx:
 // "type=local,src=DIR", "type=local,dest=DIR,mode=max",
 // "type=registry,ref=REF"; a bare value is a registry ref.
-func parseCacheSpecs(flag string, in []string) ([]build.CacheSpec, error) {
-	var out []build.CacheSpec
+func parseCacheSpecs(flag string, in []string) ([]builder.CacheSpec, error) {
+	var out []builder.CacheSpec
 	for _, v := range in {
 		if !strings.Contains(v, "=") {
 			// like buildx, a bare value is a registry reference
 			if _, err := reference.ParseNormalizedNamed(v); err != nil {
 				return nil, fmt.Errorf("%s %q: not an image reference (for a directory use type=local,%s=DIR)", flag, v, localAttr(flag))
 			}
-			out = append(out, build.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": v}})
+			out = append(out, builder.CacheSpec{Type: "registry", Attrs: map[string]string{"ref": v}})
 			continue
 		}
 		fields, err := csv.NewReader(strings.NewReader(v)).Read()
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", flag, v, err)
 		}
-		spec := build.CacheSpec{Attrs: map[string]string{}}
+		spec := builder.CacheSpec{Attrs: map[string]string{}}
 		for _, f := range fields {
 			k, val, ok := strings.Cut(f, "=")
 			if !ok {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
-	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/store"
 	"github.com/spf13/cobra"
 )
 
@@ -40,12 +40,12 @@ ReclaimableBytes); a Go template gets .Type .TotalCount .Active .Size
 .Reclaimable .SizeBytes .ReclaimableBytes ("table TEMPLATE" adds headers).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			u, err := store.DiskUsage(cmd.Context())
+			defer st.Close()
+			u, err := st.DiskUsage(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -55,7 +55,7 @@ ReclaimableBytes); a Go template gets .Type .TotalCount .Active .Size
 					return err
 				}
 				if limit == 0 {
-					limit = cache.DefaultBudget(store.Root)
+					limit = store.DefaultBudget(st.Root)
 				}
 				if format == "json" {
 					return writeDFVerboseJSON(os.Stdout, u, limit)
@@ -98,7 +98,7 @@ func (r dfRow) MarshalJSON() ([]byte, error) {
 	})
 }
 
-func dfRows(u *cache.Usage) []dfRow {
+func dfRows(u *store.Usage) []dfRow {
 	return []dfRow{
 		{Type: "Images", TotalCount: len(u.Images), Active: u.ActiveImages, SizeBytes: u.ImagesSize, ReclaimableBytes: u.ImagesReclaimable},
 		{Type: "Build Cache", TotalCount: len(u.Records), SizeBytes: u.CacheSize, ReclaimableBytes: u.CacheSize},
@@ -163,7 +163,7 @@ func writeDF(w io.Writer, format string, rows []dfRow) error {
 	return nil
 }
 
-func writeDFVerbose(w io.Writer, u *cache.Usage, limit int64) error {
+func writeDFVerbose(w io.Writer, u *store.Usage, limit int64) error {
 	fmt.Fprintln(w, "Images space usage:")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
@@ -221,23 +221,23 @@ func writeDFVerbose(w io.Writer, u *cache.Usage, limit int64) error {
 	return err
 }
 
-func writeDFVerboseJSON(w io.Writer, u *cache.Usage, limit int64) error {
+func writeDFVerboseJSON(w io.Writer, u *store.Usage, limit int64) error {
 	type rec struct {
-		cache.RecordUsage
+		store.RecordUsage
 		Step string
 	}
 	type budget struct{ UsedBytes, LimitBytes int64 }
 	out := struct {
 		Summary     []dfRow
-		Images      []cache.ImageUsage
+		Images      []store.ImageUsage
 		BuildCache  []rec
-		CacheMounts []cache.MountUsage
+		CacheMounts []store.MountUsage
 		Budget      budget
 	}{
 		Summary:     dfRows(u),
-		Images:      append([]cache.ImageUsage{}, u.Images...),
+		Images:      append([]store.ImageUsage{}, u.Images...),
 		BuildCache:  []rec{},
-		CacheMounts: append([]cache.MountUsage{}, u.Mounts...),
+		CacheMounts: append([]store.MountUsage{}, u.Mounts...),
 		Budget:      budget{u.Budgeted, limit},
 	}
 	for _, r := range u.Records {

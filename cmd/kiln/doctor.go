@@ -6,12 +6,12 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/store"
 	"github.com/spf13/cobra"
 )
 
 func doctorCmd() *cobra.Command {
-	var opts cache.CheckOptions
+	var opts store.CheckOptions
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:     "doctor [--repair] [--deep]",
@@ -34,20 +34,20 @@ Exit status 0 when the store is consistent (after --repair: when everything
 found was repaired), 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
+			defer st.Close()
 			opts.Waiting = func() {
-				fmt.Fprintf(os.Stderr, "waiting for the other kiln commands using %s to finish...\n", store.Root)
+				fmt.Fprintf(os.Stderr, "waiting for the other kiln commands using %s to finish...\n", st.Root)
 			}
-			rep, err := cache.Check(cmd.Context(), store, opts)
+			rep, err := store.Check(cmd.Context(), st, opts)
 			if err != nil {
 				return err
 			}
-			if n := printReport(rep, store.Root, opts.Repair, verbose); n > 0 {
-				return fmt.Errorf("%s: %d problems left", store.Root, n)
+			if n := printReport(rep, st.Root, opts.Repair, verbose); n > 0 {
+				return fmt.Errorf("%s: %d problems left", st.Root, n)
 			}
 			return nil
 		},
@@ -61,15 +61,15 @@ found was repaired), 1 otherwise.`,
 
 // printReport prints what Check found and returns the number of problems
 // left unrepaired.
-func printReport(rep *cache.Report, root string, repair, verbose bool) int {
+func printReport(rep *store.Report, root string, repair, verbose bool) int {
 	problems, unrepaired := 0, 0
 	stale := map[string]int{}
 	staleRepaired := 0
 	for _, f := range rep.Findings {
 		switch f.Severity {
-		case cache.Leftover:
+		case store.Leftover:
 			fmt.Printf("cleaned up after a killed kiln: %s\n", f.Repaired)
-		case cache.Problem:
+		case store.Problem:
 			problems++
 			fmt.Printf("PROBLEM: %s %s: %s\n", f.Kind, f.Subject, f.Problem)
 			if f.Repaired != "" {
@@ -77,7 +77,7 @@ func printReport(rep *cache.Report, root string, repair, verbose bool) int {
 			} else {
 				unrepaired++
 			}
-		case cache.Stale:
+		case store.Stale:
 			stale[f.Kind]++
 			if f.Repaired != "" {
 				staleRepaired++

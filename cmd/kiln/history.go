@@ -38,16 +38,16 @@ newest first. Only the newest row has an image ID; the others are
 one JSON object per line.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			si, err := findImage(store, args[0])
+			defer st.Close()
+			si, err := findImage(st, args[0])
 			if err != nil {
 				return err
 			}
-			sizes := newLayerSizes(store)
+			sizes := newLayerSizes(st)
 			var rows []*historyRow
 			layer := len(si.Manifest.Layers) - 1
 			hist := si.Config.History

@@ -17,8 +17,8 @@ import (
 
 	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 )
@@ -59,18 +59,18 @@ TEMPLATE" for columns with headers, or "json" for one JSON object per line.`,
 			if len(args) == 1 {
 				filters = append(filters, "reference="+args[0])
 			}
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			imgs, err := loadImages(store, func(msg string) { fmt.Fprintln(os.Stderr, "WARNING:", msg) })
+			defer st.Close()
+			imgs, err := loadImages(st, func(msg string) { fmt.Fprintln(os.Stderr, "WARNING:", msg) })
 			if err != nil {
 				return err
 			}
 			// SIZE is measured here, not in loadImages, which finding an
 			// image by ID (run, tag, rmi...) uses too
-			sizes := newLayerSizes(store)
+			sizes := newLayerSizes(st)
 			for _, im := range imgs {
 				im.Size = sizes.image(im.Image)
 			}
@@ -122,8 +122,8 @@ func (im *storedImage) Tags() []string {
 // loadImages reads index.json into images, newest first. An entry whose
 // manifest or config cannot be read is reported to warn and skipped, so a
 // damaged image does not hide the others.
-func loadImages(store *cache.Store, warn func(string)) ([]*storedImage, error) {
-	entries, err := store.Content.Images()
+func loadImages(st *store.Store, warn func(string)) ([]*storedImage, error) {
+	entries, err := st.Content.Images()
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func loadImages(store *cache.Store, warn func(string)) ([]*storedImage, error) {
 		d := e.Descriptor.Digest
 		si, seen := read[d]
 		if !seen {
-			si, err = store.Content.ReadImage(e.Descriptor)
+			si, err = st.Content.ReadImage(e.Descriptor)
 			if err != nil {
 				si = nil
 				if warn != nil {

@@ -13,8 +13,8 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -96,20 +96,20 @@ func runInspect(w io.Writer, format string, refs []string) (failed []string, err
 			return nil, templateParseError{fmt.Errorf("template parsing error: %w", err)}
 		}
 	}
-	store, err := openStore()
+	st, err := openStore()
 	if err != nil {
 		return nil, err
 	}
-	defer store.Close()
-	imgs, err := store.Content.Images()
+	defer st.Close()
+	imgs, err := st.Content.Images()
 	if err != nil {
 		return nil, err
 	}
-	sizes := newLayerSizes(store)
+	sizes := newLayerSizes(st)
 	var out []inspectOutput
 	var buf bytes.Buffer
 	for _, ref := range refs {
-		o, err := inspectImage(store, sizes, imgs, ref)
+		o, err := inspectImage(st, sizes, imgs, ref)
 		if err != nil {
 			msg := err.Error()
 			if strings.HasPrefix(msg, "no such image: ") {
@@ -222,8 +222,8 @@ type templateParseError struct{ error }
 
 func (templateParseError) ExitCode() int { return 64 }
 
-func inspectImage(store *cache.Store, sizes *layerSizes, imgs []content.Image, ref string) (*inspectOutput, error) {
-	si, err := findImage(store, ref)
+func inspectImage(st *store.Store, sizes *layerSizes, imgs []content.Image, ref string) (*inspectOutput, error) {
+	si, err := findImage(st, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ func inspectImage(store *cache.Store, sizes *layerSizes, imgs []content.Image, r
 		Comment       string `json:"comment"`
 		DockerVersion string `json:"docker_version"`
 	}
-	if raw, err := store.Content.ReadBlob(si.ConfigDesc.Digest); err == nil {
+	if raw, err := st.Content.ReadBlob(si.ConfigDesc.Digest); err == nil {
 		_ = json.Unmarshal(raw, &extra)
 	}
 	o.Comment, o.DockerVersion = extra.Comment, extra.DockerVersion

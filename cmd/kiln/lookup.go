@@ -1,21 +1,21 @@
 package main
 
 import (
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // findImage resolves what a user typed — a name, a full or short image ID
 // (config digest), or a manifest digest — to a stored image.
-func findImage(store *cache.Store, ref string) (*content.StoredImage, error) {
+func findImage(st *store.Store, ref string) (*content.StoredImage, error) {
 	if name, err := content.NormalizeName(ref); err == nil {
-		if desc, err := store.Content.Resolve(name); err == nil {
-			return store.Content.ReadImage(desc)
+		if desc, err := st.Content.Resolve(name); err == nil {
+			return st.Content.ReadImage(desc)
 		}
 	}
-	imgs, err := loadImages(store, nil)
+	imgs, err := loadImages(st, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -29,12 +29,12 @@ func findImage(store *cache.Store, ref string) (*content.StoredImage, error) {
 // layerSizes measures layers as docker's SIZE columns do (see
 // content.Store.LayerContentSize), each layer once per command.
 type layerSizes struct {
-	store *cache.Store
-	memo  map[digest.Digest]int64
+	st   *store.Store
+	memo map[digest.Digest]int64
 }
 
-func newLayerSizes(store *cache.Store) *layerSizes {
-	return &layerSizes{store: store, memo: map[digest.Digest]int64{}}
+func newLayerSizes(st *store.Store) *layerSizes {
+	return &layerSizes{st: st, memo: map[digest.Digest]int64{}}
 }
 
 // of is layer's content size; a layer that cannot be read counts its
@@ -43,7 +43,7 @@ func (ls *layerSizes) of(layer ocispec.Descriptor) int64 {
 	if n, ok := ls.memo[layer.Digest]; ok {
 		return n
 	}
-	n, err := ls.store.Content.LayerContentSize(layer.Digest)
+	n, err := ls.st.Content.LayerContentSize(layer.Digest)
 	if err != nil {
 		n = layer.Size
 	}

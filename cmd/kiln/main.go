@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/store"
 	"github.com/spf13/cobra"
 )
 
@@ -25,7 +25,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&rootDir, "root", cache.DefaultRoot(), "store directory (env KILN_ROOT)")
+	root.PersistentFlags().StringVar(&rootDir, "root", store.DefaultRoot(), "store directory (env KILN_ROOT)")
 	addRegistryFlags(root.PersistentFlags())
 	root.AddCommand(buildCmd(), imagesCmd(), doctorCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
 		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd())
@@ -50,8 +50,8 @@ func main() {
 type exitCoder interface{ ExitCode() int }
 
 // openStore opens the store named by --root.
-func openStore() (*cache.Store, error) {
-	s, err := cache.Open(rootDir)
+func openStore() (*store.Store, error) {
+	s, err := store.Open(rootDir)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
 	"github.com/spf13/cobra"
 )
 
@@ -38,7 +38,7 @@ kiln prune waits for running builds to finish: nothing a build uses is
 ever removed under it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := cache.GCOptions{Records: true, Mounts: all, All: true}
+			opts := store.GCOptions{Records: true, Mounts: all, All: true}
 			if keep != "" {
 				n, err := parseSize(keep)
 				if err != nil {
@@ -87,7 +87,7 @@ layers that cache records still use stay as build cache.`,
 			if all {
 				warning = "WARNING! This will remove all images without at least one tag."
 			}
-			opts := cache.GCOptions{DanglingImages: true, UntaggedImages: all, All: true, Until: until}
+			opts := store.GCOptions{DanglingImages: true, UntaggedImages: all, All: true, Until: until}
 			return collect(cmd, force, warning, opts, printPrunedImages)
 		},
 	}
@@ -99,16 +99,16 @@ layers that cache records still use stay as build cache.`,
 
 // collect is what both prunes do once their options are set: ask (unless
 // force), take the store to itself, collect and print the report.
-func collect(cmd *cobra.Command, force bool, warning string, opts cache.GCOptions, print func(io.Writer, *cache.GCReport)) error {
+func collect(cmd *cobra.Command, force bool, warning string, opts store.GCOptions, print func(io.Writer, *store.GCReport)) error {
 	if !force && !confirm(os.Stdin, os.Stdout, warning) {
 		return nil
 	}
-	store, err := openExclusive(cmd)
+	st, err := openExclusive(cmd)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	rep, err := store.Collect(cmd.Context(), opts)
+	defer st.Close()
+	rep, err := st.Collect(cmd.Context(), opts)
 	if rep != nil {
 		print(os.Stdout, rep)
 	}
@@ -117,8 +117,8 @@ func collect(cmd *cobra.Command, force bool, warning string, opts cache.GCOption
 
 // openExclusive opens the store for a prune, which waits until no other
 // kiln process is at work.
-func openExclusive(cmd *cobra.Command) (*cache.Store, error) {
-	s, err := cache.OpenExclusive(cmd.Context(), rootDir, func() {
+func openExclusive(cmd *cobra.Command) (*store.Store, error) {
+	s, err := store.OpenExclusive(cmd.Context(), rootDir, func() {
 		fmt.Fprintln(os.Stderr, "waiting for running builds to finish")
 	})
 	if err != nil {
@@ -139,7 +139,7 @@ func confirm(in io.Reader, out io.Writer, warning string) bool {
 	return true
 }
 
-func printPruned(w io.Writer, rep *cache.GCReport) {
+func printPruned(w io.Writer, rep *store.GCReport) {
 	if len(rep.Records)+len(rep.Mounts) > 0 {
 		fmt.Fprintln(w, "Deleted build cache objects:")
 		for _, k := range rep.Records {
@@ -153,7 +153,7 @@ func printPruned(w io.Writer, rep *cache.GCReport) {
 	fmt.Fprintf(w, "Total reclaimed space: %s\n", units.HumanSize(float64(rep.Reclaimed)))
 }
 
-func printPrunedImages(w io.Writer, rep *cache.GCReport) {
+func printPrunedImages(w io.Writer, rep *store.GCReport) {
 	if len(rep.Images) > 0 {
 		fmt.Fprintln(w, "Deleted Images:")
 		for _, im := range rep.Images {
@@ -168,7 +168,7 @@ func printPrunedImages(w io.Writer, rep *cache.GCReport) {
 }
 
 // mountName is how a cache mount is shown: its id when a record knows it.
-func mountName(m cache.MountUsage) string {
+func mountName(m store.MountUsage) string {
 	if m.CacheID != "" {
 		return "cachemount:" + m.CacheID
 	}
@@ -272,9 +272,9 @@ func cacheMax(flag string) (int64, error) {
 // reportBuildGC tells what the end-of-build collection did. Skipping it
 // because other builds are running is normal (the last one collects), so
 // that is said only with KILN_DEBUG set.
-func reportBuildGC(w io.Writer, rep *cache.GCReport, err error) {
+func reportBuildGC(w io.Writer, rep *store.GCReport, err error) {
 	switch {
-	case errors.Is(err, cache.ErrBusy):
+	case errors.Is(err, store.ErrBusy):
 		if os.Getenv("KILN_DEBUG") != "" {
 			fmt.Fprintf(w, "debug: build cache %s is over its budget %s, but other kiln processes are using the store; the last one to finish collects\n",
 				units.HumanSize(float64(rep.Before)), units.HumanSize(float64(rep.Budget)))

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
-	"github.com/kiln-build/kiln/cache/pull"
 	"github.com/kiln-build/kiln/internal/registry"
+	"github.com/kiln-build/kiln/transport/pull"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -68,11 +68,11 @@ or SSL_CERT_FILE) trusts a private CA.`,
 					variant = parts[2]
 				}
 			}
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
+			defer st.Close()
 			var progress io.Writer = os.Stderr
 			if quiet {
 				progress = nil
@@ -80,7 +80,7 @@ or SSL_CERT_FILE) trusts a private CA.`,
 			if n, err := reference.ParseNormalizedNamed(args[0]); err == nil && reference.IsNameOnly(n) && !quiet {
 				fmt.Fprintln(os.Stderr, "Using default tag: latest")
 			}
-			res, err := pull.Pull(cmd.Context(), store.Content, args[0], pull.Options{
+			res, err := pull.Pull(cmd.Context(), st.Content, args[0], pull.Options{
 				Registry: registryConfig(),
 				Progress: progress,
 				Arch:     arch,

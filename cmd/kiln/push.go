@@ -7,9 +7,9 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/exporter/compression"
-	"github.com/kiln-build/kiln/exporter/registry"
+	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/transport/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -51,12 +51,12 @@ plain HTTP only for localhost/127.0.0.1 and --insecure-registry hosts.`,
 			} else if err != nil && len(args) == 1 {
 				return fmt.Errorf("%q is not a name to push to; give DEST (kiln push IMAGE REGISTRY/REPO:TAG)", dest)
 			}
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			im, err := findImage(store, args[0])
+			defer st.Close()
+			im, err := findImage(st, args[0])
 			if err != nil {
 				if len(args) == 1 {
 					// docker's wording for a name that is not in the store
@@ -68,7 +68,7 @@ plain HTTP only for localhost/127.0.0.1 and --insecure-registry hosts.`,
 			if quiet {
 				progress = nil
 			}
-			res, err := registry.Push(cmd.Context(), store.Content, im.ManifestDesc, dest, registry.Options{
+			res, err := registry.Push(cmd.Context(), st.Content, im.ManifestDesc, dest, registry.Options{
 				Registry:    registryConfig(),
 				Compression: comp,
 				Progress:    progress,
@@ -80,8 +80,8 @@ plain HTTP only for localhost/127.0.0.1 and --insecure-registry hosts.`,
 				// the local name pushed under another name records where
 				// it now is too (inspect's RepoDigests), like dest does
 				if src, err := content.NormalizeName(args[0]); err == nil {
-					if cur, err := store.Content.Resolve(src); err == nil && cur.Digest == im.ManifestDesc.Digest {
-						_ = store.Content.TagWith(src, cur, map[string]string{content.AnnotationRepoDigest: res.RepoDigest})
+					if cur, err := st.Content.Resolve(src); err == nil && cur.Digest == im.ManifestDesc.Digest {
+						_ = st.Content.TagWith(src, cur, map[string]string{content.AnnotationRepoDigest: res.RepoDigest})
 					}
 				}
 			}

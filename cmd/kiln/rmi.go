@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -26,14 +26,14 @@ one) deletes the image with all its names, but only with -f when several
 names refer to it. Layers and cache stay until prune or GC collects them.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
+			defer st.Close()
 			var failed []string
 			for _, ref := range args {
-				lines, err := removeImage(store, ref, force)
+				lines, err := removeImage(st, ref, force)
 				for _, l := range lines {
 					fmt.Println(l)
 				}
@@ -55,8 +55,8 @@ names refer to it. Layers and cache stay until prune or GC collects them.`,
 // applied in one update of index.json, so a concurrent build tagging the
 // same image never loses its tag to a stale view. It returns the lines to
 // print ("Untagged: app:1", "Deleted: sha256:…").
-func removeImage(store *cache.Store, ref string, force bool) ([]string, error) {
-	imgs, err := loadImages(store, nil)
+func removeImage(st *store.Store, ref string, force bool) ([]string, error) {
+	imgs, err := loadImages(st, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -83,14 +83,14 @@ func removeImage(store *cache.Store, ref string, force bool) ([]string, error) {
 			return id
 		}
 		var mf ocispec.Manifest
-		if b, err := store.Content.ReadBlob(m); err == nil && json.Unmarshal(b, &mf) == nil {
+		if b, err := st.Content.ReadBlob(m); err == nil && json.Unmarshal(b, &mf) == nil {
 			configs[m] = mf.Config.Digest
 		}
 		return configs[m]
 	}
 
 	var lines []string
-	err = store.Content.UpdateIndex(func(idx *ocispec.Index) error {
+	err = st.Content.UpdateIndex(func(idx *ocispec.Index) error {
 		lines = nil
 		id := target.ID
 		var keep []ocispec.Descriptor

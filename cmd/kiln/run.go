@@ -19,12 +19,12 @@ func runCmd() *cobra.Command {
 		Short: "Run a command in an ephemeral container, to check a result",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			si, err := findImage(store, args[0])
+			defer st.Close()
+			si, err := findImage(st, args[0])
 			if err != nil {
 				return err
 			}
@@ -44,7 +44,7 @@ func runCmd() *cobra.Command {
 			if workdir == "" {
 				workdir = c.WorkingDir
 			}
-			w := ops.NewWorker(store, "")
+			w := ops.NewWorker(st, "")
 			err = w.RunContainer(cmd.Context(), ops.ImageLayers(si), argv, append(append([]string(nil), c.Env...), env...), workdir, user, network, os.Stdout)
 			var ee *runc.ExitError
 			if errors.As(err, &ee) {

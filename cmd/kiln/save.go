@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/atomicfile"
-	"github.com/kiln-build/kiln/cache/content"
-	"github.com/kiln-build/kiln/exporter/archive"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/internal/atomicfile"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/transport/archive"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
@@ -26,20 +26,20 @@ func saveCmd() *cobra.Command {
 		Short: "Save images to a tar (OCI layout + docker manifest.json) that docker load, kiln load, skopeo and umoci read",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
+			defer st.Close()
 			var images []archive.SaveImage
 			for _, ref := range args {
-				si, err := findImage(store, ref)
+				si, err := findImage(st, ref)
 				if err != nil {
 					return err
 				}
 				img := archive.SaveImage{Manifest: si.ManifestDesc}
 				if name, err := content.NormalizeName(ref); err == nil {
-					if d, err := store.Content.Resolve(name); err == nil && d.Digest == si.ManifestDesc.Digest {
+					if d, err := st.Content.Resolve(name); err == nil && d.Digest == si.ManifestDesc.Digest {
 						img.Names = []string{name}
 					}
 				}
@@ -50,14 +50,14 @@ func saveCmd() *cobra.Command {
 					return errors.New("refusing to write a tar to a terminal: use -o FILE or redirect stdout")
 				}
 				w := bufio.NewWriterSize(os.Stdout, 1<<20)
-				if err := archive.Save(cmd.Context(), w, store.Content, images); err != nil {
+				if err := archive.Save(cmd.Context(), w, st.Content, images); err != nil {
 					return err
 				}
 				return w.Flush()
 			}
 			// Atomic: a killed save leaves no half-written FILE.
 			return atomicfile.Write(output, 0o644, func(w io.Writer) error {
-				return archive.Save(cmd.Context(), w, store.Content, images)
+				return archive.Save(cmd.Context(), w, st.Content, images)
 			})
 		},
 	}
@@ -72,11 +72,11 @@ func loadCmd() *cobra.Command {
 		Short: "Load images from a tar (OCI layout or docker save format)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
+			defer st.Close()
 			var r io.Reader = os.Stdin
 			if input != "" {
 				f, err := os.Open(input)
@@ -86,14 +86,14 @@ func loadCmd() *cobra.Command {
 				defer f.Close()
 				r = f
 			}
-			before, err := store.Content.Blobs()
+			before, err := st.Content.Blobs()
 			if err != nil {
 				return err
 			}
-			loaded, err := archive.Load(cmd.Context(), bufio.NewReaderSize(r, 1<<20), store.Content)
+			loaded, err := archive.Load(cmd.Context(), bufio.NewReaderSize(r, 1<<20), st.Content)
 			// Load stores every file of the archive as it streams by; what
 			// no image uses (all of it, for a broken archive) goes again.
-			removeNewBlobs(store, before)
+			removeNewBlobs(st, before)
 			if err != nil {
 				return err
 			}
@@ -133,11 +133,11 @@ func importCmd() *cobra.Command {
 				}
 				name = n
 			}
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
+			defer st.Close()
 			var r io.Reader = os.Stdin
 			if args[0] != "-" {
 				f, err := os.Open(filepath.Clean(args[0]))
@@ -153,7 +153,7 @@ func importCmd() *cobra.Command {
 			} else if epoch != nil {
 				created = *epoch
 			}
-			desc, err := archive.Import(cmd.Context(), bufio.NewReaderSize(r, 1<<20), store.Content, archive.ImportOptions{
+			desc, err := archive.Import(cmd.Context(), bufio.NewReaderSize(r, 1<<20), st.Content, archive.ImportOptions{
 				Created: created, Message: message,
 				Edit: func(img *dockerspec.DockerOCIImage) error { return dockerfile.ApplyChanges(img, changes) },
 			})
@@ -161,13 +161,13 @@ func importCmd() *cobra.Command {
 				return err
 			}
 			if name != "" {
-				if err := store.Content.Tag(name, desc); err != nil {
+				if err := st.Content.Tag(name, desc); err != nil {
 					return err
 				}
-			} else if err := store.Content.AddUntagged(desc); err != nil {
+			} else if err := st.Content.AddUntagged(desc); err != nil {
 				return err
 			}
-			si, err := store.Content.ReadImage(desc)
+			si, err := st.Content.ReadImage(desc)
 			if err != nil {
 				return err
 			}
@@ -183,10 +183,10 @@ func importCmd() *cobra.Command {
 
 // removeNewBlobs removes the blobs that are in the store now but were not
 // in before, unless something refers to them (see
-// cache.Store.RemoveUnreferencedBlobs, which does nothing while other kiln
+// store.Store.RemoveUnreferencedBlobs, which does nothing while other kiln
 // processes are running; prune collects them then).
-func removeNewBlobs(store *cache.Store, before []digest.Digest) {
-	after, err := store.Content.Blobs()
+func removeNewBlobs(st *store.Store, before []digest.Digest) {
+	after, err := st.Content.Blobs()
 	if err != nil {
 		return
 	}
@@ -200,5 +200,5 @@ func removeNewBlobs(store *cache.Store, before []digest.Digest) {
 			added = append(added, d)
 		}
 	}
-	store.RemoveUnreferencedBlobs(added)
+	st.RemoveUnreferencedBlobs(added)
 }

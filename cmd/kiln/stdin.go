@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/kiln-build/kiln/cache/layer"
+	"github.com/kiln-build/kiln/store/layer"
 )
 
 // maxStdinDockerfile bounds a Dockerfile read from stdin.

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/store/content"
 	"github.com/spf13/cobra"
 )
 
@@ -11,12 +11,12 @@ func tagCmd() *cobra.Command {
 		Short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
+			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			im, err := findImage(store, args[0])
+			defer st.Close()
+			im, err := findImage(st, args[0])
 			if err != nil {
 				return err
 			}
@@ -24,7 +24,7 @@ func tagCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return store.Content.Tag(name, im.ManifestDesc)
+			return st.Content.Tag(name, im.ManifestDesc)
 		},
 	}
 }

@@ -28,9 +28,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kiln-build/kiln/cache/atomicfile"
-	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/internal/readers"
+	"github.com/kiln-build/kiln/store/content"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	digest "github.com/opencontainers/go-digest"

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/cache/content"
+	"github.com/kiln-build/kiln/store/content"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"

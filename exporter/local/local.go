@@ -16,23 +16,23 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/layer"
 	"github.com/kiln-build/kiln/cache/record"
-	"github.com/kiln-build/kiln/cache/snapshot"
 	"github.com/kiln-build/kiln/solver/filecopy"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/layer"
+	"github.com/kiln-build/kiln/store/snapshot"
 )
 
 // WithRootfs mounts the layers (bottom first) read-only at a private
 // directory under the store's run/ and calls fn with its path. The mount
 // and the directory are gone when WithRootfs returns; after a crash the
 // next kiln command removes them (run/ is crash-cleaned).
-func WithRootfs(ctx context.Context, store *cache.Store, layers []record.Layer, fn func(root string) error) (err error) {
-	lowers, err := store.SnapshotStack(ctx, layers)
+func WithRootfs(ctx context.Context, st *store.Store, layers []record.Layer, fn func(root string) error) (err error) {
+	lowers, err := st.SnapshotStack(ctx, layers)
 	if err != nil {
 		return err
 	}
-	scratch, err := os.MkdirTemp(store.RunDir(), "export-")
+	scratch, err := os.MkdirTemp(st.RunDir(), "export-")
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func WithRootfs(ctx context.Context, store *cache.Store, layers []record.Layer, 
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return err
 	}
-	if err := store.Snapshots.Mount(root, lowers, ""); err != nil {
+	if err := st.Snapshots.Mount(root, lowers, ""); err != nil {
 		return err
 	}
 	defer func() {
@@ -57,7 +57,7 @@ func WithRootfs(ctx context.Context, store *cache.Store, layers []record.Layer, 
 // kept unless the image has an entry of the same name, which replaces it
 // (directories merge). Owners are kept as they are in the image, so
 // writing files owned by other users needs root.
-func WriteDir(ctx context.Context, store *cache.Store, layers []record.Layer, dest string) error {
+func WriteDir(ctx context.Context, st *store.Store, layers []record.Layer, dest string) error {
 	dest, err := filepath.Abs(dest)
 	if err != nil {
 		return err
@@ -68,7 +68,7 @@ func WriteDir(ctx context.Context, store *cache.Store, layers []record.Layer, de
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
 	}
-	return WithRootfs(ctx, store, layers, func(root string) error {
+	return WithRootfs(ctx, st, layers, func(root string) error {
 		return filecopy.Copy(ctx, root, []string{"."}, dest, "/", filecopy.Options{})
 	})
 }
@@ -78,8 +78,8 @@ func WriteDir(ctx context.Context, store *cache.Store, layers []record.Layer, de
 // directories with a trailing "/", hardlinks as link entries, xattrs
 // (user.*, security.capability) as PAX records. Timestamps are the files'
 // own mtimes, so the same image gives the same bytes.
-func WriteTar(ctx context.Context, store *cache.Store, layers []record.Layer, w io.Writer) error {
-	return WithRootfs(ctx, store, layers, func(root string) error {
+func WriteTar(ctx context.Context, st *store.Store, layers []record.Layer, w io.Writer) error {
+	return WithRootfs(ctx, st, layers, func(root string) error {
 		// layer.WriteTar converts overlay whiteouts into ".wh." entries;
 		// a merged mount shows none (they have been applied), so what it
 		// writes here is the plain rootfs.

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/testenv"
+	"github.com/kiln-build/kiln/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,14 +53,14 @@ func layerTar(t *testing.T, hdrs []*tar.Header, bodies map[string]string) []byte
 
 // testImage stores two layers: a base, and one with whiteouts, an opaque
 // directory and an xattr.
-func testImage(t *testing.T) (*cache.Store, []record.Layer) {
+func testImage(t *testing.T) (*store.Store, []record.Layer) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	store, err := cache.Open(filepath.Join(t.TempDir(), "root"))
+	st, err := store.Open(filepath.Join(t.TempDir(), "root"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { st.Close() })
 	l1 := layerTar(t, []*tar.Header{
 		{Name: "a/", Typeflag: tar.TypeDir},
 		{Name: "a/x", Typeflag: tar.TypeReg},
@@ -86,37 +86,37 @@ func testImage(t *testing.T) (*cache.Store, []record.Layer) {
 	}, map[string]string{"a/z": "z", "etc/new": "new"})
 	var layers []record.Layer
 	for _, b := range [][]byte{l1, l2} {
-		d, err := store.Content.Write(context.Background(), bytes.NewReader(b), "")
+		d, err := st.Content.Write(context.Background(), bytes.NewReader(b), "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		layers = append(layers, record.Layer{DiffID: d.Digest, Size: d.Size})
 	}
-	return store, layers
+	return st, layers
 }
 
-func assertRunClean(t *testing.T, store *cache.Store) {
+func assertRunClean(t *testing.T, st *store.Store) {
 	t.Helper()
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mi), store.Root) {
-		t.Errorf("mount left under %s", store.Root)
+	if strings.Contains(string(mi), st.Root) {
+		t.Errorf("mount left under %s", st.Root)
 	}
-	if ents, _ := os.ReadDir(store.RunDir()); len(ents) > 0 {
+	if ents, _ := os.ReadDir(st.RunDir()); len(ents) > 0 {
 		t.Errorf("left in run/: %v", ents)
 	}
 }
 
 func TestWriteDir(t *testing.T) {
-	store, layers := testImage(t)
+	s, layers := testImage(t)
 	dest := filepath.Join(t.TempDir(), "out", "rootfs")
 	// What dest holds is kept, unless the image replaces it.
 	os.MkdirAll(dest, 0o755)
 	os.WriteFile(filepath.Join(dest, "keepme"), []byte("mine"), 0o644)
 	os.WriteFile(filepath.Join(dest, "l"), []byte("a file where the image has a symlink"), 0o644)
-	if err := WriteDir(context.Background(), store, layers, dest); err != nil {
+	if err := WriteDir(context.Background(), s, layers, dest); err != nil {
 		t.Fatal(err)
 	}
-	assertRunClean(t, store)
+	assertRunClean(t, s)
 
 	read := func(p string) string {
 		b, err := os.ReadFile(filepath.Join(dest, p))
@@ -168,18 +168,18 @@ func TestWriteDir(t *testing.T) {
 	// dest must be a directory.
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o644)
-	if err := WriteDir(context.Background(), store, layers, file); err == nil {
+	if err := WriteDir(context.Background(), s, layers, file); err == nil {
 		t.Error("WriteDir into a file")
 	}
 }
 
 func TestWriteTar(t *testing.T) {
-	store, layers := testImage(t)
+	st, layers := testImage(t)
 	var buf bytes.Buffer
-	if err := WriteTar(context.Background(), store, layers, &buf); err != nil {
+	if err := WriteTar(context.Background(), st, layers, &buf); err != nil {
 		t.Fatal(err)
 	}
-	assertRunClean(t, store)
+	assertRunClean(t, st)
 	first := bytes.Clone(buf.Bytes())
 	var names []string
 	hdrs := map[string]*tar.Header{}
@@ -220,7 +220,7 @@ func TestWriteTar(t *testing.T) {
 
 	// Deterministic.
 	var again bytes.Buffer
-	if err := WriteTar(context.Background(), store, layers, &again); err != nil {
+	if err := WriteTar(context.Background(), st, layers, &again); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(first, again.Bytes()) {
@@ -229,7 +229,7 @@ func TestWriteTar(t *testing.T) {
 
 	// An empty image (no layers) is an empty tar.
 	var empty bytes.Buffer
-	if err := WriteTar(context.Background(), store, nil, &empty); err != nil {
+	if err := WriteTar(context.Background(), st, nil, &empty); err != nil {
 		t.Fatal(err)
 	}
 	if h, err := tar.NewReader(&empty).Next(); err != io.EOF {
@@ -237,10 +237,10 @@ func TestWriteTar(t *testing.T) {
 	}
 
 	// A failing writer fails the export and still cleans up.
-	if err := WriteTar(context.Background(), store, layers, failWriter{}); err == nil {
+	if err := WriteTar(context.Background(), st, layers, failWriter{}); err == nil {
 		t.Error("write error ignored")
 	}
-	assertRunClean(t, store)
+	assertRunClean(t, st)
 }
 
 type failWriter struct{}

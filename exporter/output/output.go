@@ -34,15 +34,15 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/cache/atomicfile"
-	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/cache/record"
-	"github.com/kiln-build/kiln/exporter/archive"
 	"github.com/kiln-build/kiln/exporter/compression"
 	"github.com/kiln-build/kiln/exporter/local"
-	"github.com/kiln-build/kiln/exporter/registry"
+	"github.com/kiln-build/kiln/internal/atomicfile"
 	regconf "github.com/kiln-build/kiln/internal/registry"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/transport/archive"
+	"github.com/kiln-build/kiln/transport/registry"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -180,14 +180,14 @@ type Options struct {
 }
 
 // Export performs every output, one after the other.
-func Export(ctx context.Context, store *cache.Store, img Image, specs []Spec, opts Options) error {
+func Export(ctx context.Context, st *store.Store, img Image, specs []Spec, opts Options) error {
 	if err := Validate(specs); err != nil {
 		return err
 	}
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
-	im, err := store.Content.ReadImage(img.Manifest)
+	im, err := st.Content.ReadImage(img.Manifest)
 	if err != nil {
 		return err
 	}
@@ -200,25 +200,25 @@ func Export(ctx context.Context, store *cache.Store, img Image, specs []Spec, op
 		}
 	}
 	for _, s := range specs {
-		if err := exportOne(ctx, store, img, layers, s, opts); err != nil {
+		if err := exportOne(ctx, st, img, layers, s, opts); err != nil {
 			return fmt.Errorf("-o %s: %w", s, err)
 		}
 	}
 	return nil
 }
 
-func exportOne(ctx context.Context, store *cache.Store, img Image, layers []record.Layer, s Spec, opts Options) error {
+func exportOne(ctx context.Context, st *store.Store, img Image, layers []record.Layer, s Spec, opts Options) error {
 	switch s.Type {
 	case CacheOnly:
 		return nil
 	case Local:
-		return local.WriteDir(ctx, store, layers, s.Dest)
+		return local.WriteDir(ctx, st, layers, s.Dest)
 	case Tar:
 		return writeTo(s.Dest, opts.Stdout, func(w io.Writer) error {
-			return local.WriteTar(ctx, store, layers, w)
+			return local.WriteTar(ctx, st, layers, w)
 		})
 	case TypeImage, TypeRegistry:
-		return exportImage(ctx, store, img, s, opts)
+		return exportImage(ctx, st, img, s, opts)
 	case Docker:
 		names, err := namesOf(s, img.Names)
 		if err != nil {
@@ -226,7 +226,7 @@ func exportOne(ctx context.Context, store *cache.Store, img Image, layers []reco
 		}
 		images := []archive.SaveImage{{Manifest: img.Manifest, Names: names}}
 		return writeTo(s.Dest, opts.Stdout, func(w io.Writer) error {
-			return archive.Save(ctx, w, store.Content, images)
+			return archive.Save(ctx, w, st.Content, images)
 		})
 	case OCI:
 		names, err := namesOf(s, img.Names)
@@ -239,13 +239,13 @@ func exportOne(ctx context.Context, store *cache.Store, img Image, layers []reco
 		}
 		// Compress first (in parallel, each layer once), then write the
 		// tar from blobs that are all in the store.
-		mapped, err := compressLayers(ctx, compression.New(store.Content), layers, co)
+		mapped, err := compressLayers(ctx, compression.New(st.Content), layers, co)
 		if err != nil {
 			return err
 		}
 		images := []archive.SaveImage{{Manifest: img.Manifest, Names: names}}
 		return writeTo(s.Dest, opts.Stdout, func(w io.Writer) error {
-			return archive.SaveWith(ctx, w, store.Content, images, archive.SaveOptions{
+			return archive.SaveWith(ctx, w, st.Content, images, archive.SaveOptions{
 				Layer: func(_ context.Context, l ocispec.Descriptor) (ocispec.Descriptor, error) {
 					d, ok := mapped[string(l.Digest)]
 					if !ok {
@@ -370,7 +370,7 @@ func validatePush(s Spec) error {
 
 // exportImage names the image in the store under the output's names and,
 // for type=registry or push=true, pushes it to each.
-func exportImage(ctx context.Context, store *cache.Store, img Image, s Spec, opts Options) error {
+func exportImage(ctx context.Context, st *store.Store, img Image, s Spec, opts Options) error {
 	names, err := namesOf(s, img.Names)
 	if err != nil {
 		return err
@@ -386,7 +386,7 @@ func exportImage(ctx context.Context, store *cache.Store, img Image, s Spec, opt
 		return errors.New("name= is required (or -t)")
 	}
 	for _, n := range names {
-		if err := store.Content.Tag(n, img.Manifest); err != nil {
+		if err := st.Content.Tag(n, img.Manifest); err != nil {
 			return fmt.Errorf("tag %s: %w", content.FamiliarName(n), err)
 		}
 	}
@@ -404,7 +404,7 @@ func exportImage(ctx context.Context, store *cache.Store, img Image, s Spec, opt
 	}
 	force, _ := strconv.ParseBool(s.Attrs["force-compression"])
 	for _, n := range names {
-		res, err := registry.Push(ctx, store.Content, img.Manifest, n, registry.Options{
+		res, err := registry.Push(ctx, st.Content, img.Manifest, n, registry.Options{
 			Registry:         opts.Registry,
 			Compression:      co,
 			ForceCompression: force,

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/exporter/archive"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/transport/archive"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -98,17 +98,17 @@ func TestWriteToIsAtomic(t *testing.T) {
 // Export of the archive kinds (no mount needed): names, compression, and
 // the image left as it is in the store.
 func TestExportArchives(t *testing.T) {
-	store, err := cache.Open(filepath.Join(t.TempDir(), "root"))
+	st, err := store.Open(filepath.Join(t.TempDir(), "root"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer st.Close()
 	var rootfs bytes.Buffer
 	tw := tar.NewWriter(&rootfs)
 	tw.WriteHeader(&tar.Header{Name: "hello", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
 	tw.Write([]byte("hi\n"))
 	tw.Close()
-	desc, err := archive.Import(context.Background(), &rootfs, store.Content, archive.ImportOptions{Created: time.Unix(1, 0)})
+	desc, err := archive.Import(context.Background(), &rootfs, st.Content, archive.ImportOptions{Created: time.Unix(1, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestExportArchives(t *testing.T) {
 	dir := t.TempDir()
 	ociTar, dockerTar := filepath.Join(dir, "oci.tar"), filepath.Join(dir, "docker.tar")
 	var stdout bytes.Buffer
-	err = Export(context.Background(), store, img, []Spec{
+	err = Export(context.Background(), st, img, []Spec{
 		{Type: OCI, Dest: ociTar, Attrs: map[string]string{"compression": "zstd"}},
 		{Type: Docker, Dest: dockerTar, Attrs: map[string]string{"name": "other:2,third"}},
 		{Type: OCI, Dest: "-", Attrs: map[string]string{"compression": "uncompressed"}},
@@ -147,7 +147,7 @@ func TestExportArchives(t *testing.T) {
 		t.Errorf("uncompressed oci manifest %s, stored %s", idx.Manifests[0].Digest, desc.Digest)
 	}
 	// The store's image is unchanged.
-	if im, err := store.Content.ReadImage(desc); err != nil || im.Manifest.Layers[0].MediaType != ocispec.MediaTypeImageLayer {
+	if im, err := st.Content.ReadImage(desc); err != nil || im.Manifest.Layers[0].MediaType != ocispec.MediaTypeImageLayer {
 		t.Errorf("stored image changed: %v", err)
 	}
 }

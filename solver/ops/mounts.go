@@ -13,9 +13,9 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/kiln-build/kiln/cache/contenthash"
-	"github.com/kiln-build/kiln/cache/snapshot"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/filecopy"
+	"github.com/kiln-build/kiln/store/snapshot"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/store"
 )
 
 func testWorker(t *testing.T) *Worker {
 	t.Helper()
-	s, err := cache.Open(filepath.Join(t.TempDir(), "root"))
+	s, err := store.Open(filepath.Join(t.TempDir(), "root"))
 	if err != nil {
 		t.Fatal(err)
 	}

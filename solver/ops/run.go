@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/kiln-build/kiln/cache/record"
-	"github.com/kiln-build/kiln/cache/snapshot"
 	"github.com/kiln-build/kiln/solver/runc"
+	"github.com/kiln-build/kiln/store/snapshot"
 )
 
 // RunContainer runs one process in an ephemeral container on layers (for

@@ -3,9 +3,9 @@ package ops
 import (
 	"context"
 
-	"github.com/kiln-build/kiln/cache/content"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/store/content"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 

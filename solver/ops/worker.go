@@ -15,17 +15,17 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/record"
-	"github.com/kiln-build/kiln/cache/snapshot"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/runc"
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/snapshot"
 	digest "github.com/opencontainers/go-digest"
 )
 
 // Worker is what ops run with.
 type Worker struct {
-	Store   *cache.Store
+	Store   *store.Store
 	Runtime *runc.Runtime
 	// Clamp, if set (SOURCE_DATE_EPOCH), caps every timestamp in new layers.
 	Clamp time.Time
@@ -36,8 +36,8 @@ type Worker struct {
 }
 
 // NewWorker returns a worker on store using runtime binary bin ("" = runc).
-func NewWorker(store *cache.Store, bin string) *Worker {
-	return &Worker{Store: store, Runtime: &runc.Runtime{Binary: bin, StateDir: filepath.Join(store.RunDir(), "runc")}}
+func NewWorker(st *store.Store, bin string) *Worker {
+	return &Worker{Store: st, Runtime: &runc.Runtime{Binary: bin, StateDir: filepath.Join(st.RunDir(), "runc")}}
 }
 
 func component(name string, v any) record.Component {
@@ -138,7 +138,7 @@ func (w *Worker) withReadOnly(ctx context.Context, layers []record.Layer, fn fun
 // imported build cache (--cache-from).
 type LayerFetcher interface {
 	Has(diffID digest.Digest) bool
-	Fetch(ctx context.Context, store *cache.Store, diffID digest.Digest) error
+	Fetch(ctx context.Context, st *store.Store, diffID digest.Digest) error
 }
 
 // LayersPresent reports whether every layer's blob is in the store, or can

@@ -1,0 +1,691 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/internal/atomicfile"
+	"github.com/kiln-build/kiln/internal/readers"
+	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/store/layer"
+	"github.com/kiln-build/kiln/store/snapshot"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+)
+
+// Severity says how much a finding of Check matters.
+type Severity int
+
+const (
+	// Problem: a command would fail on it or give a wrong result (a blob
+	// that does not match its digest, an image whose layer is missing, a
+	// snapshot that differs from its layer).
+	Problem Severity = iota
+	// Stale: every command already ignores it (a cache record whose layers
+	// are gone is a miss, a snapshot nothing points at is never mounted),
+	// but it is left over and takes space.
+	Stale
+	// Leftover: what a killed kiln process left (mounts, containers, temp
+	// files, uncommitted snapshots). Check always removes it, as every
+	// kiln command does when it finds the store idle.
+	Leftover
+)
+
+// Finding is one thing Check found.
+type Finding struct {
+	Severity Severity
+	// Kind groups findings: "blob", "image", "record", "snapshot",
+	// "compressed", "layout", "leftover".
+	Kind string
+	// Subject names what is wrong: a digest, an image name, a path.
+	Subject string
+	Problem string
+	// Repaired says what Check did about it ("" = nothing).
+	Repaired string
+}
+
+// CheckOptions tune Check.
+type CheckOptions struct {
+	// Deep compares every committed snapshot, file by file, with its layer
+	// blob (reads every layer twice).
+	Deep bool
+	// Repair fixes what can be fixed without guessing: corrupt blobs and
+	// broken snapshots are removed (a snapshot is unpacked again when
+	// needed), images whose manifest, config or layers are missing or
+	// corrupt are dropped from index.json, stale records, snapshots and
+	// index entries are removed.
+	Repair bool
+	// Waiting, if set, is called when other kiln processes are using the
+	// store and Check has to wait for them to finish.
+	Waiting func()
+}
+
+// Report is what Check found.
+type Report struct {
+	Blobs, Images, Records, Snapshots int
+	// Unreferenced counts blobs nothing refers to (an rmi'd image's, a
+	// failed load's): not a fault, prune and GC collect them.
+	Unreferenced     int
+	UnreferencedSize int64
+	Findings         []Finding
+}
+
+// Consistent reports whether no problem is left unrepaired.
+func (r *Report) Consistent() bool {
+	for _, f := range r.Findings {
+		if f.Severity == Problem && f.Repaired == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Check verifies the whole store: every blob against its digest; every
+// image in index.json down to its manifest, config and layers; every cache
+// record's layers; every snapshot against its diffID entry (and with Deep,
+// its files against its layer). It holds the store lock exclusively while
+// it runs, so it sees no half-done work of other processes and repairs
+// safely; it first removes what killed processes left, as Open does.
+func Check(ctx context.Context, s *Store, opts CheckOptions) (*Report, error) {
+	c := &checker{s: s, opts: opts, r: &Report{}, blobs: map[digest.Digest]blobState{}, referenced: map[digest.Digest]bool{}}
+	err := s.withExclusiveLock(ctx, opts.Waiting, func() error {
+		steps := []func(context.Context) error{c.leftovers, c.layout, c.checkBlobs, c.images, c.records, c.compressed, c.snapshots}
+		for _, step := range steps {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := step(ctx); err != nil {
+				return err
+			}
+		}
+		for d, st := range c.blobs {
+			if st.ok && !c.referenced[d] {
+				c.r.Unreferenced++
+				c.r.UnreferencedSize += st.size
+			}
+		}
+		return nil
+	})
+	return c.r, err
+}
+
+// withExclusiveLock makes the store lock exclusive for fn and shared
+// again afterwards. It polls, so that ctx (Ctrl-C) can end the wait, and
+// calls waiting once if other kiln processes hold the store. (A failed
+// conversion drops the shared lock, see flock(2): while it waits, this
+// process holds nothing, which is right for a command not yet at work.)
+func (s *Store) withExclusiveLock(ctx context.Context, waiting func(), fn func() error) error {
+	fd := int(s.lock.Fd())
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			unix.Flock(fd, unix.LOCK_SH)
+			return err
+		}
+		if waiting != nil {
+			waiting()
+			waiting = nil
+		}
+		select {
+		case <-ctx.Done():
+			unix.Flock(fd, unix.LOCK_SH)
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	defer unix.Flock(fd, unix.LOCK_SH)
+	return fn()
+}
+
+// RemoveUnreferencedBlobs deletes those of candidates that nothing in the
+// store refers to, if no other kiln process is using the store right now
+// (then it does nothing: prune and GC collect them later). A command that
+// failed half way, such as a load of a broken archive, uses it to leave the
+// store as it found it. It returns how many blobs it removed.
+func (s *Store) RemoveUnreferencedBlobs(candidates []digest.Digest) (int, error) {
+	if len(candidates) == 0 {
+		return 0, nil
+	}
+	fd := int(s.lock.Fd())
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		// A failed conversion has dropped the shared lock (flock(2)).
+		return 0, unix.Flock(fd, unix.LOCK_SH)
+	}
+	defer unix.Flock(fd, unix.LOCK_SH)
+	refs, err := s.referencedBlobs()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range candidates {
+		if refs[d] {
+			continue
+		}
+		if _, ok := s.Content.Has(d); !ok {
+			continue
+		}
+		if err := s.Content.Delete(d); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// referencedBlobs is every blob something refers to: the manifests in
+// index.json with their configs and layers, cache records' layers and
+// remembered compressed layers. Blobs that cannot be read add nothing.
+func (s *Store) referencedBlobs() (map[digest.Digest]bool, error) {
+	refs := map[digest.Digest]bool{}
+	imgs, err := s.Content.Images()
+	if err != nil {
+		return nil, err
+	}
+	for _, im := range imgs {
+		refs[im.Descriptor.Digest] = true
+		var m ocispec.Manifest
+		if b, err := os.ReadFile(s.Content.BlobPath(im.Descriptor.Digest)); err == nil && json.Unmarshal(b, &m) == nil {
+			refs[m.Config.Digest] = true
+			for _, l := range m.Layers {
+				refs[l.Digest] = true
+			}
+		}
+	}
+	recs, err := s.Records.All()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		for _, l := range r.Layers {
+			refs[l.DiffID] = true
+		}
+	}
+	for _, m := range compressedMappings(s.Content.Dir()) {
+		if d, err := digest.Parse(m.target); err == nil {
+			refs[d] = true
+		}
+	}
+	return refs, nil
+}
+
+type blobState struct {
+	ok   bool // present and matching its digest
+	size int64
+	bad  bool // present but corrupt
+}
+
+type checker struct {
+	s          *Store
+	opts       CheckOptions
+	r          *Report
+	blobs      map[digest.Digest]blobState
+	referenced map[digest.Digest]bool
+}
+
+func (c *checker) add(f Finding) { c.r.Findings = append(c.r.Findings, f) }
+
+// fix runs a repair when asked to and records the outcome on f.
+func (c *checker) fix(f Finding, what string, repair func() error) {
+	if c.opts.Repair {
+		if err := repair(); err != nil {
+			f.Problem += fmt.Sprintf(" (repair failed: %v)", err)
+		} else {
+			f.Repaired = what
+		}
+	}
+	c.add(f)
+}
+
+func (c *checker) leftovers(context.Context) error {
+	done, err := c.s.repair()
+	for _, d := range done {
+		c.add(Finding{Severity: Leftover, Kind: "leftover", Subject: "killed process", Problem: "left behind", Repaired: d})
+	}
+	if err != nil {
+		c.add(Finding{Severity: Problem, Kind: "leftover", Subject: c.s.RunDir(), Problem: "cannot clean up: " + err.Error()})
+	}
+	// Only run/ holds kiln's mounts; a filesystem mounted elsewhere in the
+	// store (the store on its own disk) is none of its business.
+	mounts, err := snapshot.MountsUnder(c.s.RunDir())
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		c.add(Finding{Severity: Problem, Kind: "leftover", Subject: m, Problem: "still mounted"})
+	}
+	return nil
+}
+
+func (c *checker) layout(context.Context) error {
+	dir := c.s.Content.Dir()
+	p := filepath.Join(dir, ocispec.ImageLayoutFile)
+	var l ocispec.ImageLayout
+	b, err := os.ReadFile(p)
+	if err == nil {
+		err = json.Unmarshal(b, &l)
+	}
+	if err == nil && l.Version != ocispec.ImageLayoutVersion {
+		err = fmt.Errorf("version %q, want %q", l.Version, ocispec.ImageLayoutVersion)
+	}
+	if err != nil {
+		c.fix(Finding{Severity: Problem, Kind: "layout", Subject: "content/oci-layout", Problem: err.Error()}, "rewritten", func() error {
+			b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+			return atomicfile.WriteFile(p, b, 0o644)
+		})
+	}
+	return nil
+}
+
+var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// checkBlobs hashes every blob, a few at a time.
+func (c *checker) checkBlobs(ctx context.Context) error {
+	dir := filepath.Join(c.s.Content.Dir(), "blobs", "sha256")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		d    digest.Digest
+		size int64
+		err  error
+	}
+	work := make(chan digest.Digest)
+	results := make(chan result)
+	var wg sync.WaitGroup
+	for i := 0; i < max(2, runtime.NumCPU()); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				size, err := verifyFile(ctx, c.s.Content.BlobPath(d), d)
+				results <- result{d, size, err}
+			}
+		}()
+	}
+	var todo []digest.Digest
+	for _, e := range ents {
+		name := e.Name()
+		if atomicfile.IsTemp(name) {
+			continue
+		}
+		if !hex64.MatchString(name) || !e.Type().IsRegular() {
+			c.fix(Finding{Severity: Stale, Kind: "blob", Subject: "content/blobs/sha256/" + name, Problem: "not a blob"}, "removed", func() error {
+				return os.RemoveAll(filepath.Join(dir, name))
+			})
+			continue
+		}
+		todo = append(todo, digest.NewDigestFromEncoded(digest.SHA256, name))
+	}
+	go func() {
+		defer close(work)
+		for _, d := range todo {
+			select {
+			case work <- d:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(results) }()
+	var bad []result
+	for res := range results {
+		c.r.Blobs++
+		if res.err != nil {
+			bad = append(bad, res)
+			c.blobs[res.d] = blobState{bad: true}
+			continue
+		}
+		c.blobs[res.d] = blobState{ok: true, size: res.size}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sort.Slice(bad, func(i, j int) bool { return bad[i].d < bad[j].d })
+	for _, res := range bad {
+		d := res.d
+		c.fix(Finding{Severity: Problem, Kind: "blob", Subject: string(d), Problem: res.err.Error()}, "removed", func() error {
+			return c.s.Content.Delete(d)
+		})
+	}
+	return nil
+}
+
+// verifyFile hashes the file at p and compares it with d.
+func verifyFile(ctx context.Context, p string, d digest.Digest) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, readers.WithContext(ctx, f))
+	if err != nil {
+		return n, fmt.Errorf("read: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != d.Encoded() {
+		return n, fmt.Errorf("content does not match its digest (it is sha256:%s)", got)
+	}
+	return n, nil
+}
+
+// blobProblem says what is wrong with a blob an image or record needs.
+func (c *checker) blobProblem(kind string, d digest.Digest) string {
+	st := c.blobs[d]
+	switch {
+	case st.ok:
+		return ""
+	case st.bad:
+		return fmt.Sprintf("%s %s is corrupt", kind, d)
+	}
+	return fmt.Sprintf("%s %s is missing", kind, d)
+}
+
+func (c *checker) images(context.Context) error {
+	imgs, err := c.s.Content.Images()
+	if err != nil {
+		c.add(Finding{Severity: Problem, Kind: "layout", Subject: "content/index.json", Problem: err.Error() + " (restore it from a backup, or remove it to start with no tags)"})
+		return nil
+	}
+	drop := map[digest.Digest]bool{}
+	for _, im := range imgs {
+		c.r.Images++
+		problem := c.checkImage(im.Descriptor)
+		if problem == "" {
+			continue
+		}
+		name := "<none>:<none>"
+		if im.Name != "" {
+			name = content.FamiliarName(im.Name)
+		}
+		d := im.Descriptor.Digest
+		c.fix(Finding{Severity: Problem, Kind: "image", Subject: fmt.Sprintf("%s (manifest %s)", name, d), Problem: problem},
+			"removed from index.json: the image is lost, build or pull it again", func() error {
+				drop[d] = true
+				return nil
+			})
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	return c.s.Content.UpdateIndex(func(idx *ocispec.Index) error {
+		out := idx.Manifests[:0]
+		for _, m := range idx.Manifests {
+			if !drop[m.Digest] {
+				out = append(out, m)
+			}
+		}
+		idx.Manifests = out
+		return nil
+	})
+}
+
+// checkImage follows a manifest down to its layers and says what is wrong.
+func (c *checker) checkImage(desc ocispec.Descriptor) string {
+	c.referenced[desc.Digest] = true
+	if p := c.blobProblem("manifest", desc.Digest); p != "" {
+		return p
+	}
+	if size := c.blobs[desc.Digest].size; desc.Size != 0 && desc.Size != size {
+		return fmt.Sprintf("index.json says the manifest has %d bytes, it has %d", desc.Size, size)
+	}
+	var m ocispec.Manifest
+	b, err := os.ReadFile(c.s.Content.BlobPath(desc.Digest))
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		return fmt.Sprintf("manifest %s: %v", desc.Digest, err)
+	}
+	if m.MediaType != "" && m.MediaType != ocispec.MediaTypeImageManifest && m.MediaType != content.MediaTypeDockerManifest {
+		return fmt.Sprintf("manifest %s has media type %s", desc.Digest, m.MediaType)
+	}
+	c.referenced[m.Config.Digest] = true
+	for _, l := range m.Layers {
+		c.referenced[l.Digest] = true
+	}
+	if p := c.blobProblem("config", m.Config.Digest); p != "" {
+		return p
+	}
+	var cfg dockerspec.DockerOCIImage
+	b, err = os.ReadFile(c.s.Content.BlobPath(m.Config.Digest))
+	if err == nil {
+		err = json.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		return fmt.Sprintf("config %s: %v", m.Config.Digest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return fmt.Sprintf("%d layers but %d diff_ids in config %s", len(m.Layers), len(cfg.RootFS.DiffIDs), m.Config.Digest)
+	}
+	for i, l := range m.Layers {
+		if p := c.blobProblem("layer", l.Digest); p != "" {
+			return p
+		}
+		// Layers are stored uncompressed: the blob is the diffID.
+		if l.Digest != cfg.RootFS.DiffIDs[i] {
+			return fmt.Sprintf("layer %d is blob %s but the config's diff_id is %s", i, l.Digest, cfg.RootFS.DiffIDs[i])
+		}
+	}
+	return ""
+}
+
+func (c *checker) records(context.Context) error {
+	dir := filepath.Join(c.s.Root, "cache")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if atomicfile.IsTemp(name) {
+			continue
+		}
+		c.r.Records++
+		p := filepath.Join(dir, name)
+		remove := func() error { return os.Remove(p) }
+		var r record.Record
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = json.Unmarshal(b, &r)
+		}
+		if err == nil && r.Key.Encoded() != name {
+			err = fmt.Errorf("its key is %s", r.Key)
+		}
+		if err != nil {
+			c.fix(Finding{Severity: Stale, Kind: "record", Subject: name, Problem: "unreadable (a cache miss): " + err.Error()}, "removed", remove)
+			continue
+		}
+		problem := ""
+		for _, l := range r.Layers {
+			c.referenced[l.DiffID] = true
+			if problem == "" {
+				problem = c.blobProblem("layer", l.DiffID)
+			}
+		}
+		if problem != "" {
+			c.fix(Finding{Severity: Stale, Kind: "record", Subject: name, Problem: problem + " (a cache miss)"}, "removed", remove)
+		}
+	}
+	return nil
+}
+
+type mapping struct{ path, target string }
+
+// compressedMappings lists content/compressed/<algo>-<level>/<diffID>.
+func compressedMappings(contentDir string) []mapping {
+	var out []mapping
+	dirs, _ := os.ReadDir(filepath.Join(contentDir, "compressed"))
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		dir := filepath.Join(contentDir, "compressed", d.Name())
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if atomicfile.IsTemp(e.Name()) {
+				continue
+			}
+			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+			out = append(out, mapping{path: filepath.Join(dir, e.Name()), target: strings.TrimSpace(string(b))})
+		}
+	}
+	return out
+}
+
+func (c *checker) compressed(context.Context) error {
+	for _, m := range compressedMappings(c.s.Content.Dir()) {
+		rel, _ := filepath.Rel(c.s.Root, m.path)
+		d, err := digest.Parse(m.target)
+		problem := ""
+		if err != nil {
+			problem = "unreadable: " + err.Error()
+		} else {
+			c.referenced[d] = true
+			problem = c.blobProblem("compressed layer", d)
+		}
+		if problem != "" {
+			p := m.path
+			c.fix(Finding{Severity: Stale, Kind: "compressed", Subject: rel, Problem: problem + " (compressed again when needed)"}, "removed", func() error {
+				return os.Remove(p)
+			})
+		}
+	}
+	return nil
+}
+
+func (c *checker) snapshots(ctx context.Context) error {
+	sn := c.s.Snapshots
+	ents, err := os.ReadDir(sn.Dir())
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case name == "diffids":
+			continue
+		case name == "empty" || name == "empty2":
+			c.checkEmpty(name)
+			continue
+		}
+		if _, err := strconv.Atoi(name); err != nil {
+			c.add(Finding{Severity: Stale, Kind: "snapshot", Subject: "snapshots/" + name, Problem: "not a snapshot"})
+			continue
+		}
+		c.r.Snapshots++
+		if err := c.checkSnapshot(ctx, name); err != nil {
+			return err
+		}
+	}
+	// Index entries whose snapshot does not confirm them: Lookup already
+	// ignores them.
+	dir := filepath.Join(sn.Dir(), "diffids")
+	ents, err = os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if atomicfile.IsTemp(e.Name()) {
+			continue
+		}
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		id := strings.TrimSpace(string(b))
+		if got, err := sn.Lookup(d); err == nil && got == id {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: "snapshots/diffids/" + e.Name(), Problem: fmt.Sprintf("points at snapshot %q, which does not hold that layer", id)}, "removed", func() error {
+			return os.Remove(p)
+		})
+	}
+	return nil
+}
+
+func (c *checker) checkSnapshot(ctx context.Context, id string) error {
+	sn := c.s.Snapshots
+	subject := id
+	remove := func() error { return sn.Remove(id) }
+	b, err := os.ReadFile(filepath.Join(sn.Dir(), id, "diffid"))
+	if errors.Is(err, os.ErrNotExist) {
+		// Open's repair removes these when the store is idle; Check holds
+		// it idle, so this one appeared since or could not be removed.
+		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: subject, Problem: "uncommitted"}, "removed", remove)
+		return nil
+	}
+	d, perr := digest.Parse(strings.TrimSpace(string(b)))
+	if err != nil || perr != nil {
+		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: subject, Problem: fmt.Sprintf("unreadable diffid file (%v%v)", err, perr)}, "removed", remove)
+		return nil
+	}
+	subject += " (layer " + string(d) + ")"
+	if got, err := sn.Lookup(d); err != nil || got != id {
+		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: subject, Problem: "not the layer's registered snapshot: never used"}, "removed", remove)
+		return nil
+	}
+	if fi, err := os.Lstat(sn.FS(id)); err != nil || !fi.IsDir() {
+		c.fix(Finding{Severity: Problem, Kind: "snapshot", Subject: subject, Problem: "its fs directory is missing"}, "removed: unpacked again from the layer when needed", remove)
+		return nil
+	}
+	if !c.blobs[d].ok {
+		// Nothing can use it: an image or cache hit needs the blob too.
+		// Should the layer come back, it is unpacked again from the new
+		// blob rather than trusted unchecked.
+		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: subject, Problem: "its layer blob is " + strings.TrimPrefix(c.blobProblem("layer", d), "layer "+string(d)+" is ")}, "removed", remove)
+		return nil
+	}
+	if !c.opts.Deep {
+		return nil
+	}
+	f, err := os.Open(c.s.Content.BlobPath(d))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := layer.Verify(ctx, f, sn.FS(id)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.fix(Finding{Severity: Problem, Kind: "snapshot", Subject: subject, Problem: err.Error()}, "removed: unpacked again from the layer when needed", remove)
+	}
+	return nil
+}
+
+// checkEmpty: the always-empty lower dirs of read-only and single-layer
+// mounts must stay empty, or every such mount would show their content.
+func (c *checker) checkEmpty(name string) {
+	dir := filepath.Join(c.s.Snapshots.Dir(), name)
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) == 0 {
+		return
+	}
+	c.fix(Finding{Severity: Problem, Kind: "snapshot", Subject: "snapshots/" + name, Problem: fmt.Sprintf("must be empty, holds %d entries", len(ents))}, "emptied", func() error {
+		for _, e := range ents {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,111 @@
+// Package store is kiln's on-disk store: one root directory holding the
+// content (an OCI layout), unpacked layer snapshots, build cache records,
+// the stat cache and the scratch space of running steps.
+//
+//	<root>/content/    OCI image layout: blobs and tags (package content)
+//	<root>/snapshots/  unpacked layers (package snapshot)
+//	<root>/cache/      cache key → result records (package record)
+//	<root>/statcache/  file stat → content digest memo (package contenthash)
+//	<root>/run/        per-step bundles and mounts; removed after each step
+//	<root>/lock        flock: commands hold it shared, cleanup/GC exclusive
+package store
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/store/snapshot"
+	"golang.org/x/sys/unix"
+)
+
+// Store is an open store root.
+type Store struct {
+	Root      string
+	Content   *content.Store
+	Snapshots *snapshot.Store
+	Records   *record.Store
+	lock      *os.File
+	exclusive bool // opened with OpenExclusive
+}
+
+// DefaultRoot is /var/lib/kiln for root, else $XDG_DATA_HOME/kiln; KILN_ROOT
+// overrides both.
+func DefaultRoot() string {
+	if r := os.Getenv("KILN_ROOT"); r != "" {
+		return r
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/kiln"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "kiln")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "kiln")
+}
+
+// Open opens (creating if needed) the store at root. If no other kiln
+// process is using the store, it first repairs what a dead process may have
+// left: mounts and bundles under run/, temp files, uncommitted snapshots.
+// The returned store holds a shared lock until Close.
+func Open(root string) (*Store, error) { return open(root, nil) }
+
+// open is Open; with lockExclusive set, that takes the lock exclusively
+// (see OpenExclusive) and the store keeps it so until Close.
+func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"", "run", "statcache"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("store %s: %w", root, err)
+		}
+	}
+	s := &Store{Root: root, exclusive: lockExclusive != nil}
+	if s.Content, err = content.Open(filepath.Join(root, "content")); err != nil {
+		return nil, err
+	}
+	if s.Snapshots, err = snapshot.Open(filepath.Join(root, "snapshots")); err != nil {
+		return nil, err
+	}
+	if s.Records, err = record.Open(filepath.Join(root, "cache")); err != nil {
+		return nil, err
+	}
+	if s.lock, err = os.OpenFile(filepath.Join(root, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+		return nil, err
+	}
+	if s.exclusive {
+		if err := lockExclusive(s.lock); err != nil {
+			s.lock.Close()
+			return nil, err
+		}
+	}
+	if unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		if _, err := s.repair(); err != nil {
+			s.lock.Close()
+			return nil, fmt.Errorf("store %s: cleanup: %w", root, err)
+		}
+	}
+	if s.exclusive {
+		return s, nil
+	}
+	// Downgrading (or waiting behind a GC) to shared.
+	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH); err != nil {
+		s.lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the store lock.
+func (s *Store) Close() error { return s.lock.Close() }
+
+// RunDir is the scratch space for running steps.
+func (s *Store) RunDir() string { return filepath.Join(s.Root, "run") }
+
+// StatCacheDir holds the per-context stat caches.
+func (s *Store) StatCacheDir() string { return filepath.Join(s.Root, "statcache") }

@@ -1,0 +1,837 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/internal/atomicfile"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+)
+
+// What refers to what in the store, which is what both kiln df and the GC
+// walk:
+//
+//	index.json entry (tagged or not) → manifest → config, layers
+//	cache record (cache/<key>)        → layers
+//	layer (diffID)                    → its blob, its snapshot, its compressed
+//	                                    copies (content/compressed/*/<diffID>
+//	                                    and the blobs they name)
+//	cache mount (cachemounts/<h>)     → nothing refers to it; it is cache
+//
+// Everything else — blobs, snapshots and mappings no image or record leads
+// to, uncommitted snapshots, temp files — is unreferenced.
+//
+// A layer's cost on disk is what all of that takes: the uncompressed blob,
+// the unpacked snapshot and any compressed copies. Sizes are apparent sizes
+// counted like `du -sb` (directories and symlinks included, hardlinks once),
+// so that kiln df adds up to du of the store, give or take its metadata
+// (index.json, journals, stat caches, directories).
+
+// Usage is the store's disk use, attributed like docker system df.
+// The three totals partition the store's data: Images + Cache + Mounts is
+// what is on disk, metadata aside.
+type Usage struct {
+	Images  []ImageUsage
+	Records []RecordUsage
+	Mounts  []MountUsage
+
+	// ImagesSize: what any image (tagged or not) refers to, layers with
+	// their snapshots included. ImagesReclaimable: what removing every
+	// image without a tag would free (kiln image prune -a).
+	ImagesSize, ImagesReclaimable int64
+	// ActiveImages counts images with a name (docker's "in use").
+	ActiveImages int
+	// CacheSize: layers only cache records refer to, the records
+	// themselves and unreferenced data; kiln prune removes all of it.
+	CacheSize int64
+	// Unreferenced is the part of CacheSize nothing refers to.
+	Unreferenced int64
+	// MountsSize: RUN --mount=type=cache directories. MountsReclaimable
+	// leaves out those a running build has locked.
+	MountsSize, MountsReclaimable int64
+	ActiveMounts                  int
+	// Budgeted is what the cache budget limits: everything but the data
+	// of images with a name.
+	Budgeted int64
+}
+
+// ImageUsage is one image (config digest) with all its names.
+type ImageUsage struct {
+	ID        digest.Digest
+	Names     []string // full names, "" for none
+	Manifests []digest.Digest
+	Created   time.Time
+	// Size counts every layer (blob, snapshot, compressed copies),
+	// manifest and config of the image; SharedSize the part other images
+	// refer to as well; UniqueSize the rest.
+	Size, SharedSize, UniqueSize int64
+}
+
+// RecordUsage is one build cache record.
+type RecordUsage struct {
+	Key        digest.Digest
+	Components []record.Component
+	Created    time.Time
+	LastUsed   time.Time
+	// Size is what the step's own layer (its topmost) takes on disk;
+	// Shared is set when an image or another record refers to that layer
+	// too, so removing this record alone does not free it.
+	Size   int64
+	Shared bool
+}
+
+// MountUsage is one cache mount directory.
+type MountUsage struct {
+	Dir      string // cachemounts/<Dir>
+	CacheID  string // the id (or target) it was mounted with, when a record says
+	Size     int64
+	LastUsed time.Time
+	InUse    bool
+}
+
+// DiskUsage measures the store. It needs no exclusive lock: what running
+// builds add meanwhile may or may not be counted.
+func (s *Store) DiskUsage(ctx context.Context) (*Usage, error) {
+	g, err := s.scan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return g.usage(), nil
+}
+
+type objKind int
+
+const (
+	objBlob objKind = iota
+	objSnapshot
+	objMapping
+	objRecord
+	objMount
+	objJunk // uncommitted or orphaned snapshots, stale entries, temp files
+)
+
+// object is one thing on disk that is removed as a whole.
+type object struct {
+	kind    objKind
+	path    string
+	size    int64
+	snapID  string // objSnapshot, and objJunk snapshots
+	rank    int    // removal order among freed objects: referrers first
+	holders []*holder
+}
+
+type holderKind int
+
+const (
+	holdImage holderKind = iota
+	holdRecord
+	holdMount
+)
+
+// holder is what keeps objects: an image, a cache record or a cache mount.
+type holder struct {
+	kind     holderKind
+	lastUsed time.Time
+	objs     []*object
+	seen     map[*object]bool
+
+	// images
+	id            digest.Digest
+	names         []string
+	manifests     []digest.Digest
+	created       time.Time
+	named, tagged bool
+	// records
+	rec *record.Record
+	top []*object // the objects of the record's own (topmost) layer
+	// mounts
+	dir     string
+	cacheID string
+	inUse   bool
+}
+
+func (h *holder) hold(o *object) {
+	if o == nil || h.seen[o] {
+		return
+	}
+	if h.seen == nil {
+		h.seen = map[*object]bool{}
+	}
+	h.seen[o] = true
+	h.objs = append(h.objs, o)
+	o.holders = append(o.holders, h)
+}
+
+// graph is one scan of the store.
+type graph struct {
+	objs    []*object
+	holders []*holder
+
+	blobs     map[string]*object        // hex → blob
+	snaps     map[digest.Digest]*object // diffID → committed snapshot
+	mappings  map[digest.Digest][]*object
+	mapBlobs  map[*object]*object // mapping → the compressed blob it names
+	mountByID map[string]string   // cachemounts dir → cache id, from records
+}
+
+func (g *graph) add(o *object) *object {
+	g.objs = append(g.objs, o)
+	return o
+}
+
+// layer makes h hold everything that makes up layer d.
+func (g *graph) layer(h *holder, d digest.Digest) {
+	if d.Validate() != nil {
+		return
+	}
+	for _, o := range g.layerObjects(d) {
+		h.hold(o)
+	}
+}
+
+func (g *graph) layerObjects(d digest.Digest) []*object {
+	if d.Validate() != nil {
+		return nil
+	}
+	var out []*object
+	if b := g.blobs[d.Encoded()]; b != nil {
+		out = append(out, b)
+	}
+	if sn := g.snaps[d]; sn != nil {
+		out = append(out, sn)
+	}
+	for _, m := range g.mappings[d] {
+		out = append(out, m)
+		if b := g.mapBlobs[m]; b != nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// scan reads the whole store into a graph.
+func (s *Store) scan(ctx context.Context) (*graph, error) {
+	g := &graph{
+		blobs:     map[string]*object{},
+		snaps:     map[digest.Digest]*object{},
+		mappings:  map[digest.Digest][]*object{},
+		mapBlobs:  map[*object]*object{},
+		mountByID: map[string]string{},
+	}
+	if err := s.scanBlobs(g); err != nil {
+		return nil, err
+	}
+	if err := s.scanSnapshots(ctx, g); err != nil {
+		return nil, err
+	}
+	if err := s.scanMappings(g); err != nil {
+		return nil, err
+	}
+	if err := s.scanLayerNotes(g); err != nil {
+		return nil, err
+	}
+	if err := s.scanImages(g); err != nil {
+		return nil, err
+	}
+	if err := s.scanRecords(g); err != nil {
+		return nil, err
+	}
+	if err := s.scanMounts(ctx, g); err != nil {
+		return nil, err
+	}
+	return g, ctx.Err()
+}
+
+func (s *Store) scanBlobs(g *graph) error {
+	dir := filepath.Join(s.Content.Dir(), "blobs", "sha256")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			continue // gone meanwhile
+		}
+		o := &object{kind: objBlob, path: filepath.Join(dir, e.Name()), size: fi.Size(), rank: 5}
+		if atomicfile.IsTemp(e.Name()) || e.IsDir() {
+			o.kind = objJunk
+			if e.IsDir() {
+				o.size, _ = du(o.path)
+			}
+			g.add(o)
+			continue
+		}
+		g.blobs[e.Name()] = g.add(o)
+	}
+	return nil
+}
+
+// scanSnapshots sizes every snapshot directory. Committed snapshots never
+// change, so their sizes are remembered in <root>/usage.json and measured
+// only once.
+func (s *Store) scanSnapshots(ctx context.Context, g *graph) error {
+	dir := s.Snapshots.Dir()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	memo := s.readSizeMemo()
+	type todo struct {
+		o   *object
+		key string // memo key, "" for snapshots that may still change
+	}
+	var measure []todo
+	newMemo := map[string]int64{}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil || !e.IsDir() {
+			continue
+		}
+		id := e.Name()
+		o := &object{kind: objJunk, path: filepath.Join(dir, id), snapID: id, rank: 3}
+		b, err := os.ReadFile(filepath.Join(dir, id, "diffid"))
+		d := digest.Digest(strings.TrimSpace(string(b)))
+		key := ""
+		if err == nil && d.Validate() == nil {
+			// committed, if the diffids entry agrees (an entry left by a
+			// removal that crashed half way does not)
+			if got, err := s.Snapshots.Lookup(d); err == nil && got == id {
+				o.kind = objSnapshot
+				g.snaps[d] = o
+				key = id + " " + string(d)
+			}
+		}
+		g.add(o)
+		if n, ok := memo[key]; ok && key != "" {
+			o.size = n
+			newMemo[key] = n
+			continue
+		}
+		measure = append(measure, todo{o, key})
+	}
+	// Stale diffids entries (their snapshot gone or not confirming them).
+	if ents, err := os.ReadDir(filepath.Join(dir, "diffids")); err == nil {
+		for _, e := range ents {
+			if atomicfile.IsTemp(e.Name()) {
+				continue // repair's business: a commit may be writing it
+			}
+			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+			if g.snaps[d] == nil {
+				if _, err := s.Snapshots.Lookup(d); err == nil {
+					continue // committed after the listing above
+				}
+				g.add(&object{kind: objJunk, path: filepath.Join(dir, "diffids", e.Name()), size: 0, rank: 2})
+			}
+		}
+	}
+	// du of the new ones, a few at a time (each is one directory walk).
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	var mu sync.Mutex
+	for _, t := range measure {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if ctx.Err() != nil {
+				return
+			}
+			n, err := du(t.o.path)
+			t.o.size = n
+			if err == nil && t.key != "" {
+				mu.Lock()
+				newMemo[t.key] = n
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(newMemo) != len(memo) || len(measure) > 0 {
+		s.writeSizeMemo(newMemo)
+	}
+	return ctx.Err()
+}
+
+// sizeMemoPath remembers the size of each committed snapshot, keyed by
+// "<id> <diffID>" (ids are reused after removal, diffIDs never lie).
+func (s *Store) sizeMemoPath() string { return filepath.Join(s.Root, "usage.json") }
+
+func (s *Store) readSizeMemo() map[string]int64 {
+	m := map[string]int64{}
+	if b, err := os.ReadFile(s.sizeMemoPath()); err == nil {
+		json.Unmarshal(b, &m)
+	}
+	return m
+}
+
+// writeSizeMemo is best effort: a memo lost to a concurrent writer or a
+// read-only store only means measuring again.
+func (s *Store) writeSizeMemo(m map[string]int64) {
+	if b, err := json.Marshal(m); err == nil {
+		atomicfile.WriteFile(s.sizeMemoPath(), b, 0o600)
+	}
+}
+
+func (s *Store) scanMappings(g *graph) error {
+	dir := filepath.Join(s.Content.Dir(), "compressed")
+	algos, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, a := range algos {
+		if !a.IsDir() {
+			continue
+		}
+		ents, err := os.ReadDir(filepath.Join(dir, a.Name()))
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			p := filepath.Join(dir, a.Name(), e.Name())
+			fi, err := e.Info()
+			if err != nil {
+				continue
+			}
+			o := g.addLayerFile(p, fi.Size())
+			if o == nil {
+				continue
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			if c, err := digest.Parse(strings.TrimSpace(string(b))); err == nil && c.Algorithm() == digest.SHA256 {
+				g.mapBlobs[o] = g.blobs[c.Encoded()]
+			}
+		}
+	}
+	return nil
+}
+
+// scanLayerNotes finds per-layer notes that live and die with their layer:
+// content/sources/<diffID> (where a push found the layer's blob).
+func (s *Store) scanLayerNotes(g *graph) error {
+	dir := filepath.Join(s.Content.Dir(), "sources")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || e.IsDir() {
+			continue
+		}
+		g.addLayerFile(filepath.Join(dir, e.Name()), fi.Size())
+	}
+	return nil
+}
+
+// addLayerFile records a file that lives and dies with the layer its name
+// (a diffID's hex) names: a compressed-blob mapping or a source note. A
+// temp file or any other name is junk, and then it returns nil.
+func (g *graph) addLayerFile(p string, size int64) *object {
+	o := g.add(&object{kind: objMapping, path: p, size: size, rank: 2})
+	name := filepath.Base(p)
+	diffID := digest.NewDigestFromEncoded(digest.SHA256, name)
+	if atomicfile.IsTemp(name) || diffID.Validate() != nil {
+		o.kind = objJunk
+		return nil
+	}
+	g.mappings[diffID] = append(g.mappings[diffID], o)
+	return o
+}
+
+// manifestish is what kiln reads of a manifest or an index blob.
+type manifestish struct {
+	Config    *ocispec.Descriptor  `json:"config"`
+	Layers    []ocispec.Descriptor `json:"layers"`
+	Manifests []ocispec.Descriptor `json:"manifests"`
+}
+
+type configish struct {
+	Created *time.Time `json:"created"`
+	RootFS  struct {
+		DiffIDs []digest.Digest `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+// scanImages groups index.json entries by image ID (config digest), like
+// kiln images. A damaged image holds whatever of it can still be found, so
+// that nothing it refers to is collected before kiln doctor looks at it.
+func (s *Store) scanImages(g *graph) error {
+	entries, err := s.Content.Images()
+	if err != nil {
+		return err
+	}
+	byID := map[digest.Digest]*holder{}
+	byManifest := map[digest.Digest]*holder{}
+	for _, e := range entries {
+		d := e.Descriptor.Digest
+		h := byManifest[d]
+		if h == nil {
+			var f followed
+			id := s.followManifest(g, &f, d, 0)
+			if id == "" {
+				id = d // unreadable: known by its manifest
+			}
+			if h = byID[id]; h == nil {
+				h = &holder{kind: holdImage, id: id, created: f.created}
+				byID[id] = h
+				g.holders = append(g.holders, h)
+			}
+			for _, o := range f.objs {
+				h.hold(o)
+			}
+			h.manifests = append(h.manifests, d)
+			if b := g.blobs[d.Encoded()]; b != nil {
+				if fi, err := os.Stat(b.path); err == nil && fi.ModTime().After(h.lastUsed) {
+					h.lastUsed = fi.ModTime()
+				}
+			}
+			byManifest[d] = h
+		}
+		if e.Name != "" {
+			h.named = true
+			if !contains(h.names, e.Name) {
+				h.names = append(h.names, e.Name)
+			}
+			if ref, err := reference.ParseNormalizedNamed(e.Name); err == nil {
+				if _, ok := ref.(reference.NamedTagged); ok {
+					h.tagged = true
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// followed collects what a manifest refers to.
+type followed struct {
+	objs    []*object
+	created time.Time
+}
+
+func (f *followed) hold(o *object) { f.objs = append(f.objs, o) }
+
+// followManifest collects manifest (or index) d and what it refers to into
+// h, and returns the image ID (config digest) found.
+func (s *Store) followManifest(g *graph, h *followed, d digest.Digest, depth int) digest.Digest {
+	if d.Validate() != nil || depth > 4 {
+		return ""
+	}
+	mb := g.blobs[d.Encoded()]
+	if mb == nil {
+		return ""
+	}
+	mb.rank = 0
+	h.hold(mb)
+	b, err := os.ReadFile(mb.path)
+	if err != nil {
+		return ""
+	}
+	var m manifestish
+	if json.Unmarshal(b, &m) != nil {
+		return ""
+	}
+	var id digest.Digest
+	for _, c := range m.Manifests {
+		if got := s.followManifest(g, h, c.Digest, depth+1); id == "" {
+			id = got
+		}
+	}
+	for _, l := range m.Layers {
+		for _, o := range g.layerObjects(l.Digest) {
+			h.hold(o)
+		}
+	}
+	if m.Config == nil || m.Config.Digest.Validate() != nil {
+		return id
+	}
+	id = m.Config.Digest
+	cb := g.blobs[id.Encoded()]
+	if cb == nil {
+		return id
+	}
+	cb.rank = 1
+	h.hold(cb)
+	if b, err := os.ReadFile(cb.path); err == nil {
+		var c configish
+		if json.Unmarshal(b, &c) == nil {
+			for _, diffID := range c.RootFS.DiffIDs {
+				for _, o := range g.layerObjects(diffID) {
+					h.hold(o)
+				}
+			}
+			if c.Created != nil && h.created.IsZero() {
+				h.created = *c.Created
+			}
+		}
+	}
+	return id
+}
+
+func (s *Store) scanRecords(g *graph) error {
+	dir := filepath.Join(s.Root, "cache")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		o := g.add(&object{kind: objRecord, path: filepath.Join(dir, e.Name()), size: fi.Size(), rank: 4})
+		if atomicfile.IsTemp(e.Name()) || e.IsDir() {
+			o.kind = objJunk
+			continue
+		}
+		b, err := os.ReadFile(o.path)
+		if err != nil {
+			continue
+		}
+		var r record.Record
+		if json.Unmarshal(b, &r) != nil || r.Key.Validate() != nil || r.Key.Encoded() != e.Name() {
+			o.kind = objJunk // a miss for the solver, garbage for us
+			continue
+		}
+		h := &holder{kind: holdRecord, rec: &r, lastUsed: fi.ModTime()}
+		h.hold(o)
+		for _, l := range r.Layers {
+			g.layer(h, l.DiffID)
+		}
+		if n := len(r.Layers); n > 0 {
+			h.top = g.layerObjects(r.Layers[n-1].DiffID)
+		}
+		g.holders = append(g.holders, h)
+		for _, c := range r.Components {
+			if c.Name == "mounts" {
+				g.noteMounts(c.Value)
+			}
+		}
+	}
+	return nil
+}
+
+// noteMounts learns cache mount ids from an exec record's mounts, so that
+// df can name the directories (cachemounts/<first 12 bytes of sha256(id)>).
+func (g *graph) noteMounts(v string) {
+	var ms []struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	}
+	if json.Unmarshal([]byte(v), &ms) != nil {
+		return
+	}
+	for _, m := range ms {
+		if m.Type == "cache" && m.ID != "" {
+			g.mountByID[CacheMountDir(m.ID)] = m.ID
+		}
+	}
+}
+
+// CacheMountDir is the directory name under cachemounts/ of cache id.
+func CacheMountDir(id string) string {
+	return digest.FromString(id).Encoded()[:24]
+}
+
+func (s *Store) scanMounts(ctx context.Context, g *graph) error {
+	dir := filepath.Join(s.Root, "cachemounts")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	locked := lockedInodes()
+	for _, e := range ents {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p := filepath.Join(dir, e.Name())
+		size, _ := du(p)
+		o := g.add(&object{kind: objMount, path: p, size: size, rank: 4})
+		if !e.IsDir() || atomicfile.IsTemp(e.Name()) || strings.HasPrefix(e.Name(), ".") {
+			o.kind = objJunk // e.g. a removal a crash interrupted
+			continue
+		}
+		h := &holder{kind: holdMount, dir: e.Name(), cacheID: g.mountByID[e.Name()]}
+		for _, sub := range []string{"data", ""} {
+			if fi, err := os.Stat(filepath.Join(p, sub)); err == nil {
+				h.lastUsed = fi.ModTime()
+				break
+			}
+		}
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join(p, "lock"), &st) == nil && locked[st.Ino] {
+			h.inUse = true
+		}
+		h.hold(o)
+		g.holders = append(g.holders, h)
+	}
+	return nil
+}
+
+// lockedInodes lists the inodes that have a flock on them now
+// (/proc/locks), which tells which cache mounts a running build holds
+// without touching their locks.
+func lockedInodes() map[uint64]bool {
+	out := map[uint64]bool{}
+	f, err := os.Open("/proc/locks")
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "1: FLOCK  ADVISORY  READ  1234 08:01:56789 0 EOF"
+		fields := strings.Fields(sc.Text())
+		for _, fl := range fields {
+			parts := strings.Split(fl, ":")
+			if len(parts) == 3 {
+				if ino, err := strconv.ParseUint(parts[2], 10, 64); err == nil {
+					out[ino] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// du is `du -sb`: apparent sizes of everything under p (p included),
+// hardlinked files once. Entries that vanish meanwhile are skipped.
+func du(p string) (int64, error) {
+	var total int64
+	seen := map[[2]uint64]bool{}
+	err := filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(q, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return nil
+			}
+			return err
+		}
+		if st.Nlink > 1 && !d.IsDir() {
+			k := [2]uint64{uint64(st.Dev), st.Ino}
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		total += st.Size
+		return nil
+	})
+	return total, err
+}
+
+// usage attributes the graph's objects.
+func (g *graph) usage() *Usage {
+	u := &Usage{}
+	imagesOf := func(o *object) (n int, named, tagged bool) {
+		for _, h := range o.holders {
+			if h.kind == holdImage {
+				n++
+				named = named || h.named
+				tagged = tagged || h.tagged
+			}
+		}
+		return n, named, tagged
+	}
+	for _, o := range g.objs {
+		nImages, named, tagged := imagesOf(o)
+		switch {
+		case o.kind == objMount:
+			u.MountsSize += o.size
+		case nImages > 0:
+			u.ImagesSize += o.size
+			if !tagged && len(o.holders) == nImages {
+				u.ImagesReclaimable += o.size // only untagged images refer to it
+			}
+		default:
+			u.CacheSize += o.size
+			if len(o.holders) == 0 {
+				u.Unreferenced += o.size
+			}
+		}
+		if !named {
+			u.Budgeted += o.size
+		}
+	}
+	for _, h := range g.holders {
+		switch h.kind {
+		case holdImage:
+			iu := ImageUsage{ID: h.id, Names: h.names, Manifests: h.manifests, Created: h.created}
+			for _, o := range h.objs {
+				iu.Size += o.size
+				if n, _, _ := imagesOf(o); n > 1 {
+					iu.SharedSize += o.size
+				}
+			}
+			iu.UniqueSize = iu.Size - iu.SharedSize
+			if h.named {
+				u.ActiveImages++
+			}
+			u.Images = append(u.Images, iu)
+		case holdRecord:
+			ru := RecordUsage{Key: h.rec.Key, Components: h.rec.Components, Created: h.rec.Created, LastUsed: h.lastUsed}
+			for _, o := range h.top {
+				ru.Size += o.size
+				if len(o.holders) > 1 {
+					ru.Shared = true
+				}
+			}
+			u.Records = append(u.Records, ru)
+		case holdMount:
+			mu := MountUsage{Dir: h.dir, CacheID: h.cacheID, LastUsed: h.lastUsed, InUse: h.inUse}
+			for _, o := range h.objs {
+				mu.Size += o.size
+			}
+			if h.inUse {
+				u.ActiveMounts++
+			} else {
+				u.MountsReclaimable += mu.Size
+			}
+			u.Mounts = append(u.Mounts, mu)
+		}
+	}
+	sort.SliceStable(u.Images, func(i, j int) bool { return u.Images[i].Created.After(u.Images[j].Created) })
+	sort.SliceStable(u.Records, func(i, j int) bool { return u.Records[i].LastUsed.After(u.Records[j].LastUsed) })
+	sort.SliceStable(u.Mounts, func(i, j int) bool { return u.Mounts[i].LastUsed.After(u.Mounts[j].LastUsed) })
+	return u
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
