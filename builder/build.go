@@ -26,7 +26,7 @@ import (
 	"github.com/kiln-build/kiln/solver/ops"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/store/content"
-	"github.com/kiln-build/kiln/transport/pull"
+	"github.com/kiln-build/kiln/transport/registry"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -90,7 +90,7 @@ type Options struct {
 	Pull bool
 	// PullOptions say how base images are pulled (registry config,
 	// progress).
-	PullOptions pull.Options
+	PullOptions registry.PullOptions
 	// CacheMax is the build cache budget enforced when the build ends
 	// (store.CollectOverBudget): 0 means store.DefaultBudget, < 0 none.
 	CacheMax int64
@@ -345,7 +345,7 @@ func dockerignore(ctxDir, dfPath string) (contenthash.Excluder, error) {
 type resolver struct {
 	st       *store.Store
 	pull     bool
-	pullOpts pull.Options
+	pullOpts registry.PullOptions
 	warn     func(string)
 
 	mu   sync.Mutex
@@ -384,7 +384,7 @@ func (r *resolver) resolve(ctx context.Context, ref, name string) (ocispec.Descr
 	if err == nil && !r.pull {
 		return local, nil
 	}
-	res, perr := pull.Pull(ctx, r.st.Content, ref, r.pullOpts)
+	res, perr := registry.Pull(ctx, r.st.Content, ref, r.pullOpts)
 	if perr == nil {
 		return res.Manifest, nil
 	}

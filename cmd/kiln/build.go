@@ -16,7 +16,7 @@ import (
 	"github.com/kiln-build/kiln/builder"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/store"
-	"github.com/kiln-build/kiln/transport/pull"
+	"github.com/kiln-build/kiln/transport/registry"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
@@ -166,7 +166,7 @@ func buildCmd() *cobra.Command {
 				NoCacheFilter:    splitList(noCacheFilter),
 				AllowInsecure:    insecure,
 				Pull:             pullAlways,
-				PullOptions:      pull.Options{Registry: registryConfig(), Progress: progressOut},
+				PullOptions:      registry.PullOptions{Registry: registryConfig(), Progress: progressOut},
 				Warn:             func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) },
 				Events:           p.event,
 				Log:              p.logger,

@@ -8,8 +8,7 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
-	"github.com/kiln-build/kiln/internal/registry"
-	"github.com/kiln-build/kiln/transport/pull"
+	"github.com/kiln-build/kiln/transport/registry"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -80,7 +79,7 @@ or SSL_CERT_FILE) trusts a private CA.`,
 			if n, err := reference.ParseNormalizedNamed(args[0]); err == nil && reference.IsNameOnly(n) && !quiet {
 				fmt.Fprintln(os.Stderr, "Using default tag: latest")
 			}
-			res, err := pull.Pull(cmd.Context(), st.Content, args[0], pull.Options{
+			res, err := registry.Pull(cmd.Context(), st.Content, args[0], registry.PullOptions{
 				Registry: registryConfig(),
 				Progress: progress,
 				Arch:     arch,

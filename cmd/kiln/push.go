@@ -68,7 +68,7 @@ plain HTTP only for localhost/127.0.0.1 and --insecure-registry hosts.`,
 			if quiet {
 				progress = nil
 			}
-			res, err := registry.Push(cmd.Context(), st.Content, im.ManifestDesc, dest, registry.Options{
+			res, err := registry.Push(cmd.Context(), st.Content, im.ManifestDesc, dest, registry.PushOptions{
 				Registry:    registryConfig(),
 				Compression: comp,
 				Progress:    progress,

@@ -38,7 +38,6 @@ import (
 	"github.com/kiln-build/kiln/exporter/compression"
 	"github.com/kiln-build/kiln/exporter/local"
 	"github.com/kiln-build/kiln/internal/atomicfile"
-	regconf "github.com/kiln-build/kiln/internal/registry"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/store/content"
 	"github.com/kiln-build/kiln/transport/archive"
@@ -173,7 +172,7 @@ type Options struct {
 	Stdout io.Writer
 	// Registry says how pushes reach registries (plain-HTTP hosts, CAs,
 	// credentials).
-	Registry regconf.Config
+	Registry registry.Config
 	// Progress receives push progress and each push's final
 	// "TAG: digest: ... size: N" line; nil is silent.
 	Progress io.Writer
@@ -404,7 +403,7 @@ func exportImage(ctx context.Context, st *store.Store, img Image, s Spec, opts O
 	}
 	force, _ := strconv.ParseBool(s.Attrs["force-compression"])
 	for _, n := range names {
-		res, err := registry.Push(ctx, st.Content, img.Manifest, n, registry.Options{
+		res, err := registry.Push(ctx, st.Content, img.Manifest, n, registry.PushOptions{
 			Registry:         opts.Registry,
 			Compression:      co,
 			ForceCompression: force,

@@ -1,4 +1,4 @@
-// Package registry pushes images from kiln's store to registries
+// Pushing: Push sends images from kiln's store to registries
 // (`kiln push`, `kiln build --push`, `-o type=registry` / `type=image,push=true`).
 //
 // The store keeps every layer uncompressed (blob digest = diffID). A push
@@ -17,6 +17,7 @@
 // repository already has are not sent again (HEAD); a blob kiln knows to
 // be in another repository of the same registry is mounted from there
 // (see Source).
+
 package registry
 
 import (
@@ -43,7 +44,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/kiln-build/kiln/exporter/compression"
-	regconf "github.com/kiln-build/kiln/internal/registry"
 	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -53,8 +53,8 @@ import (
 
 // Defaults for Options.
 const (
-	// DefaultJobs is how many layers upload at once (docker's default
-	// for max-concurrent-uploads is 5, ggcr's 4).
+	// DefaultJobs is how many layers download or upload at once (docker's
+	// default for max-concurrent-uploads is 5, ggcr's 4).
 	DefaultJobs = 4
 	// compressJobs is how many layers compress at once: pgzip and zstd
 	// already use every CPU for a big layer; small ones gain from running
@@ -62,11 +62,11 @@ const (
 	compressJobs = 3
 )
 
-// Options for Push.
-type Options struct {
+// PushOptions for Push.
+type PushOptions struct {
 	// Registry says how registries are reached: plain-HTTP hosts, extra
 	// CAs, credentials (default: the docker config's keychain).
-	Registry regconf.Config
+	Registry Config
 	// Compression of the layers (default gzip at its default level).
 	Compression compression.Options
 	// ForceCompression compresses every layer as asked even when the
@@ -85,8 +85,8 @@ type Options struct {
 	Jobs int
 }
 
-// Result of a successful push.
-type Result struct {
+// PushResult of a successful push.
+type PushResult struct {
 	// Ref is the reference pushed to, in full (host/repo:tag).
 	Ref string
 	// Tag is the tag alone.
@@ -101,14 +101,14 @@ type Result struct {
 	Pushed, Existed, Mounted int
 }
 
-// Error is a failed push: "push REF: cause".
-type Error struct {
+// PushError is a failed push: "push REF: cause".
+type PushError struct {
 	Ref string
 	Err error
 }
 
-func (e *Error) Error() string { return "push " + e.Ref + ": " + e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
+func (e *PushError) Error() string { return "push " + e.Ref + ": " + e.Err.Error() }
+func (e *PushError) Unwrap() error { return e.Err }
 
 // errNoLocalCopy is what a layer kiln knows only from a registry returns
 // when ggcr wants its bytes: it could be neither found nor mounted.
@@ -116,13 +116,13 @@ var errNoLocalCopy = errors.New("no local copy of this compressed blob")
 
 // Push sends the stored image whose manifest is desc to dest
 // (REGISTRY/REPO[:TAG], docker's rules; the tag defaults to latest).
-func Push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest string, opts Options) (*Result, error) {
+func Push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest string, opts PushOptions) (*PushResult, error) {
 	res, err := push(ctx, cs, desc, dest, opts)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil, err
 		}
-		return nil, &Error{Ref: dest, Err: err}
+		return nil, &PushError{Ref: dest, Err: err}
 	}
 	return res, nil
 }
@@ -144,7 +144,7 @@ type layerJob struct {
 	from   string // repository it was mounted from
 }
 
-func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest string, opts Options) (*Result, error) {
+func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest string, opts PushOptions) (*PushResult, error) {
 	if opts.Compression.Algorithm == "" {
 		opts.Compression = compression.Options{Algorithm: compression.Gzip, Level: compression.DefaultGzipLevel}
 	}
@@ -188,7 +188,7 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 		return nil, err
 	}
 
-	p := &regconf.Progress{W: opts.Progress}
+	p := &Progress{W: opts.Progress}
 	named, err := reference.ParseNormalizedNamed(dest)
 	if err != nil {
 		return nil, fmt.Errorf("invalid reference format %q: %w", dest, err)
@@ -280,7 +280,7 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 		return nil, explain(err, host)
 	}
 	mdigest := digest.FromBytes(rawManifest)
-	res := &Result{
+	res := &PushResult{
 		Ref:        ref.Name(),
 		Tag:        tag,
 		Digest:     mdigest,
@@ -314,7 +314,7 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 
 // parseDest parses where to push: a tagged (or untagged, then :latest)
 // reference; digests are refused (the manifest kiln sends is new).
-func parseDest(cfg regconf.Config, dest string) (name.Tag, string, error) {
+func parseDest(cfg Config, dest string) (name.Tag, string, error) {
 	named, err := reference.ParseNormalizedNamed(dest)
 	if err != nil {
 		return name.Tag{}, "", err
@@ -340,7 +340,7 @@ func parseDest(cfg regconf.Config, dest string) (name.Tag, string, error) {
 // compressed (or its remembered compression reused) and uploaded unless
 // the repository has it.
 func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, pusher *remote.Pusher, repo name.Repository,
-	obs *observer, p *regconf.Progress, j *layerJob, opts Options, compressSem, uploadSem chan struct{}) error {
+	obs *observer, p *Progress, j *layerJob, opts PushOptions, compressSem, uploadSem chan struct{}) error {
 	host := repo.RegistryStr()
 	want := layerType(opts.Compression, opts.DockerMediaTypes)
 
@@ -368,7 +368,7 @@ func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, 
 		switch {
 		case l.opened.Load():
 			j.state = statePushed
-			p.Printf("%s: Pushed  %s in %.1fs\n", short(j.diffID), regconf.HumanSize(l.desc.Size), time.Since(l.openedAt()).Seconds())
+			p.Printf("%s: Pushed  %s in %.1fs\n", short(j.diffID), HumanSize(l.desc.Size), time.Since(l.openedAt()).Seconds())
 		case obs.mountedFrom(l.desc.Digest) != "":
 			j.state, j.from = stateMounted, obs.mountedFrom(l.desc.Digest)
 			p.Printf("%s: Mounted from %s\n", short(j.diffID), j.from)
@@ -436,10 +436,10 @@ func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, 
 		local = d
 	}
 	l := &blobLayer{cs: cs, desc: ocispec.Descriptor{MediaType: want, Digest: local.Digest, Size: local.Size}, diffID: j.diffID, local: true,
-		onOpen: func() { p.Printf("%s: Pushing  %s\n", short(j.diffID), regconf.HumanSize(local.Size)) }}
+		onOpen: func() { p.Printf("%s: Pushing  %s\n", short(j.diffID), HumanSize(local.Size)) }}
 	if err := upload(l, mountFrom(local.Digest)); err != nil {
 		if l.opened.Load() && ctx.Err() == nil {
-			return fmt.Errorf("upload of %s interrupted after %s: %w", regconf.HumanSize(local.Size), regconf.HumanSize(l.sent.Load()), explain(err, host))
+			return fmt.Errorf("upload of %s interrupted after %s: %w", HumanSize(local.Size), HumanSize(l.sent.Load()), explain(err, host))
 		}
 		return err
 	}
@@ -590,7 +590,7 @@ func explain(err error, host string) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errNoLocalCopy) || errors.As(err, &done) {
 		return err
 	}
-	if e := regconf.Explain(err); e.Error() != err.Error() {
+	if e := Explain(err); e.Error() != err.Error() {
 		return e
 	}
 	var dnsErr *net.DNSError
@@ -621,14 +621,6 @@ func innermost(err error) string {
 		err = next
 	}
 }
-
-type explained struct {
-	msg string
-	err error
-}
-
-func (e *explained) Error() string { return e.msg }
-func (e *explained) Unwrap() error { return e.err }
 
 // short is the first 12 hex digits of a digest, as docker shows layers
 // (docker push names a layer by its diffID).

@@ -109,7 +109,7 @@ func TestPushReusesRegistryBlobsWithoutCompressing(t *testing.T) {
 
 	// Store A pushes: layers compressed (and remembered), all uploaded.
 	a, desc, diffIDs := testImage(t)
-	res, err := Push(ctx, a, desc, reg.Ref("a/x:1"), Options{})
+	res, err := Push(ctx, a, desc, reg.Ref("a/x:1"), PushOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestPushReusesRegistryBlobsWithoutCompressing(t *testing.T) {
 		blobs = append(blobs, c)
 	}
 	// Again: nothing is sent; the manifest is the same.
-	res2, err := Push(ctx, a, desc, reg.Ref("a/x:1"), Options{})
+	res2, err := Push(ctx, a, desc, reg.Ref("a/x:1"), PushOptions{})
 	if err != nil || res2.Existed != 2 || res2.Digest != res.Digest {
 		t.Fatalf("second push: %+v, %v", res2, err)
 	}
@@ -141,7 +141,7 @@ func TestPushReusesRegistryBlobsWithoutCompressing(t *testing.T) {
 		RememberSources(b, d, Source{Registry: reg.Addr, Repository: "a/x", Digest: blobs[i].Digest, Size: blobs[i].Size, MediaType: blobs[i].MediaType})
 	}
 	var progress bytes.Buffer
-	res3, err := Push(ctx, b, descB, reg.Ref("b/y:2"), Options{Progress: &progress})
+	res3, err := Push(ctx, b, descB, reg.Ref("b/y:2"), PushOptions{Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestPushReusesRegistryBlobsWithoutCompressing(t *testing.T) {
 
 	// force-compression compresses anyway (kiln's gzip is deterministic:
 	// the same blobs, which the repository then has).
-	res4, err := Push(ctx, b, descB, reg.Ref("b/y:2"), Options{ForceCompression: true})
+	res4, err := Push(ctx, b, descB, reg.Ref("b/y:2"), PushOptions{ForceCompression: true})
 	if err != nil || res4.Existed != 2 || res4.Digest != res.Digest {
 		t.Errorf("forced push: %+v, %v", res4, err)
 	}
@@ -175,7 +175,7 @@ func TestPushReusesRegistryBlobsWithoutCompressing(t *testing.T) {
 	for _, d := range diffIDs {
 		RememberSources(c, d, Source{Registry: reg.Addr, Repository: "gone/repo", Digest: digest.FromString("lost " + d.String()), Size: 10, MediaType: ocispec.MediaTypeImageLayerGzip})
 	}
-	res5, err := Push(ctx, c, descC, reg.Ref("c/z:3"), Options{})
+	res5, err := Push(ctx, c, descC, reg.Ref("c/z:3"), PushOptions{})
 	if err != nil || res5.Pushed+res5.Mounted+res5.Existed != 2 || res5.Digest != res.Digest {
 		t.Errorf("push with stale notes: %+v, %v", res5, err)
 	}

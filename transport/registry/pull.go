@@ -1,4 +1,4 @@
-// Package pull brings images from registries into kiln's store.
+// Pulling: Pull brings images from registries into kiln's store.
 //
 // A pull resolves the reference with docker's rules, picks the build
 // platform's manifest from an index, and downloads the layers the store
@@ -10,7 +10,8 @@
 // ingested into temp files and committed only once verified, and the image
 // is tagged only when every blob is in: an interrupted pull leaves no
 // partial blob and no tag behind, and a retry fetches only what is missing.
-package pull
+
+package registry
 
 import (
 	"bufio"
@@ -33,7 +34,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/kiln-build/kiln/internal/readers"
-	"github.com/kiln-build/kiln/internal/registry"
 	"github.com/kiln-build/kiln/store/content"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
@@ -41,14 +41,11 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// DefaultJobs is how many layers download at once by default.
-const DefaultJobs = 4
-
-// Options for a pull.
-type Options struct {
+// PullOptions for a pull.
+type PullOptions struct {
 	// Registry says how registries are reached (insecure hosts, CAs,
 	// credentials).
-	Registry registry.Config
+	Registry Config
 	// Progress receives docker-pull-like lines: one per layer when it is
 	// done, then Digest: and Status:. nil: silent.
 	Progress io.Writer
@@ -59,8 +56,8 @@ type Options struct {
 	OS, Arch, Variant string
 }
 
-// Result of a successful pull.
-type Result struct {
+// PullResult of a successful pull.
+type PullResult struct {
 	// Name is the store name the image is tagged as (content.NormalizeName
 	// of the reference, e.g. docker.io/library/busybox:latest).
 	Name string
@@ -79,17 +76,17 @@ type Result struct {
 	Fetched int
 }
 
-// Error is a failed pull: "pull REF: cause".
-type Error struct {
+// PullError is a failed pull: "pull REF: cause".
+type PullError struct {
 	Ref string
 	Err error
 }
 
-func (e *Error) Error() string { return "pull " + e.Ref + ": " + e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
+func (e *PullError) Error() string { return "pull " + e.Ref + ": " + e.Err.Error() }
+func (e *PullError) Unwrap() error { return e.Err }
 
 // Pull fetches ref into cs and tags it under its normalized name.
-func Pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Result, error) {
+func Pull(ctx context.Context, cs *content.Store, ref string, opts PullOptions) (*PullResult, error) {
 	res, err := pull(ctx, cs, ref, opts)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -99,12 +96,12 @@ func Pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 		if n, perr := reference.ParseNormalizedNamed(ref); perr == nil && reference.IsNameOnly(n) {
 			shown = ref + ":latest"
 		}
-		return nil, &Error{Ref: shown, Err: registry.Explain(err)}
+		return nil, &PullError{Ref: shown, Err: Explain(err)}
 	}
 	return res, nil
 }
 
-func pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Result, error) {
+func pull(ctx context.Context, cs *content.Store, ref string, opts PullOptions) (*PullResult, error) {
 	storeName, err := content.NormalizeName(ref)
 	if err != nil {
 		return nil, err
@@ -130,7 +127,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs
 	}
-	p := &registry.Progress{W: opts.Progress}
+	p := &Progress{W: opts.Progress}
 	desc, err := remote.Get(r, ropts...)
 	if err != nil {
 		return nil, err
@@ -200,7 +197,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 		}
 		seen[d] = true
 		if _, ok := cs.Has(d); ok {
-			p.Printf("%s: Already exists\n", short(l.Digest.String()))
+			p.Printf("%s: Already exists\n", shortHex(l.Digest.String()))
 			continue
 		}
 		jobs = append(jobs, job{layer: l, diffID: d})
@@ -252,7 +249,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 	} else {
 		p.Printf("Status: Image is up to date for %s\n", content.FamiliarName(storeName))
 	}
-	return &Result{
+	return &PullResult{
 		Name: storeName, Manifest: mdesc, Config: &cfg,
 		Digest: digest.Digest(desc.Digest.String()), RepoDigest: repoDigest,
 		Updated: updated, Fetched: len(jobs),
@@ -261,7 +258,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts Options) (*Re
 
 // pickImage returns the image a descriptor stands for: itself, or from an
 // index (nested ones too) the manifest for opts' platform.
-func pickImage(desc *remote.Descriptor, opts Options) (v1.Image, error) {
+func pickImage(desc *remote.Descriptor, opts PullOptions) (v1.Image, error) {
 	switch {
 	case desc.MediaType.IsImage():
 		return desc.Image()
@@ -277,7 +274,7 @@ func pickImage(desc *remote.Descriptor, opts Options) (v1.Image, error) {
 	return nil, fmt.Errorf("manifest %s: unsupported media type %q", desc.Digest, desc.MediaType)
 }
 
-func pickFromIndex(idx v1.ImageIndex, what string, opts Options, depth int) (v1.Image, error) {
+func pickFromIndex(idx v1.ImageIndex, what string, opts PullOptions, depth int) (v1.Image, error) {
 	if depth > 4 {
 		return nil, fmt.Errorf("index %s: nested too deep", what)
 	}
@@ -376,7 +373,7 @@ func checkLayerType(mt string) error {
 // reader checks the compressed bytes against the layer digest and size at
 // the end; the uncompressed tar goes into a temp blob committed only if it
 // matches the diffID.
-func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descriptor, diffID digest.Digest, p *registry.Progress) error {
+func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descriptor, diffID digest.Digest, p *Progress) error {
 	start := time.Now()
 	remote, err := img.LayerByDigest(l.Digest)
 	if err != nil {
@@ -384,7 +381,7 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 	}
 	rc, err := remote.Compressed()
 	if err != nil {
-		return fmt.Errorf("layer %s: %w", l.Digest, registry.Explain(err))
+		return fmt.Errorf("layer %s: %w", l.Digest, Explain(err))
 	}
 	defer rc.Close()
 	counted := &readers.Counting{R: readers.WithContext(ctx, rc)}
@@ -414,9 +411,9 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 			return ctx.Err()
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-			return fmt.Errorf("layer %s: connection to the registry lost after %s of %s: %w", l.Digest, registry.HumanSize(counted.N), registry.HumanSize(l.Size), err)
+			return fmt.Errorf("layer %s: connection to the registry lost after %s of %s: %w", l.Digest, HumanSize(counted.N), HumanSize(l.Size), err)
 		}
-		return fmt.Errorf("layer %s: %w", l.Digest, registry.Explain(err))
+		return fmt.Errorf("layer %s: %w", l.Digest, Explain(err))
 	}
 	if l.Size > 0 && counted.N != l.Size {
 		return fmt.Errorf("layer %s: got %d bytes, manifest says %d", l.Digest, counted.N, l.Size)
@@ -424,14 +421,14 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 	if _, err := w.Commit(diffID); err != nil {
 		return fmt.Errorf("layer %s: uncompressed content does not match rootfs.diff_id %s: %w", l.Digest, diffID, err)
 	}
-	p.Printf("%s: Pull complete  %s in %.1fs\n", short(l.Digest.String()), registry.HumanSize(counted.N), time.Since(start).Seconds())
+	p.Printf("%s: Pull complete  %s in %.1fs\n", shortHex(l.Digest.String()), HumanSize(counted.N), time.Since(start).Seconds())
 	return nil
 }
 
 // progress serializes lines from concurrent downloads.
 
-// short is the first 12 hex digits of a digest, as docker shows layers.
-func short(d string) string {
+// shortHex is the first 12 hex digits of a digest, as docker shows layers.
+func shortHex(d string) string {
 	if i := strings.IndexByte(d, ':'); i >= 0 {
 		d = d[i+1:]
 	}

@@ -1,9 +1,10 @@
-// Package registry holds what every kiln command that talks to a registry
+// What every path shares: this file holds what every kiln command that talks to a registry
 // shares: reference parsing with docker's rules, the plain-HTTP policy
 // (only localhost, 127.0.0.1/::1 and hosts given with --insecure-registry),
 // extra trusted CAs, authentication from the docker config
 // (~/.docker/config.json or $DOCKER_CONFIG, credential helpers included)
 // and readable errors.
+
 package registry
 
 import (

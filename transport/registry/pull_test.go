@@ -1,4 +1,4 @@
-package pull
+package registry
 
 import (
 	"archive/tar"
@@ -23,7 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/kiln-build/kiln/internal/atomicfile"
-	"github.com/kiln-build/kiln/internal/registry"
 	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/kiln-build/kiln/store/content"
 	"github.com/klauspost/compress/gzip"
@@ -112,7 +111,7 @@ func newImage(t testing.TB, arch string, layers ...v1.Layer) v1.Image {
 	return img
 }
 
-func push(t testing.TB, ref string, img v1.Image, opts ...remote.Option) {
+func pushToRegistry(t testing.TB, ref string, img v1.Image, opts ...remote.Option) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
 	if err != nil {
@@ -168,13 +167,13 @@ func TestPullCompressionsAndUpToDate(t *testing.T) {
 	}
 	img := newImage(t, runtime.GOARCH, ls...)
 	ref := reg.Ref("team/app:1")
-	push(t, ref, img)
+	pushToRegistry(t, ref, img)
 	wantDigest, _ := img.Digest()
 	rawCfg, _ := img.RawConfigFile()
 
 	cs := openStore(t)
 	var progress bytes.Buffer
-	res, err := Pull(context.Background(), cs, ref, Options{Progress: &progress})
+	res, err := Pull(context.Background(), cs, ref, PullOptions{Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +216,7 @@ func TestPullCompressionsAndUpToDate(t *testing.T) {
 
 	// Again: nothing fetched, up to date.
 	progress.Reset()
-	res, err = Pull(context.Background(), cs, ref, Options{Progress: &progress})
+	res, err = Pull(context.Background(), cs, ref, PullOptions{Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +229,7 @@ func TestPullCompressionsAndUpToDate(t *testing.T) {
 
 	// By digest: tagged under the digest name.
 	dref := reg.Addr + "/team/app@" + wantDigest.String()
-	res, err = Pull(context.Background(), cs, dref, Options{})
+	res, err = Pull(context.Background(), cs, dref, PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +252,7 @@ func TestPullIndexPicksPlatform(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := openStore(t)
-	res, err := Pull(context.Background(), cs, ref, Options{})
+	res, err := Pull(context.Background(), cs, ref, PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +270,7 @@ func TestPullIndexPicksPlatform(t *testing.T) {
 	}
 
 	// No image for the platform: the error lists what there is.
-	_, err = Pull(context.Background(), openStore(t), ref, Options{Arch: "s390x"})
+	_, err = Pull(context.Background(), openStore(t), ref, PullOptions{Arch: "s390x"})
 	if err == nil || !strings.Contains(err.Error(), "no image for linux/s390x") ||
 		!strings.Contains(err.Error(), "linux/"+runtime.GOARCH) || !strings.Contains(err.Error(), "linux/"+otherArch()) {
 		t.Errorf("pull for s390x: %v", err)
@@ -280,14 +279,14 @@ func TestPullIndexPicksPlatform(t *testing.T) {
 
 func TestPullTLSAuth(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Users: map[string]string{"alice": "s3cret"}})
-	cfg := registry.Config{CAFiles: []string{reg.CACert}}
+	cfg := Config{CAFiles: []string{reg.CACert}}
 	tr, err := cfg.Transport()
 	if err != nil {
 		t.Fatal(err)
 	}
 	img := newImage(t, runtime.GOARCH, newLayer(t, "gzip", map[string]string{"secret": "data"}))
 	ref := reg.Ref("private/app:1")
-	push(t, ref, img, remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"}))
+	pushToRegistry(t, ref, img, remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"}))
 
 	for _, tc := range []struct{ name, user, pass string }{{"wrong password", "alice", "nope"}, {"no credentials", "", ""}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,7 +297,7 @@ func TestPullTLSAuth(t *testing.T) {
 			t.Setenv("DOCKER_CONFIG", dir)
 			cs := openStore(t)
 			before := blobFiles(t, cs)
-			_, err := Pull(context.Background(), cs, ref, Options{Registry: cfg})
+			_, err := Pull(context.Background(), cs, ref, PullOptions{Registry: cfg})
 			if err == nil || err.Error() != "pull "+ref+": unauthorized: authentication required" {
 				t.Errorf("error: %v", err)
 			}
@@ -313,7 +312,7 @@ func TestPullTLSAuth(t *testing.T) {
 
 	t.Run("untrusted CA", func(t *testing.T) {
 		t.Setenv("DOCKER_CONFIG", testenv.DockerConfig(t, reg.Addr, "alice", "s3cret"))
-		_, err := Pull(context.Background(), openStore(t), ref, Options{})
+		_, err := Pull(context.Background(), openStore(t), ref, PullOptions{})
 		if err == nil || !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "--registry-ca") {
 			t.Errorf("error: %v", err)
 		}
@@ -321,7 +320,7 @@ func TestPullTLSAuth(t *testing.T) {
 
 	t.Setenv("DOCKER_CONFIG", testenv.DockerConfig(t, reg.Addr, "alice", "s3cret"))
 	cs := openStore(t)
-	res, err := Pull(context.Background(), cs, ref, Options{Registry: cfg})
+	res, err := Pull(context.Background(), cs, ref, PullOptions{Registry: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,9 +341,9 @@ func TestPullDiffIDMismatchLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := reg.Ref("bad:1")
-	push(t, ref, img)
+	pushToRegistry(t, ref, img)
 	cs := openStore(t)
-	_, err = Pull(context.Background(), cs, ref, Options{})
+	_, err = Pull(context.Background(), cs, ref, PullOptions{})
 	if err == nil || !strings.Contains(err.Error(), "does not match rootfs.diff_id") {
 		t.Errorf("error: %v", err)
 	}
@@ -364,12 +363,12 @@ func TestPullCanceledLeavesNoTempFiles(t *testing.T) {
 	}
 	img := newImage(t, runtime.GOARCH, newLayer(t, "none", map[string]string{"big": string(big)}))
 	ref := reg.Ref("big:1")
-	push(t, ref, img)
+	pushToRegistry(t, ref, img)
 	cs := openStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	// Cancel as soon as the first progress bytes would be written.
 	w := writerFunc(func(p []byte) (int, error) { cancel(); return len(p), nil })
-	_, err := Pull(ctx, cs, ref, Options{Progress: w})
+	_, err := Pull(ctx, cs, ref, PullOptions{Progress: w})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error: %v", err)
 	}
@@ -388,7 +387,7 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestRefusesPlainHTTPToRemoteHosts(t *testing.T) {
-	cfg := registry.Config{}
+	cfg := Config{}
 	if cfg.AllowsHTTP("registry.example.com") || cfg.AllowsHTTP("192.168.1.5:5000") {
 		t.Error("plain HTTP allowed for a remote host")
 	}
@@ -412,7 +411,7 @@ func TestRefusesPlainHTTPToRemoteHosts(t *testing.T) {
 	if err != nil || r.Context().Scheme() != "http" {
 		t.Errorf("insecure host parses as %v (%v)", r, err)
 	}
-	r, err = registry.Config{}.Parse("busybox")
+	r, err = Config{}.Parse("busybox")
 	if err != nil || r.Name() != "index.docker.io/library/busybox:latest" {
 		t.Errorf("busybox parses as %v (%v)", r, err)
 	}
