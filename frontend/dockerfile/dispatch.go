@@ -35,7 +35,7 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 		h := ocispec.History{CreatedBy: createdBy, Comment: "buildkit.dockerfile.v0", EmptyLayer: !layer, Created: c.opts.Epoch}
 		img.History = append(img.History, h)
 	}
-	addVertex := func(op solver.Op, name string, inputs ...*solver.Vertex) {
+	addVertex := func(op any, name string, inputs ...*solver.Vertex) {
 		v := &solver.Vertex{
 			Name: prefix + " " + name, Location: c.loc(line(cmd.Location())), Op: op,
 			Inputs: append([]*solver.Vertex{st.vertex}, inputs...), NoCache: c.opts.NoCache || st.noCache,
@@ -126,7 +126,7 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 			history(name+" # buildkit", true)
 			break
 		}
-		op := &ops.Copy{W: c.opts.Worker, Sources: cmd.SourcePaths, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod,
+		op := &ops.Copy{Sources: cmd.SourcePaths, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod,
 			Parents: cmd.Parents, Exclude: cmd.ExcludePatterns}
 		var inputs []*solver.Vertex
 		if cmd.From != "" {
@@ -188,12 +188,12 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 				flag = "--checksum=" + cmd.Checksum + " "
 			}
 			for _, u := range remote {
-				addVertex(&ops.Download{W: c.opts.Worker, URL: u, Checksum: cmd.Checksum, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod}, "ADD "+flag+u+" "+cmd.DestPath)
+				addVertex(&ops.Download{URL: u, Checksum: cmd.Checksum, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod}, "ADD "+flag+u+" "+cmd.DestPath)
 			}
 		}
 		if len(local) > 0 {
 			unpack := cmd.Unpack == nil || *cmd.Unpack
-			op := &ops.Copy{W: c.opts.Worker, Context: c.opts.Context, Sources: local, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod, Add: unpack,
+			op := &ops.Copy{Context: c.opts.Context, Sources: local, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod, Add: unpack,
 				Exclude: cmd.ExcludePatterns}
 			addVertex(op, name)
 		}
@@ -207,7 +207,7 @@ func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instruction
 		wd = path.Clean(wd)
 		cfg.WorkingDir = wd
 		if wd != "/" {
-			addVertex(&ops.Mkdir{W: c.opts.Worker, Path: wd, User: cfg.User}, "WORKDIR "+wd)
+			addVertex(&ops.Mkdir{Path: wd, User: cfg.User}, "WORKDIR "+wd)
 		}
 		history("WORKDIR "+wd, wd != "/")
 
@@ -321,7 +321,7 @@ func (c *compiler) fromSource(ctx context.Context, from string) (*solver.Vertex,
 	if err != nil {
 		return nil, nil, fmt.Errorf("--from=%s: %w", from, err)
 	}
-	return &solver.Vertex{Name: "FROM " + from, Op: &ops.Image{W: c.opts.Worker, Ref: from, Manifest: desc}, Source: true}, nil, nil
+	return &solver.Vertex{Name: "FROM " + from, Op: &ops.Image{Ref: from, Manifest: desc}, Source: true}, nil, nil
 }
 
 // exposedPorts turns one EXPOSE word, [[ip:]hostport:]port[-end][/proto],
