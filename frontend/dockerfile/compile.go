@@ -1,5 +1,7 @@
 // Package dockerfile compiles a Dockerfile into a solver graph and the
-// image config that goes with the target stage. Parsing and variable
+// image config that goes with the target stage. The graph's ops are
+// definitions (solver/ops: what to run, mounts, copy flags); the solver
+// binds them to a worker when it runs them. Parsing and variable
 // expansion are BuildKit's own (frontend/dockerfile/parser, instructions,
 // shell); the image config is computed here as a pure function of the
 // instructions and the base image's config, like BuildKit's dockerfile2llb.
