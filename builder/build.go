@@ -210,7 +210,6 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 		Labels:    opts.Labels,
 		NoCache:   opts.NoCache,
 		Network:   network,
-		Worker:    worker,
 		Images:    &resolver{st: st, pull: opts.Pull, pullOpts: opts.PullOptions, warn: opts.Warn},
 		Epoch:     opts.Epoch,
 		Warn:      opts.Warn,
@@ -246,6 +245,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 		Records:       st.Records,
 		Parallel:      parallel,
 		LayersPresent: worker.LayersPresent,
+		Bind:          worker.Bind,
 		Events:        jr.event(opts.Events),
 		Log:           jr.logger(opts.Log),
 	}
