@@ -1,4 +1,4 @@
-package main_test
+package outputs
 
 import (
 	"archive/tar"
@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
@@ -27,32 +28,22 @@ RUN echo hi > /hi && rm /bin/vi && ln -s /hi /link && ln /hi /hard && mkdir /d &
 `
 
 func outputsContext(t *testing.T) string {
-	return writeContext(t, map[string][]byte{"Dockerfile": []byte(outputsDockerfile)})
-}
-
-// kilnInspect returns the first object `kiln inspect ref` prints.
-func (s *store) kilnInspect(ref string) map[string]any {
-	s.t.Helper()
-	var out []map[string]any
-	if err := json.Unmarshal([]byte(s.mustKiln("inspect", ref)), &out); err != nil || len(out) != 1 {
-		s.t.Fatalf("kiln inspect %s: %v", ref, err)
-	}
-	return out[0]
+	return e2etest.WriteContext(t, map[string][]byte{"Dockerfile": []byte(outputsDockerfile)})
 }
 
 func TestOutputLocalAndTarHoldTheFinalRootfs(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	ctx := outputsContext(t)
 	work := t.TempDir()
 	dest := filepath.Join(work, "rootfs") // missing: created
 	short := filepath.Join(work, "short") // -o DIR
 	rootTar := filepath.Join(work, "rootfs.tar")
-	s.mustKiln("build", "-t", "outputs:1",
+	s.MustKiln("build", "-t", "outputs:1",
 		"-o", "type=local,dest="+dest, "-o", short, "-o", "type=tar,dest="+rootTar, ctx)
-	s.assertClean()
+	s.AssertClean()
 
 	// The image is still stored and tagged as usual.
-	if out := s.mustKiln("run", "--rm", "outputs:1", "cat", "/hi"); out != "hi\n" {
+	if out := s.MustKiln("run", "--rm", "outputs:1", "cat", "/hi"); out != "hi\n" {
 		t.Errorf("kiln run cat /hi: %q", out)
 	}
 
@@ -90,7 +81,7 @@ func TestOutputLocalAndTarHoldTheFinalRootfs(t *testing.T) {
 	}
 
 	// dest=- writes the tar to stdout; the output is deterministic.
-	out, stderr, err := s.kiln("build", "--progress", "quiet", "-o", "type=tar,dest=-", ctx)
+	out, stderr, err := s.Kiln("build", "--progress", "quiet", "-o", "type=tar,dest=-", ctx)
 	if err != nil {
 		t.Fatalf("build -o type=tar,dest=-: %v\n%s", err, stderr)
 	}
@@ -233,7 +224,7 @@ type ociImage struct {
 
 func readOCITar(t *testing.T, p string) *ociImage {
 	t.Helper()
-	files := tarFiles(t, p)
+	files := e2etest.TarFiles(t, p)
 	img := &ociImage{blobs: map[string][]byte{}}
 	for name, b := range files {
 		if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
@@ -264,12 +255,12 @@ func (img *ociImage) layerDigests() []string {
 }
 
 func TestOutputOCICompressesLayersOnce(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	ctx := outputsContext(t)
 	work := t.TempDir()
 	ociTar := filepath.Join(work, "oci.tar")
-	s.mustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+ociTar, ctx)
-	s.assertClean()
+	s.MustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+ociTar, ctx)
+	s.AssertClean()
 
 	img := readOCITar(t, ociTar)
 	if img.manifest.MediaType != "application/vnd.oci.image.manifest.v1+json" {
@@ -279,8 +270,8 @@ func TestOutputOCICompressesLayersOnce(t *testing.T) {
 	if ann["io.containerd.image.name"] != "docker.io/library/outputs:oci" || ann["org.opencontainers.image.ref.name"] != "oci" {
 		t.Errorf("index.json annotations: %v", ann)
 	}
-	insp := s.kilnInspect("outputs:oci")
-	wantDiffIDs := toStrings(insp["RootFS"].(map[string]any)["Layers"])
+	insp := s.Inspect("outputs:oci")
+	wantDiffIDs := e2etest.ToStrings(insp["RootFS"].(map[string]any)["Layers"])
 	if !slices.Equal(img.config.RootFS.DiffIDs, wantDiffIDs) {
 		t.Errorf("diff_ids %v, store has %v", img.config.RootFS.DiffIDs, wantDiffIDs)
 	}
@@ -302,7 +293,7 @@ func TestOutputOCICompressesLayersOnce(t *testing.T) {
 		if b[4] != 0 || b[5] != 0 || b[6] != 0 || b[7] != 0 || b[3]&0x08 != 0 {
 			t.Errorf("layer %d: gzip header % x has an mtime or a name", i, b[:10])
 		}
-		mapping := filepath.Join(s.root, "content", "compressed", "gzip-6", strings.TrimPrefix(wantDiffIDs[i], "sha256:"))
+		mapping := filepath.Join(s.Root, "content", "compressed", "gzip-6", strings.TrimPrefix(wantDiffIDs[i], "sha256:"))
 		if m, err := os.ReadFile(mapping); err != nil || strings.TrimSpace(string(m)) != l.Digest {
 			t.Errorf("mapping %s: %q %v, want %s", mapping, m, err, l.Digest)
 		}
@@ -319,10 +310,10 @@ func TestOutputOCICompressesLayersOnce(t *testing.T) {
 
 	// A second build with the same output reuses the compressed blobs:
 	// same digests, mapping files untouched.
-	mappingDir := filepath.Join(s.root, "content", "compressed", "gzip-6")
+	mappingDir := filepath.Join(s.Root, "content", "compressed", "gzip-6")
 	before := mtimes(t, mappingDir)
 	second := filepath.Join(work, "again.tar")
-	s.mustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+second, ctx)
+	s.MustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+second, ctx)
 	if got := readOCITar(t, second).layerDigests(); !slices.Equal(got, img.layerDigests()) {
 		t.Errorf("second export: layers %v, first %v", got, img.layerDigests())
 	}
@@ -333,25 +324,25 @@ func TestOutputOCICompressesLayersOnce(t *testing.T) {
 	// Compression is deterministic: without the mappings and the
 	// compressed blobs, the same digests come out again.
 	for _, d := range img.layerDigests() {
-		os.Remove(filepath.Join(s.root, "content", "blobs", "sha256", strings.TrimPrefix(d, "sha256:")))
+		os.Remove(filepath.Join(s.Root, "content", "blobs", "sha256", strings.TrimPrefix(d, "sha256:")))
 	}
 	os.RemoveAll(mappingDir)
 	third := filepath.Join(work, "fresh.tar")
-	s.mustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+third, ctx)
+	s.MustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+third, ctx)
 	if got := readOCITar(t, third).layerDigests(); !slices.Equal(got, img.layerDigests()) {
 		t.Errorf("recompressed layers %v, first %v", got, img.layerDigests())
 	}
 
 	// zstd, with a level.
 	zst := filepath.Join(work, "zstd.tar")
-	s.mustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+zst+",compression=zstd,compression-level=9", ctx)
+	s.MustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+zst+",compression=zstd,compression-level=9", ctx)
 	zimg := readOCITar(t, zst)
 	for i, l := range zimg.manifest.Layers {
 		b := zimg.blobs[l.Digest]
 		if l.MediaType != "application/vnd.oci.image.layer.v1.tar+zstd" || !bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
 			t.Errorf("zstd layer %d: media type %s, magic % x", i, l.MediaType, b[:min(len(b), 4)])
 		}
-		if _, err := os.Stat(filepath.Join(s.root, "content", "compressed", "zstd-9", strings.TrimPrefix(wantDiffIDs[i], "sha256:"))); err != nil {
+		if _, err := os.Stat(filepath.Join(s.Root, "content", "compressed", "zstd-9", strings.TrimPrefix(wantDiffIDs[i], "sha256:"))); err != nil {
 			t.Errorf("zstd mapping: %v", err)
 		}
 	}
@@ -364,25 +355,17 @@ func TestOutputOCICompressesLayersOnce(t *testing.T) {
 
 	// uncompressed: the stored layers as they are.
 	unc := filepath.Join(work, "plain.tar")
-	s.mustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+unc+",compression=uncompressed", ctx)
+	s.MustKiln("build", "-t", "outputs:oci", "-o", "type=oci,dest="+unc+",compression=uncompressed", ctx)
 	if got := readOCITar(t, unc).layerDigests(); !slices.Equal(got, wantDiffIDs) {
 		t.Errorf("uncompressed layers %v, want the diff IDs %v", got, wantDiffIDs)
 	}
 
 	// kiln load reads the compressed tar back.
-	other := &store{t: t, root: filepath.Join(t.TempDir(), "other")}
-	other.mustKiln("load", "-i", ociTar)
-	if out := other.mustKiln("run", "--rm", "outputs:oci", "cat", "/keep/new"); out != "new\n" {
+	other := &e2etest.Store{T: t, Root: filepath.Join(t.TempDir(), "other")}
+	other.MustKiln("load", "-i", ociTar)
+	if out := other.MustKiln("run", "--rm", "outputs:oci", "cat", "/keep/new"); out != "new\n" {
 		t.Errorf("loaded image: cat /keep/new = %q", out)
 	}
-}
-
-func toStrings(v any) []string {
-	var out []string
-	for _, x := range v.([]any) {
-		out = append(out, x.(string))
-	}
-	return out
 }
 
 func mtimes(t *testing.T, dir string) map[string]int64 {
@@ -415,10 +398,10 @@ func mapsEqual(a, b map[string]int64) bool {
 }
 
 func TestOutputDockerLoadsAndRunsInDocker(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	ctx := outputsContext(t)
 	dockerTar := filepath.Join(t.TempDir(), "docker.tar")
-	s.mustKiln("build", "-t", "kiln-outputs:docker", "-o", "type=docker,dest="+dockerTar, ctx)
+	s.MustKiln("build", "-t", "kiln-outputs:docker", "-o", "type=docker,dest="+dockerTar, ctx)
 
 	names, _ := tarListing(t, dockerTar)
 	for _, want := range []string{"manifest.json", "repositories"} {
@@ -440,10 +423,10 @@ func TestOutputDockerLoadsAndRunsInDocker(t *testing.T) {
 }
 
 func TestMetadataFileMatchesInspect(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	ctx := outputsContext(t)
 	md := filepath.Join(t.TempDir(), "md.json")
-	s.mustKiln("build", "-t", "meta:1", "-t", "meta:2", "--metadata-file", md, ctx)
+	s.MustKiln("build", "-t", "meta:1", "-t", "meta:2", "--metadata-file", md, ctx)
 	b, err := os.ReadFile(md)
 	if err != nil {
 		t.Fatal(err)
@@ -461,7 +444,7 @@ func TestMetadataFileMatchesInspect(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("metadata file: %v\n%s", err, b)
 	}
-	insp := s.kilnInspect("meta:1")
+	insp := s.Inspect("meta:1")
 	if got.ConfigDigest != insp["Id"] {
 		t.Errorf("containerimage.config.digest %s, inspect Id %s", got.ConfigDigest, insp["Id"])
 	}
@@ -471,7 +454,7 @@ func TestMetadataFileMatchesInspect(t *testing.T) {
 	if got.ImageName != "meta:1,meta:2" {
 		t.Errorf("image.name %q", got.ImageName)
 	}
-	manifest, err := os.ReadFile(filepath.Join(s.root, "content", "blobs", "sha256", strings.TrimPrefix(got.Digest, "sha256:")))
+	manifest, err := os.ReadFile(filepath.Join(s.Root, "content", "blobs", "sha256", strings.TrimPrefix(got.Digest, "sha256:")))
 	if err != nil || int64(len(manifest)) != got.Descriptor.Size || got.Descriptor.MediaType != "application/vnd.oci.image.manifest.v1+json" {
 		t.Errorf("descriptor %+v; manifest blob %d bytes, %v", got.Descriptor, len(manifest), err)
 	}
@@ -484,8 +467,8 @@ func TestPlatformOtherThanHostFailsBeforeAnything(t *testing.T) {
 		other = "linux/amd64"
 	}
 	ctx := outputsContext(t)
-	fresh := &store{t: t, root: filepath.Join(t.TempDir(), "never")}
-	_, stderr, err := fresh.kiln("build", "--platform", other, ctx)
+	fresh := &e2etest.Store{T: t, Root: filepath.Join(t.TempDir(), "never")}
+	_, stderr, err := fresh.Kiln("build", "--platform", other, ctx)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("want exit 1, got %v\n%s", err, stderr)
@@ -494,21 +477,21 @@ func TestPlatformOtherThanHostFailsBeforeAnything(t *testing.T) {
 	if !strings.Contains(stderr, want) {
 		t.Errorf("stderr %q lacks %q", stderr, want)
 	}
-	if _, err := os.Stat(fresh.root); !os.IsNotExist(err) {
+	if _, err := os.Stat(fresh.Root); !os.IsNotExist(err) {
 		t.Errorf("the store was opened before the platform was checked: %v", err)
 	}
 
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	for _, p := range []string{"linux/" + runtime.GOARCH, "local"} {
-		s.mustKiln("build", "--platform", p, "-t", "plat:1", ctx)
+		s.MustKiln("build", "--platform", p, "-t", "plat:1", ctx)
 	}
-	if arch := s.kilnInspect("plat:1")["Architecture"]; arch != runtime.GOARCH {
+	if arch := s.Inspect("plat:1")["Architecture"]; arch != runtime.GOARCH {
 		t.Errorf("Architecture %v", arch)
 	}
 }
 
 func TestFailedBuildLeavesNoOutput(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	ctx := t.TempDir()
 	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN echo hi > /hi\nRUN exit 7\n"), 0o644)
 	work := t.TempDir()
@@ -523,7 +506,7 @@ func TestFailedBuildLeavesNoOutput(t *testing.T) {
 	for typ, d := range dests {
 		args = append(args, "-o", "type="+typ+",dest="+d)
 	}
-	_, stderr, err := s.kiln(append(args, ctx)...)
+	_, stderr, err := s.Kiln(append(args, ctx)...)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("want exit 1, got %v\n%s", err, stderr)
@@ -535,11 +518,11 @@ func TestFailedBuildLeavesNoOutput(t *testing.T) {
 		}
 		t.Errorf("a failed build left %v in the output directory", names)
 	}
-	s.assertClean()
+	s.AssertClean()
 
 	// A bad -o fails before the build runs.
 	for _, o := range []string{"type=nope,dest=x", "type=oci,dest=x,compression=lz4", "type=tar,dest=" + work, "type=local"} {
-		_, stderr, err := s.kiln("build", "-o", o, ctx)
+		_, stderr, err := s.Kiln("build", "-o", o, ctx)
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Contains(stderr, "RUN") {
 			t.Errorf("-o %s: want exit 1 before any step, got %v\n%s", o, err, stderr)
 		}

@@ -1,4 +1,4 @@
-package main_test
+package store
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -30,12 +31,12 @@ func TestManyProcessesShareOneStore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and races many kiln processes; not in -short")
 	}
-	s := newStore(t)
-	s.mustKiln("build", "-t", "small:1", contextDir(t, "FROM busybox\nRUN echo small > /id\n", map[string][]byte{}))
+	s := e2etest.NewStore(t)
+	s.MustKiln("build", "-t", "small:1", e2etest.ContextDir(t, "FROM busybox\nRUN echo small > /id\n", map[string][]byte{}))
 	a := "FROM busybox\nRUN echo a > /id\nRUN echo more > /more\n"
-	ctxA1 := contextDir(t, a, map[string][]byte{})
-	ctxA2 := contextDir(t, a, map[string][]byte{})
-	ctxB := contextDir(t, "FROM busybox\nCOPY f /f\nRUN echo b > /id\n", map[string][]byte{"f": []byte("b")})
+	ctxA1 := e2etest.ContextDir(t, a, map[string][]byte{})
+	ctxA2 := e2etest.ContextDir(t, a, map[string][]byte{})
+	ctxB := e2etest.ContextDir(t, "FROM busybox\nCOPY f /f\nRUN echo b > /id\n", map[string][]byte{"f": []byte("b")})
 
 	// index.json must always be valid JSON, whoever is writing it.
 	var reads, broken atomic.Int64
@@ -44,7 +45,7 @@ func TestManyProcessesShareOneStore(t *testing.T) {
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		p := filepath.Join(s.root, "content", "index.json")
+		p := filepath.Join(s.Root, "content", "index.json")
 		for {
 			select {
 			case <-stop:
@@ -72,8 +73,8 @@ func TestManyProcessesShareOneStore(t *testing.T) {
 	var collected, deferred atomic.Int64
 	gcRan := regexp.MustCompile(`build cache .* over its budget .*: removed `)
 	for round := 1; round <= 5; round++ {
-		s.mustKiln("tag", "small:1", fmt.Sprintf("rm:%d", round))
-		ctxC := contextDir(t, fmt.Sprintf("FROM busybox\nRUN echo c%d > /id\n", round), map[string][]byte{})
+		s.MustKiln("tag", "small:1", fmt.Sprintf("rm:%d", round))
+		ctxC := e2etest.ContextDir(t, fmt.Sprintf("FROM busybox\nRUN echo c%d > /id\n", round), map[string][]byte{})
 		cmds := [][]string{
 			{"build", "-t", "con:same", ctxA1},
 			{"build", "--cache-max", "1B", "-t", "con:same", ctxA2},
@@ -91,7 +92,7 @@ func TestManyProcessesShareOneStore(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cmd := exec.Command(kilnBin, append([]string{"--root", s.root}, args...)...)
+				cmd := exec.Command(e2etest.Bin(), append([]string{"--root", s.Root}, args...)...)
 				cmd.Env = append(os.Environ(), "KILN_DEBUG=1")
 				var stdout, stderr bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -122,7 +123,7 @@ func TestManyProcessesShareOneStore(t *testing.T) {
 		built[fmt.Sprintf("con:r%d", round)] = fmt.Sprintf("c%d", round)
 
 		// The last tag write won, whole: one entry, one of the two images.
-		b, err := os.ReadFile(filepath.Join(s.root, "content", "index.json"))
+		b, err := os.ReadFile(filepath.Join(s.Root, "content", "index.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,25 +140,25 @@ func TestManyProcessesShareOneStore(t *testing.T) {
 		if n != 1 {
 			t.Errorf("round %d: %d index entries for con:same", round, n)
 		}
-		if out := s.mustKiln("run", "--rm", "con:same", "cat", "/id"); out != "a\n" && out != "b\n" {
+		if out := s.MustKiln("run", "--rm", "con:same", "cat", "/id"); out != "a\n" && out != "b\n" {
 			t.Errorf("round %d: con:same is %q", round, out)
 		}
-		s.assertImagesWork(built)
-		s.assertDoctorClean()
-		if out, _, _ := s.kiln("images", "-q", fmt.Sprintf("rm:%d", round)); out != "" {
+		assertImagesWork(s, built)
+		s.AssertDoctorClean()
+		if out, _, _ := s.Kiln("images", "-q", fmt.Sprintf("rm:%d", round)); out != "" {
 			t.Errorf("round %d: rm:%d still listed", round, round)
 		}
 	}
 	if !t.Failed() {
 		// Alone on the store, a build over its budget always collects; every
 		// tagged image survives it.
-		_, errOut, err := s.kiln("build", "--cache-max", "1B", "-t", "con:last", contextDir(t, "FROM busybox\nRUN echo last > /id\n", map[string][]byte{}))
+		_, errOut, err := s.Kiln("build", "--cache-max", "1B", "-t", "con:last", e2etest.ContextDir(t, "FROM busybox\nRUN echo last > /id\n", map[string][]byte{}))
 		if err != nil || !gcRan.MatchString(errOut) {
 			t.Errorf("a build alone over its budget: %v, no collection reported:\n%s", err, errOut)
 		}
 		built["con:last"] = "last"
-		s.assertImagesWork(built)
-		s.assertDoctorClean()
+		assertImagesWork(s, built)
+		s.AssertDoctorClean()
 	}
 	close(stop)
 	<-readerDone

@@ -1,4 +1,4 @@
-package main_test
+package gc
 
 import (
 	"bytes"
@@ -14,25 +14,16 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
+	"github.com/kiln-build/kiln/e2e/e2etest"
 )
 
-// gcContext writes a build context with the given files.
-func gcContext(t *testing.T, files map[string]string) string {
-	t.Helper()
-	b := make(map[string][]byte, len(files))
-	for name, body := range files {
-		b[name] = []byte(body)
-	}
-	return writeContext(t, b)
-}
-
 // dfRows runs kiln df --format json: TYPE → row.
-func (s *store) dfRows() map[string]struct {
+func dfRows(s *e2etest.Store) map[string]struct {
 	TotalCount, Active          string
 	SizeBytes, ReclaimableBytes int64
 } {
-	s.t.Helper()
-	out := s.mustKiln("df", "--format", "json")
+	s.T.Helper()
+	out := s.MustKiln("df", "--format", "json")
 	rows := map[string]struct {
 		TotalCount, Active          string
 		SizeBytes, ReclaimableBytes int64
@@ -44,7 +35,7 @@ func (s *store) dfRows() map[string]struct {
 			SizeBytes, ReclaimableBytes int64
 		}
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			s.t.Fatalf("kiln df --format json: %v\n%s", err, out)
+			s.T.Fatalf("kiln df --format json: %v\n%s", err, out)
 		}
 		rows[r.Type] = struct {
 			TotalCount, Active          string
@@ -54,9 +45,9 @@ func (s *store) dfRows() map[string]struct {
 	return rows
 }
 
-func (s *store) dfTotal() int64 {
+func dfTotal(s *e2etest.Store) int64 {
 	var total int64
-	for _, r := range s.dfRows() {
+	for _, r := range dfRows(s) {
 		total += r.SizeBytes
 	}
 	return total
@@ -82,11 +73,11 @@ func du(t *testing.T, p string) int64 {
 // assertDFAddsUp compares the sum of df's rows with du -sb of the store:
 // what is left is metadata (index.json, journals, stat caches,
 // directories), well under a megabyte here.
-func (s *store) assertDFAddsUp() {
-	s.t.Helper()
-	total, onDisk := s.dfTotal(), du(s.t, s.root)
+func assertDFAddsUp(s *e2etest.Store) {
+	s.T.Helper()
+	total, onDisk := dfTotal(s), du(s.T, s.Root)
 	if total > onDisk || onDisk-total > 1<<20 {
-		s.t.Errorf("kiln df adds up to %d bytes, du -sb says %d: more than 1 MB apart", total, onDisk)
+		s.T.Errorf("kiln df adds up to %d bytes, du -sb says %d: more than 1 MB apart", total, onDisk)
 	}
 }
 
@@ -109,84 +100,84 @@ func reclaimed(t *testing.T, out string) int64 {
 // dangling, images shows it as <none>, the dangling filter finds it, image
 // prune removes it and says how much it freed, and df adds up to the disk.
 func TestDanglingImageStoryFromBuildToPrune(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	df := "FROM busybox\nRUN head -c 2000000 /dev/urandom > /deps\nCOPY app.txt /app.txt\nRUN head -c 3000000 /dev/urandom > /build && cat /app.txt\n"
-	ctx := gcContext(t, map[string]string{"Dockerfile": df, "app.txt": "v1\n"})
+	ctx := e2etest.TextContext(t, map[string]string{"Dockerfile": df, "app.txt": "v1\n"})
 	iid := filepath.Join(t.TempDir(), "iid")
-	s.mustKiln("build", "--progress", "plain", "--iidfile", iid, "-t", "app:1", ctx)
+	s.MustKiln("build", "--progress", "plain", "--iidfile", iid, "-t", "app:1", ctx)
 	old, _ := os.ReadFile(iid)
 	oldID := strings.TrimPrefix(string(old), "sha256:")
-	s.assertDFAddsUp()
+	assertDFAddsUp(s)
 
 	os.WriteFile(filepath.Join(ctx, "app.txt"), []byte("v2\n"), 0o644)
-	s.mustKiln("build", "--progress", "plain", "--iidfile", iid, "-t", "app:1", ctx)
+	s.MustKiln("build", "--progress", "plain", "--iidfile", iid, "-t", "app:1", ctx)
 	cur, _ := os.ReadFile(iid)
 	if string(cur) == string(old) {
 		t.Fatal("the rebuild gave the same image")
 	}
-	images := s.mustKiln("images")
+	images := s.MustKiln("images")
 	if !regexp.MustCompile(`(?m)^<none>\s+<none>\s+` + oldID[:12]).MatchString(images) {
 		t.Errorf("kiln images does not show the old image as <none> <none> %s:\n%s", oldID[:12], images)
 	}
-	if got := strings.TrimSpace(s.mustKiln("images", "-q", "--filter", "dangling=true")); got != oldID[:12] {
+	if got := strings.TrimSpace(s.MustKiln("images", "-q", "--filter", "dangling=true")); got != oldID[:12] {
 		t.Errorf("images -q --filter dangling=true = %q, want %s", got, oldID[:12])
 	}
-	rows := s.dfRows()
+	rows := dfRows(s)
 	if rows["Images"].TotalCount != "3" || rows["Images"].Active != "2" {
 		t.Errorf("df Images: %+v, want 3 images, 2 with a name", rows["Images"])
 	}
-	s.assertDFAddsUp()
+	assertDFAddsUp(s)
 
 	// the dangling image was made a moment ago: until=1h spares it
-	if out := s.mustKiln("image", "prune", "-f", "--filter", "until=1h"); strings.Contains(out, "deleted:") {
+	if out := s.MustKiln("image", "prune", "-f", "--filter", "until=1h"); strings.Contains(out, "deleted:") {
 		t.Errorf("image prune --filter until=1h removed a fresh image:\n%s", out)
 	}
-	before := du(t, s.root)
-	out := s.mustKiln("image", "prune", "-f")
+	before := du(t, s.Root)
+	out := s.MustKiln("image", "prune", "-f")
 	if !strings.Contains(out, "Deleted Images:\ndeleted: sha256:"+oldID) {
 		t.Errorf("kiln image prune output:\n%s\nwant it to name sha256:%s", out, oldID)
 	}
 	if got, want := reclaimed(t, out), rows["Images"].ReclaimableBytes; got != mustParse(t, units.HumanSize(float64(want))) {
 		t.Errorf("image prune reclaimed %d, df said %d was reclaimable", got, want)
 	}
-	if strings.Contains(s.mustKiln("images"), "<none>") {
+	if strings.Contains(s.MustKiln("images"), "<none>") {
 		t.Error("kiln images still shows <none> after image prune")
 	}
-	if got := strings.TrimSpace(s.mustKiln("images", "-q", "--filter", "dangling=true")); got != "" {
+	if got := strings.TrimSpace(s.MustKiln("images", "-q", "--filter", "dangling=true")); got != "" {
 		t.Errorf("dangling images after prune: %q", got)
 	}
-	if freed := before - du(t, s.root); freed < rows["Images"].ReclaimableBytes-4096 {
+	if freed := before - du(t, s.Root); freed < rows["Images"].ReclaimableBytes-4096 {
 		t.Errorf("du shrank by %d, image prune said %d", freed, rows["Images"].ReclaimableBytes)
 	}
-	s.assertDFAddsUp()
+	assertDFAddsUp(s)
 
 	// The old image's layers live on as build cache until kiln prune.
-	cacheBytes := s.dfRows()["Build Cache"].SizeBytes
+	cacheBytes := dfRows(s)["Build Cache"].SizeBytes
 	if cacheBytes < 3_000_000 {
 		t.Errorf("build cache %d bytes; the old image's 3 MB layer should be in it", cacheBytes)
 	}
-	before = du(t, s.root)
-	out = s.mustKiln("prune", "-f")
+	before = du(t, s.Root)
+	out = s.MustKiln("prune", "-f")
 	if !strings.Contains(out, "Deleted build cache objects:") {
 		t.Errorf("kiln prune output:\n%s", out)
 	}
 	if got := reclaimed(t, out); got != mustParse(t, units.HumanSize(float64(cacheBytes))) {
 		t.Errorf("prune reclaimed %d, df said the build cache was %d", got, cacheBytes)
 	}
-	if freed := before - du(t, s.root); freed < cacheBytes-64<<10 {
+	if freed := before - du(t, s.Root); freed < cacheBytes-64<<10 {
 		t.Errorf("du shrank by %d, prune said %d", freed, cacheBytes)
 	}
-	if rows := s.dfRows(); rows["Build Cache"].SizeBytes != 0 || rows["Build Cache"].TotalCount != "0" {
+	if rows := dfRows(s); rows["Build Cache"].SizeBytes != 0 || rows["Build Cache"].TotalCount != "0" {
 		t.Errorf("build cache after prune: %+v", rows["Build Cache"])
 	}
-	s.assertDFAddsUp()
+	assertDFAddsUp(s)
 
 	// Tagged images are intact: they run and save.
-	if got := s.mustKiln("run", "--rm", "app:1", "sh", "-c", "cat /app.txt; wc -c < /build"); got != "v2\n3000000\n" {
+	if got := s.MustKiln("run", "--rm", "app:1", "sh", "-c", "cat /app.txt; wc -c < /build"); got != "v2\n3000000\n" {
 		t.Errorf("app:1 after prunes: %q", got)
 	}
-	s.mustKiln("save", "-o", filepath.Join(t.TempDir(), "app.tar"), "app:1")
-	s.mustKiln("run", "--rm", "busybox", "/bin/sh", "-c", "exit 0")
+	s.MustKiln("save", "-o", filepath.Join(t.TempDir(), "app.tar"), "app:1")
+	s.MustKiln("run", "--rm", "busybox", "/bin/sh", "-c", "exit 0")
 }
 
 func mustParse(t *testing.T, human string) int64 {
@@ -205,10 +196,10 @@ func TestBudgetKeepsCacheUnderItAndTaggedImagesIntact(t *testing.T) {
 	if testing.Short() {
 		t.Skip("ten 20 MB builds")
 	}
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	const budget = 50_000_000
 	for i := 0; i < 10; i++ {
-		ctx := gcContext(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 20000000 /dev/urandom > /big-%d\n", i)})
+		ctx := e2etest.TextContext(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 20000000 /dev/urandom > /big-%d\n", i)})
 		args := []string{"build", "--progress", "plain", ctx}
 		if i%2 == 0 {
 			args = append(args, "-t", fmt.Sprintf("big-%d:latest", i))
@@ -221,7 +212,7 @@ func TestBudgetKeepsCacheUnderItAndTaggedImagesIntact(t *testing.T) {
 		} else {
 			args = append(args, "--cache-max", "50MB")
 		}
-		if _, errOut, err := ptKilnEnv(s, env, args...); err != nil {
+		if _, errOut, err := s.KilnEnv(env, args...); err != nil {
 			t.Fatalf("build %d: %v\n%s", i, err, errOut)
 		}
 	}
@@ -229,25 +220,25 @@ func TestBudgetKeepsCacheUnderItAndTaggedImagesIntact(t *testing.T) {
 	var v struct {
 		Budget struct{ UsedBytes, LimitBytes int64 }
 	}
-	if err := json.Unmarshal([]byte(s.mustKiln("df", "-v", "--format", "json")), &v); err != nil {
+	if err := json.Unmarshal([]byte(s.MustKiln("df", "-v", "--format", "json")), &v); err != nil {
 		t.Fatal(err)
 	}
 	if v.Budget.UsedBytes > budget {
 		t.Errorf("kiln df: build cache %d bytes, over the 50 MB budget", v.Budget.UsedBytes)
 	}
 	// du's measure: everything but the tagged images' blobs and snapshots.
-	named := namedImageData(t, s.root)
+	named := namedImageData(t, s.Root)
 	var cache int64
-	blobs, _ := os.ReadDir(filepath.Join(s.root, "content", "blobs", "sha256"))
+	blobs, _ := os.ReadDir(filepath.Join(s.Root, "content", "blobs", "sha256"))
 	for _, b := range blobs {
 		if !named[filepath.Join("content", "blobs", "sha256", b.Name())] {
-			cache += du(t, filepath.Join(s.root, "content", "blobs", "sha256", b.Name()))
+			cache += du(t, filepath.Join(s.Root, "content", "blobs", "sha256", b.Name()))
 		}
 	}
-	snaps, _ := filepath.Glob(filepath.Join(s.root, "snapshots", "[0-9]*"))
+	snaps, _ := filepath.Glob(filepath.Join(s.Root, "snapshots", "[0-9]*"))
 	bigUntagged := 0
 	for _, sn := range snaps {
-		rel, _ := filepath.Rel(s.root, sn)
+		rel, _ := filepath.Rel(s.Root, sn)
 		if named[rel] {
 			continue
 		}
@@ -257,7 +248,7 @@ func TestBudgetKeepsCacheUnderItAndTaggedImagesIntact(t *testing.T) {
 			bigUntagged++
 		}
 	}
-	cache += du(t, filepath.Join(s.root, "cache")) + du(t, filepath.Join(s.root, "cachemounts"))
+	cache += du(t, filepath.Join(s.Root, "cache")) + du(t, filepath.Join(s.Root, "cachemounts"))
 	if cache > budget {
 		t.Errorf("du: %d bytes of build cache, over the 50 MB budget", cache)
 	}
@@ -267,18 +258,18 @@ func TestBudgetKeepsCacheUnderItAndTaggedImagesIntact(t *testing.T) {
 	// Every tagged image runs and saves; a rebuild of one is all cached.
 	for i := 0; i < 10; i += 2 {
 		name := fmt.Sprintf("big-%d:latest", i)
-		if got := s.mustKiln("run", "--rm", name, "sh", "-c", fmt.Sprintf("wc -c < /big-%d", i)); got != "20000000\n" {
+		if got := s.MustKiln("run", "--rm", name, "sh", "-c", fmt.Sprintf("wc -c < /big-%d", i)); got != "20000000\n" {
 			t.Errorf("%s: /big-%d has %q bytes", name, i, got)
 		}
-		s.mustKiln("save", "-o", filepath.Join(t.TempDir(), "img.tar"), name)
+		s.MustKiln("save", "-o", filepath.Join(t.TempDir(), "img.tar"), name)
 	}
-	_, errOut, err := s.kiln("build", "--progress", "plain", "--cache-max", "50MB", "-t", "big-0:latest",
-		gcContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 20000000 /dev/urandom > /big-0\n"}))
+	_, errOut, err := s.Kiln("build", "--progress", "plain", "--cache-max", "50MB", "-t", "big-0:latest",
+		e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 20000000 /dev/urandom > /big-0\n"}))
 	if err != nil || !strings.Contains(errOut, "RUN head -c 20000000 /dev/urandom > /big-0 CACHED") {
 		t.Errorf("rebuild of a tagged image is not cached (its record should outlive the collections): %v\n%s", err, errOut)
 	}
-	s.assertDFAddsUp()
-	s.assertDoctorClean()
+	assertDFAddsUp(s)
+	s.AssertDoctorClean()
 }
 
 // namedImageData returns the store paths (relative to root) of what images
@@ -329,11 +320,11 @@ func namedImageData(t *testing.T, root string) map[string]bool {
 // A prune waits for a running build (it needs the store to itself): the
 // build is never broken, and the prune runs once the build is done.
 func TestPruneWhileABuildRunsWaitsAndNeverBreaksIt(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	// something for the prune to remove
-	s.mustKiln("build", "--progress", "plain", gcContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo old > /old\n"}))
-	ctx := gcContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo start && sleep 3 && echo ok > /ok\n"})
-	build := exec.Command(kilnBin, "--root", s.root, "build", "--progress", "plain", "-t", "sleepy:1", ctx)
+	s.MustKiln("build", "--progress", "plain", e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo old > /old\n"}))
+	ctx := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo start && sleep 3 && echo ok > /ok\n"})
+	build := exec.Command(e2etest.Bin(), "--root", s.Root, "build", "--progress", "plain", "-t", "sleepy:1", ctx)
 	var buildOut bytes.Buffer
 	build.Stdout, build.Stderr = &buildOut, &buildOut
 	if err := build.Start(); err != nil {
@@ -345,7 +336,7 @@ func TestPruneWhileABuildRunsWaitsAndNeverBreaksIt(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	start := time.Now()
-	out, errOut, err := s.kiln("prune", "--all", "-f")
+	out, errOut, err := s.Kiln("prune", "--all", "-f")
 	waited := time.Since(start)
 	if err != nil {
 		t.Fatalf("kiln prune: %v\n%s%s", err, out, errOut)
@@ -359,22 +350,22 @@ func TestPruneWhileABuildRunsWaitsAndNeverBreaksIt(t *testing.T) {
 	if !strings.Contains(out, "Deleted build cache objects:") {
 		t.Errorf("prune after the build removed nothing:\n%s", out)
 	}
-	if got := s.mustKiln("run", "--rm", "sleepy:1", "cat", "/ok"); got != "ok\n" {
+	if got := s.MustKiln("run", "--rm", "sleepy:1", "cat", "/ok"); got != "ok\n" {
 		t.Errorf("sleepy:1: %q", got)
 	}
-	s.assertClean()
+	s.AssertClean()
 }
 
 // Builds ending over budget at the same time: a build that finds others
 // at work leaves the collection to them; every build succeeds and the
 // last one collects.
 func TestConcurrentBuildsOverBudgetAllSucceed(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	var cmds []*exec.Cmd
 	var outs []*bytes.Buffer
 	for i := 0; i < 3; i++ {
-		ctx := gcContext(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 3000000 /dev/urandom > /r && sleep %d\n", i)})
-		cmd := exec.Command(kilnBin, "--root", s.root, "build", "--progress", "plain", "--cache-max", "1MB", ctx)
+		ctx := e2etest.TextContext(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 3000000 /dev/urandom > /r && sleep %d\n", i)})
+		cmd := exec.Command(e2etest.Bin(), "--root", s.Root, "build", "--progress", "plain", "--cache-max", "1MB", ctx)
 		cmd.Env = append(os.Environ(), "KILN_DEBUG=1")
 		var b bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &b, &b
@@ -393,40 +384,40 @@ func TestConcurrentBuildsOverBudgetAllSucceed(t *testing.T) {
 	var v struct {
 		Budget struct{ UsedBytes int64 }
 	}
-	json.Unmarshal([]byte(s.mustKiln("df", "-v", "--format", "json")), &v)
+	json.Unmarshal([]byte(s.MustKiln("df", "-v", "--format", "json")), &v)
 	if v.Budget.UsedBytes > 7_000_000 {
 		t.Errorf("after the builds %d bytes of cache: the last build did not collect", v.Budget.UsedBytes)
 	}
-	s.assertClean()
+	s.AssertClean()
 }
 
 // Cache mounts show in df under their id, survive kiln prune, and go with
 // kiln prune --all.
 func TestCacheMountsInDFAndPruneAll(t *testing.T) {
-	s := newStore(t)
-	ctx := gcContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/cache,id=objs head -c 1000000 /dev/urandom > /cache/o && echo built > /out\n"})
-	s.mustKiln("build", "--progress", "plain", "-t", "cm:1", ctx)
-	rows := s.dfRows()
+	s := e2etest.NewStore(t)
+	ctx := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/cache,id=objs head -c 1000000 /dev/urandom > /cache/o && echo built > /out\n"})
+	s.MustKiln("build", "--progress", "plain", "-t", "cm:1", ctx)
+	rows := dfRows(s)
 	if m := rows["Cache Mounts"]; m.TotalCount != "1" || m.SizeBytes < 1_000_000 || m.Active != "0" {
 		t.Errorf("df Cache Mounts: %+v, want one of 1 MB, not in use", m)
 	}
-	if out := s.mustKiln("df", "-v"); !regexp.MustCompile(`(?m)^objs\s+1\.\d+MB`).MatchString(out) {
+	if out := s.MustKiln("df", "-v"); !regexp.MustCompile(`(?m)^objs\s+1\.\d+MB`).MatchString(out) {
 		t.Errorf("df -v does not list the cache mount by its id:\n%s", out)
 	}
-	s.assertDFAddsUp()
-	s.mustKiln("prune", "-f")
-	if rows := s.dfRows(); rows["Cache Mounts"].TotalCount != "1" {
+	assertDFAddsUp(s)
+	s.MustKiln("prune", "-f")
+	if rows := dfRows(s); rows["Cache Mounts"].TotalCount != "1" {
 		t.Errorf("kiln prune removed the cache mount: %+v", rows["Cache Mounts"])
 	}
-	out := s.mustKiln("prune", "--all", "-f")
+	out := s.MustKiln("prune", "--all", "-f")
 	// (named by its directory now: the record that knew its id is gone)
 	if !strings.Contains(out, "cachemount:") || reclaimed(t, out) < 1_000_000 {
 		t.Errorf("kiln prune --all output:\n%s", out)
 	}
-	if rows := s.dfRows(); rows["Cache Mounts"].TotalCount != "0" {
+	if rows := dfRows(s); rows["Cache Mounts"].TotalCount != "0" {
 		t.Errorf("cache mount left after prune --all: %+v", rows["Cache Mounts"])
 	}
-	if got := s.mustKiln("run", "--rm", "cm:1", "cat", "/out"); got != "built\n" {
+	if got := s.MustKiln("run", "--rm", "cm:1", "cat", "/out"); got != "built\n" {
 		t.Errorf("cm:1: %q", got)
 	}
 }

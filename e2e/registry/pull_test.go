@@ -1,4 +1,4 @@
-package main_test
+package registry
 
 import (
 	"archive/tar"
@@ -19,66 +19,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
-// ptEmptyStore is a private kiln root with nothing in it.
-func ptEmptyStore(t *testing.T) *store {
+// imageRows is `kiln images -q` of s (empty when the store has none).
+func imageRows(t *testing.T, s *e2etest.Store) string {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "runc")
-	return &store{t: t, root: filepath.Join(t.TempDir(), "root")}
-}
-
-// ptKilnEnv runs kiln on s with extra environment variables.
-func ptKilnEnv(s *store, env []string, args ...string) (string, string, error) {
-	cmd := exec.Command(kilnBin, append([]string{"--root", s.root}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
-}
-
-// ptPush saves image from s and copies it with skopeo to dest
-// (ADDR/REPO:TAG); extra goes to skopeo (credentials).
-func ptPush(t *testing.T, s *store, image, dest string, extra ...string) {
-	t.Helper()
-	skopeo := testenv.RequireCommand(t, "skopeo")
-	tarPath := filepath.Join(t.TempDir(), "img.tar")
-	s.mustKiln("save", "-o", tarPath, image)
-	tag := "latest"
-	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
-		tag = image[i+1:]
-	}
-	args := append([]string{"copy", "--quiet", "--dest-tls-verify=false"}, extra...)
-	args = append(args, "oci-archive:"+tarPath+":"+tag, "docker://"+dest)
-	if out, err := exec.Command(skopeo, args...).CombinedOutput(); err != nil {
-		t.Fatalf("skopeo copy %s to %s: %v\n%s", image, dest, err, out)
-	}
-}
-
-// ptBlobs lists content/blobs/sha256 of s, temp files included.
-func ptBlobs(t *testing.T, s *store) []string {
-	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(s.root, "content", "blobs", "sha256"))
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
-// ptImages is `kiln images -q` of s (empty when the store has none).
-func ptImages(t *testing.T, s *store) string {
-	t.Helper()
-	out, errOut, err := s.kiln("images")
+	out, errOut, err := s.Kiln("images")
 	if err != nil {
 		t.Fatalf("kiln images: %v\n%s", err, errOut)
 	}
@@ -86,20 +34,15 @@ func ptImages(t *testing.T, s *store) string {
 	return strings.Join(lines[1:], "\n")
 }
 
-func ptWriteDockerfile(t *testing.T, content string) string {
-	t.Helper()
-	return writeContext(t, map[string][]byte{"Dockerfile": []byte(content)})
-}
-
 func TestPullRunAndBuildFromRegistry(t *testing.T) {
-	src := newStore(t)
+	src := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	ref := reg.Ref("library/bb:1")
-	ptPush(t, src, "busybox:latest", ref)
+	e2etest.PushWithSkopeo(t, src, "busybox:latest", ref)
 
 	// kiln pull into an empty store, then run it.
-	s := ptEmptyStore(t)
-	out, errOut, err := s.kiln("pull", ref)
+	s := e2etest.EmptyStore(t)
+	out, errOut, err := s.Kiln("pull", ref)
 	if err != nil {
 		t.Fatalf("kiln pull: %v\n%s", err, errOut)
 	}
@@ -111,65 +54,65 @@ func TestPullRunAndBuildFromRegistry(t *testing.T) {
 			t.Errorf("pull progress lacks %q:\n%s", w, errOut)
 		}
 	}
-	if got := s.mustKiln("run", "--rm", ref, "/bin/sh", "-c", "echo hello from the registry"); got != "hello from the registry\n" {
+	if got := s.MustKiln("run", "--rm", ref, "/bin/sh", "-c", "echo hello from the registry"); got != "hello from the registry\n" {
 		t.Errorf("kiln run printed %q", got)
 	}
 	// The store holds the layers uncompressed: the same image ID as the source.
-	want := src.kilnInspect("busybox:latest")["Id"]
-	info := s.kilnInspect(ref)
+	want := src.Inspect("busybox:latest")["Id"]
+	info := s.Inspect(ref)
 	if info["Id"] != want {
 		t.Errorf("pulled image ID %v, source %v", info["Id"], want)
 	}
-	digests := toStrings(info["RepoDigests"])
+	digests := e2etest.ToStrings(info["RepoDigests"])
 	if len(digests) != 1 || !strings.HasPrefix(digests[0], reg.Addr+"/library/bb@sha256:") {
 		t.Errorf("RepoDigests %v", digests)
 	}
-	if !strings.Contains(s.mustKiln("images", "--digests"), strings.TrimPrefix(digests[0], reg.Addr+"/library/bb@")) {
+	if !strings.Contains(s.MustKiln("images", "--digests"), strings.TrimPrefix(digests[0], reg.Addr+"/library/bb@")) {
 		t.Errorf("images --digests lacks %s", digests[0])
 	}
 	// A second pull fetches nothing.
-	_, errOut, err = s.kiln("pull", ref)
+	_, errOut, err = s.Kiln("pull", ref)
 	if err != nil || !strings.Contains(errOut, "Already exists") || !strings.Contains(errOut, "Status: Image is up to date for "+ref) {
 		t.Errorf("second pull: %v\n%s", err, errOut)
 	}
 	// A name without a tag means :latest, said first, as docker does;
 	// this registry has no :latest.
-	_, errOut, err = s.kiln("pull", reg.Addr+"/library/bb")
+	_, errOut, err = s.Kiln("pull", reg.Addr+"/library/bb")
 	if err == nil || !strings.HasPrefix(errOut, "Using default tag: latest\n") || !strings.Contains(errOut, "bb:latest") {
 		t.Errorf("pull without a tag: %v\n%s", err, errOut)
 	}
 
 	// FROM an image the store lacks pulls it.
-	b := ptEmptyStore(t)
-	dir := ptWriteDockerfile(t, "FROM "+ref+"\nRUN echo built > /built\nCMD [\"cat\", \"/built\"]\n")
-	_, errOut, err = b.kiln("build", "-t", "app:1", dir)
+	b := e2etest.EmptyStore(t)
+	dir := e2etest.DockerfileContext(t, "FROM "+ref+"\nRUN echo built > /built\nCMD [\"cat\", \"/built\"]\n")
+	_, errOut, err = b.Kiln("build", "-t", "app:1", dir)
 	if err != nil {
 		t.Fatalf("kiln build: %v\n%s", err, errOut)
 	}
 	if !strings.Contains(errOut, "Status: Downloaded newer image for "+ref) {
 		t.Errorf("build did not pull:\n%s", errOut)
 	}
-	if got := b.mustKiln("run", "--rm", "app:1"); got != "built\n" {
+	if got := b.MustKiln("run", "--rm", "app:1"); got != "built\n" {
 		t.Errorf("built image printed %q", got)
 	}
-	b.assertClean()
+	b.AssertClean()
 }
 
 func TestPullTLSWithCredentials(t *testing.T) {
-	src := newStore(t)
+	src := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Users: map[string]string{"builder": "pa55word"}})
 	ref := reg.Ref("team/base:1")
-	ptPush(t, src, "busybox:latest", ref, "--dest-creds", "builder:pa55word")
+	e2etest.PushWithSkopeo(t, src, "busybox:latest", ref, "--dest-creds", "builder:pa55word")
 
-	s := ptEmptyStore(t)
+	s := e2etest.EmptyStore(t)
 	good := testenv.DockerConfig(t, reg.Addr, "builder", "pa55word")
 	bad := testenv.DockerConfig(t, reg.Addr, "builder", "wrong")
 	none := t.TempDir()
 
 	// Wrong or no credentials: one clear line, exit 1, nothing written.
 	for _, cfg := range []string{bad, none} {
-		before := ptBlobs(t, s)
-		out, errOut, err := ptKilnEnv(s, []string{"DOCKER_CONFIG=" + cfg, "KILN_REGISTRY_CA=" + reg.CACert}, "pull", ref)
+		before := s.Blobs()
+		out, errOut, err := s.KilnEnv([]string{"DOCKER_CONFIG=" + cfg, "KILN_REGISTRY_CA=" + reg.CACert}, "pull", ref)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Fatalf("pull with bad credentials: %v\n%s%s", err, out, errOut)
@@ -178,39 +121,39 @@ func TestPullTLSWithCredentials(t *testing.T) {
 		if errOut != want || out != "" {
 			t.Errorf("pull with bad credentials printed stdout %q stderr %q, want stderr %q", out, errOut, want)
 		}
-		if after := ptBlobs(t, s); strings.Join(after, ",") != strings.Join(before, ",") {
+		if after := s.Blobs(); strings.Join(after, ",") != strings.Join(before, ",") {
 			t.Errorf("blobs changed by a failed pull: %v → %v", before, after)
 		}
-		if imgs := ptImages(t, s); imgs != "" {
+		if imgs := imageRows(t, s); imgs != "" {
 			t.Errorf("images after a failed pull:\n%s", imgs)
 		}
 	}
 
 	// The CA not trusted: the error says how to trust it.
-	_, errOut, err := ptKilnEnv(s, []string{"DOCKER_CONFIG=" + good}, "pull", ref)
+	_, errOut, err := s.KilnEnv([]string{"DOCKER_CONFIG=" + good}, "pull", ref)
 	if err == nil || !strings.Contains(errOut, "certificate") || !strings.Contains(errOut, "--registry-ca") {
 		t.Errorf("pull without the CA: %v\n%s", err, errOut)
 	}
 
 	// Right credentials, CA by flag.
-	_, errOut, err = ptKilnEnv(s, []string{"DOCKER_CONFIG=" + good}, "--registry-ca", reg.CACert, "pull", ref)
+	_, errOut, err = s.KilnEnv([]string{"DOCKER_CONFIG=" + good}, "--registry-ca", reg.CACert, "pull", ref)
 	if err != nil {
 		t.Fatalf("pull: %v\n%s", err, errOut)
 	}
-	if got := s.mustKiln("run", "--rm", ref, "/bin/sh", "-c", "echo ok"); got != "ok\n" {
+	if got := s.MustKiln("run", "--rm", ref, "/bin/sh", "-c", "echo ok"); got != "ok\n" {
 		t.Errorf("kiln run printed %q", got)
 	}
 	// ... and by SSL_CERT_FILE (Go's own), in a fresh store.
-	s2 := ptEmptyStore(t)
-	if _, errOut, err := ptKilnEnv(s2, []string{"DOCKER_CONFIG=" + good, "SSL_CERT_FILE=" + reg.CACert}, "pull", ref); err != nil {
+	s2 := e2etest.EmptyStore(t)
+	if _, errOut, err := s2.KilnEnv([]string{"DOCKER_CONFIG=" + good, "SSL_CERT_FILE=" + reg.CACert}, "pull", ref); err != nil {
 		t.Fatalf("pull with SSL_CERT_FILE: %v\n%s", err, errOut)
 	}
 }
 
 func TestPullMultiArchIndexPicksHostPlatform(t *testing.T) {
-	src := newStore(t)
+	src := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	ptPush(t, src, "busybox:latest", reg.Ref("bb:1"))
+	e2etest.PushWithSkopeo(t, src, "busybox:latest", reg.Ref("bb:1"))
 
 	// The host's platform: the busybox image; the other: one small layer.
 	bbRef, err := name.ParseReference(reg.Ref("bb:1"))
@@ -226,7 +169,7 @@ func TestPullMultiArchIndexPicksHostPlatform(t *testing.T) {
 		otherArch = "amd64"
 	}
 	var layerTar bytes.Buffer
-	layerTar.Write(ptTar(t, "other-platform", "not for this machine\n"))
+	layerTar.Write(oneFileTar(t, "other-platform", "not for this machine\n"))
 	other, err := mutate.AppendLayers(mutate.MediaType(mutate.ConfigMediaType(empty.Image, types.OCIConfigJSON), types.OCIManifestSchema1),
 		static.NewLayer(layerTar.Bytes(), types.OCIUncompressedLayer))
 	if err != nil {
@@ -249,27 +192,27 @@ func TestPullMultiArchIndexPicksHostPlatform(t *testing.T) {
 	}
 	idxDigest, _ := idx.Digest()
 
-	s := ptEmptyStore(t)
-	s.mustKiln("pull", ref)
-	info := s.kilnInspect(ref)
-	if info["Architecture"] != runtime.GOARCH || info["Id"] != src.kilnInspect("busybox:latest")["Id"] {
+	s := e2etest.EmptyStore(t)
+	s.MustKiln("pull", ref)
+	info := s.Inspect(ref)
+	if info["Architecture"] != runtime.GOARCH || info["Id"] != src.Inspect("busybox:latest")["Id"] {
 		t.Errorf("pulled %v image %v, want the busybox image for %s", info["Architecture"], info["Id"], runtime.GOARCH)
 	}
-	if d := toStrings(info["RepoDigests"]); len(d) != 1 || d[0] != reg.Addr+"/multi@"+idxDigest.String() {
+	if d := e2etest.ToStrings(info["RepoDigests"]); len(d) != 1 || d[0] != reg.Addr+"/multi@"+idxDigest.String() {
 		t.Errorf("RepoDigests %v, want the index digest %s", d, idxDigest)
 	}
-	if got := s.mustKiln("run", "--rm", ref, "/bin/sh", "-c", "echo right platform"); got != "right platform\n" {
+	if got := s.MustKiln("run", "--rm", ref, "/bin/sh", "-c", "echo right platform"); got != "right platform\n" {
 		t.Errorf("kiln run printed %q", got)
 	}
 
 	// A platform the index lacks: a clear error naming what it has.
-	_, errOut, err := s.kiln("pull", "--platform", "linux/s390x", ref)
+	_, errOut, err := s.Kiln("pull", "--platform", "linux/s390x", ref)
 	if err == nil || !strings.Contains(errOut, "no image for linux/s390x") || !strings.Contains(errOut, "linux/"+otherArch) {
 		t.Errorf("pull for s390x: %v\n%s", err, errOut)
 	}
 }
 
-func ptTar(t *testing.T, name, body string) []byte {
+func oneFileTar(t *testing.T, name, body string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -285,16 +228,16 @@ func TestPullInterruptedByRegistryKillThenRetried(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pushes and pulls a 200 MB layer; skipped with -short")
 	}
-	src := newStore(t)
+	src := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	const bigSize = 200_000_000
-	dir := ptWriteDockerfile(t, "FROM busybox\nRUN head -c 200000000 /dev/urandom > /big\n")
-	src.mustKiln("build", "-t", "big:1", dir)
+	dir := e2etest.DockerfileContext(t, "FROM busybox\nRUN head -c 200000000 /dev/urandom > /big\n")
+	src.MustKiln("build", "-t", "big:1", dir)
 	ref := reg.Ref("big:1")
-	ptPush(t, src, "big:1", ref)
+	e2etest.PushWithSkopeo(t, src, "big:1", ref)
 	var bigDiffID string
-	if rootfs, ok := src.kilnInspect("big:1")["RootFS"].(map[string]any); ok {
-		ids := toStrings(rootfs["Layers"])
+	if rootfs, ok := src.Inspect("big:1")["RootFS"].(map[string]any); ok {
+		ids := e2etest.ToStrings(rootfs["Layers"])
 		if len(ids) > 0 {
 			bigDiffID = strings.TrimPrefix(ids[len(ids)-1], "sha256:")
 		}
@@ -303,21 +246,21 @@ func TestPullInterruptedByRegistryKillThenRetried(t *testing.T) {
 		t.Fatal("no diff_ids in kiln inspect")
 	}
 
-	s := ptEmptyStore(t)
+	s := e2etest.EmptyStore(t)
 	checkNothingPartial := func(what string) {
 		t.Helper()
-		for _, f := range ptBlobs(t, s) {
+		for _, f := range s.Blobs() {
 			if strings.HasPrefix(f, ".tmp-") || f == bigDiffID {
 				t.Errorf("partial blob left visible after %s: %s", what, f)
 			}
 		}
-		if imgs := ptImages(t, s); imgs != "" {
+		if imgs := imageRows(t, s); imgs != "" {
 			t.Errorf("images after %s:\n%s", what, imgs)
 		}
 	}
 
 	// Ctrl-C mid-transfer.
-	stderr, err := ptPullInterrupted(t, s, ref, nil)
+	stderr, err := pullInterrupted(t, s, ref, nil)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.HasSuffix(stderr, "ERROR: interrupted\n") {
 		t.Fatalf("pull interrupted by SIGINT: want exit 1 and ERROR: interrupted, got %v\n%s", err, stderr)
@@ -325,7 +268,7 @@ func TestPullInterruptedByRegistryKillThenRetried(t *testing.T) {
 	checkNothingPartial("SIGINT")
 
 	// The registry killed mid-transfer.
-	stderr, err = ptPullInterrupted(t, s, ref, reg.Kill)
+	stderr, err = pullInterrupted(t, s, ref, reg.Kill)
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("interrupted pull: want exit 1, got %v\n%s", err, stderr)
 	}
@@ -339,22 +282,22 @@ func TestPullInterruptedByRegistryKillThenRetried(t *testing.T) {
 	// Back up: the retry completes.
 	reg.Restart(t)
 	start := time.Now()
-	_, errOut, err := s.kiln("pull", ref)
+	_, errOut, err := s.Kiln("pull", ref)
 	if err != nil {
 		t.Fatalf("retried pull: %v\n%s", err, errOut)
 	}
 	t.Logf("retried pull (%.1fs):\n%s", time.Since(start).Seconds(), errOut)
-	if got := s.mustKiln("run", "--rm", ref, "sh", "-c", "wc -c < /big"); strings.TrimSpace(got) != "200000000" {
+	if got := s.MustKiln("run", "--rm", ref, "sh", "-c", "wc -c < /big"); strings.TrimSpace(got) != "200000000" {
 		t.Errorf("/big has %q bytes, want %d", got, bigSize)
 	}
 }
 
-// ptPullInterrupted starts `kiln pull ref` on s and, once more than 8 MB
+// pullInterrupted starts `kiln pull ref` on s and, once more than 8 MB
 // of a layer have arrived in a temp blob, calls interrupt (nil: SIGINT to
 // kiln). It returns kiln's stderr and exit error.
-func ptPullInterrupted(t *testing.T, s *store, ref string, interrupt func()) (string, error) {
+func pullInterrupted(t *testing.T, s *e2etest.Store, ref string, interrupt func()) (string, error) {
 	t.Helper()
-	cmd := exec.Command(kilnBin, "--root", s.root, "pull", ref)
+	cmd := exec.Command(e2etest.Bin(), "--root", s.Root, "pull", ref)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -365,7 +308,7 @@ func ptPullInterrupted(t *testing.T, s *store, ref string, interrupt func()) (st
 	if interrupt == nil {
 		interrupt = func() { cmd.Process.Signal(os.Interrupt) }
 	}
-	blobs := filepath.Join(s.root, "content", "blobs", "sha256")
+	blobs := filepath.Join(s.Root, "content", "blobs", "sha256")
 	deadline := time.After(2 * time.Minute)
 	for {
 		select {
@@ -393,30 +336,30 @@ func ptPullInterrupted(t *testing.T, s *store, ref string, interrupt func()) (st
 }
 
 func TestBuildPullReResolvesTag(t *testing.T) {
-	src := newStore(t)
+	src := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	ref := reg.Ref("base:latest")
-	ptPush(t, src, "busybox:latest", ref) // v1: plain busybox
-	v2 := ptWriteDockerfile(t, "FROM busybox\nRUN echo v2 > /version\n")
-	src.mustKiln("build", "-t", "base:v2", v2)
+	e2etest.PushWithSkopeo(t, src, "busybox:latest", ref) // v1: plain busybox
+	v2 := e2etest.DockerfileContext(t, "FROM busybox\nRUN echo v2 > /version\n")
+	src.MustKiln("build", "-t", "base:v2", v2)
 
-	b := ptEmptyStore(t)
-	dir := ptWriteDockerfile(t, "FROM "+ref+"\nRUN echo built\n")
+	b := e2etest.EmptyStore(t)
+	dir := e2etest.DockerfileContext(t, "FROM "+ref+"\nRUN echo built\n")
 	version := func(image string) string {
 		t.Helper()
-		return strings.TrimSpace(b.mustKiln("run", "--rm", image, "sh", "-c", "cat /version 2>/dev/null || echo v1"))
+		return strings.TrimSpace(b.MustKiln("run", "--rm", image, "sh", "-c", "cat /version 2>/dev/null || echo v1"))
 	}
-	b.mustKiln("build", "-t", "out:1", dir)
+	b.MustKiln("build", "-t", "out:1", dir)
 	if v := version("out:1"); v != "v1" {
 		t.Fatalf("first build on %s", v)
 	}
 
-	ptPush(t, src, "base:v2", ref) // :latest moves to v2
-	b.mustKiln("build", "-t", "out:2", dir)
+	e2etest.PushWithSkopeo(t, src, "base:v2", ref) // :latest moves to v2
+	b.MustKiln("build", "-t", "out:2", dir)
 	if v := version("out:2"); v != "v1" {
 		t.Errorf("without --pull the build used %s, want the stored v1", v)
 	}
-	_, errOut, err := b.kiln("build", "--pull", "-t", "out:3", dir)
+	_, errOut, err := b.Kiln("build", "--pull", "-t", "out:3", dir)
 	if err != nil {
 		t.Fatalf("build --pull: %v\n%s", err, errOut)
 	}
@@ -427,9 +370,9 @@ func TestBuildPullReResolvesTag(t *testing.T) {
 		t.Errorf("build --pull progress:\n%s", errOut)
 	}
 	// --pull of an image that never came from a registry keeps the local one.
-	local := ptWriteDockerfile(t, "FROM out:1\nRUN true\n")
-	if _, errOut, err := b.kiln("build", "--pull", "-t", "out:4", local); err != nil || !strings.Contains(errOut, "WARNING: --pull") {
+	local := e2etest.DockerfileContext(t, "FROM out:1\nRUN true\n")
+	if _, errOut, err := b.Kiln("build", "--pull", "-t", "out:4", local); err != nil || !strings.Contains(errOut, "WARNING: --pull") {
 		t.Errorf("build --pull FROM a local image: %v\n%s", err, errOut)
 	}
-	b.assertClean()
+	b.AssertClean()
 }

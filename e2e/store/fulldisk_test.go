@@ -1,4 +1,4 @@
-package main_test
+package store
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -27,20 +28,20 @@ import (
 // pull keeps the layers it fetched whole; they must be exactly those
 // layers, verified, and `kiln image prune` must give their space back.
 func TestFullDiskFailsOnceAndLeavesTheStoreConsistent(t *testing.T) {
-	s := newStore(t) // for the busybox tar and the checks; the root moves to the tmpfs
+	s := e2etest.NewStore(t) // for the busybox tar and the checks; the root moves to the tmpfs
 
 	// The image to load and pull: busybox, then a 20 MB layer and a 48 MB
 	// one (random data, which no compression shrinks). It is built on an
 	// ordinary store before the tmpfs exists.
-	fat := newStore(t)
-	fat.mustKiln("build", "-t", "fat:1", contextDir(t, "FROM busybox\nRUN head -c 20971520 /dev/urandom > /a\nRUN head -c 50331648 /dev/urandom > /b\n", map[string][]byte{}))
+	fat := e2etest.NewStore(t)
+	fat.MustKiln("build", "-t", "fat:1", e2etest.ContextDir(t, "FROM busybox\nRUN head -c 20971520 /dev/urandom > /a\nRUN head -c 50331648 /dev/urandom > /b\n", map[string][]byte{}))
 	fatTar := filepath.Join(t.TempDir(), "fat.tar")
-	fat.mustKiln("save", "-o", fatTar, "fat:1")
+	fat.MustKiln("save", "-o", fatTar, "fat:1")
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	fatRef := reg.Ref("full/fat:1")
-	ptPush(t, fat, "fat:1", fatRef)
+	e2etest.PushWithSkopeo(t, fat, "fat:1", fatRef)
 	var fatInfo []struct{ RootFS struct{ Layers []string } }
-	mustJSON(t, fat.mustKiln("inspect", "fat:1"), &fatInfo)
+	mustJSON(t, fat.MustKiln("inspect", "fat:1"), &fatInfo)
 	fatLayers := map[string]bool{}
 	for _, d := range fatInfo[0].RootFS.Layers {
 		fatLayers[strings.TrimPrefix(d, "sha256:")] = true
@@ -52,12 +53,12 @@ func TestFullDiskFailsOnceAndLeavesTheStoreConsistent(t *testing.T) {
 
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=64m,mode=0700"); err != nil {
-		fullDiskMissing(t, "cannot mount a tmpfs: %v", err)
+		missing(t, "cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
-	s.root = filepath.Join(mnt, "root")
-	s.mustKiln("import", testenv.BusyboxTar(t), "busybox:latest")
-	s.mustKiln("build", "-t", "before:1", contextDir(t, "FROM busybox\nRUN echo before > /id\n", map[string][]byte{}))
+	s.Root = filepath.Join(mnt, "root")
+	s.MustKiln("import", testenv.BusyboxTar(t), "busybox:latest")
+	s.MustKiln("build", "-t", "before:1", e2etest.ContextDir(t, "FROM busybox\nRUN echo before > /id\n", map[string][]byte{}))
 	free := func() int64 {
 		var st unix.Statfs_t
 		if err := unix.Statfs(mnt, &st); err != nil {
@@ -89,9 +90,9 @@ func TestFullDiskFailsOnceAndLeavesTheStoreConsistent(t *testing.T) {
 		// fetched before the disk filled)
 		keeps func(line string) bool
 	}{
-		{"a RUN writing 100 MB", build(contextDir(t, "FROM busybox\nRUN dd if=/dev/zero of=/big bs=1M count=100\n", map[string][]byte{})),
+		{"a RUN writing 100 MB", build(e2etest.ContextDir(t, "FROM busybox\nRUN dd if=/dev/zero of=/big bs=1M count=100\n", map[string][]byte{})),
 			"ERROR: Dockerfile:2: RUN dd", "full", nil},
-		{"a layer that fits but its commit does not", build(contextDir(t, "FROM busybox\nRUN head -c 37748736 /dev/urandom > /big\n", map[string][]byte{})),
+		{"a layer that fits but its commit does not", build(e2etest.ContextDir(t, "FROM busybox\nRUN head -c 37748736 /dev/urandom > /big\n", map[string][]byte{})),
 			"ERROR: Dockerfile:2: RUN head", "full", nil},
 		{"a COPY of 100 MB", build(bigCtx), "ERROR: Dockerfile:2: COPY big /big", "full", nil},
 		// The archive holds the layers in order: the error names the
@@ -105,19 +106,19 @@ func TestFullDiskFailsOnceAndLeavesTheStoreConsistent(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s.t = t
-			filesBefore := storeFiles(t, s.root)
-			_, stderr, err := s.kiln(tc.args...)
+			s.T = t
+			filesBefore := storeFiles(t, s.Root)
+			_, stderr, err := s.Kiln(tc.args...)
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("want exit 1, got %v\n%s", err, stderr)
 			}
-			fullDiskSaysNoSpaceOnce(t, stderr, tc.error)
+			saysNoSpaceOnce(t, stderr, tc.error)
 
-			s.assertClean()
-			s.assertDoctorClean()
+			s.AssertClean()
+			s.AssertDoctorClean()
 			var kept []string
-			for _, l := range diffLists(filesBefore, storeFiles(t, s.root)) {
+			for _, l := range diffLists(filesBefore, storeFiles(t, s.Root)) {
 				if tc.keeps != nil && tc.keeps(l) {
 					kept = append(kept, l)
 				} else {
@@ -126,28 +127,28 @@ func TestFullDiskFailsOnceAndLeavesTheStoreConsistent(t *testing.T) {
 			}
 			if len(kept) > 0 {
 				t.Logf("kept whole layers for a retry:\n%s", strings.Join(kept, "\n"))
-				s.mustKiln("image", "prune", "-f")
-				if d := diffLists(filesBefore, storeFiles(t, s.root)); len(d) > 0 {
+				s.MustKiln("image", "prune", "-f")
+				if d := diffLists(filesBefore, storeFiles(t, s.Root)); len(d) > 0 {
 					t.Errorf("kiln image prune left the store changed:\n%s", strings.Join(d, "\n"))
 				}
 			}
 			if got := free(); got < freeBefore-(1<<20) {
 				t.Errorf("the failed command kept %d kB of the store's space", (freeBefore-got)>>10)
 			}
-			s.assertImagesWork(map[string]string{"before:1": "before"})
-			if out, _, _ := s.kiln("images", "-q", tc.tag); out != "" {
+			assertImagesWork(s, map[string]string{"before:1": "before"})
+			if out, _, _ := s.Kiln("images", "-q", tc.tag); out != "" {
 				t.Errorf("%s is tagged after the failure: %s", tc.tag, out)
 			}
 		})
 	}
 }
 
-// fullDiskSaysNoSpaceOnce checks the stderr of a command that filled the
+// saysNoSpaceOnce checks the stderr of a command that filled the
 // disk: it ends with one error, starting with want, that says "no space
 // left on device" once; the whole of stderr says it at most twice (the
 // progress may show a RUN's own output as it ran, which the error then
 // quotes), never once per file, layer or retry.
-func fullDiskSaysNoSpaceOnce(t *testing.T, stderr, want string) {
+func saysNoSpaceOnce(t *testing.T, stderr, want string) {
 	t.Helper()
 	const enospc = "no space left on device"
 	i := strings.LastIndex(stderr, "ERROR: ")
@@ -170,10 +171,10 @@ func fullDiskSaysNoSpaceOnce(t *testing.T, stderr, want string) {
 	}
 }
 
-// fullDiskMissing reports a requirement the test cannot do without: a
+// missing reports a requirement the test cannot do without: a
 // skip, but a failure under CI=true (as internal/testenv's Require*
 // helpers do), so CI cannot pass by skipping.
-func fullDiskMissing(t *testing.T, format string, args ...any) {
+func missing(t *testing.T, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("requirement not met (CI=true): "+format, args...)

@@ -1,4 +1,4 @@
-package main_test
+package registry
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
@@ -19,9 +20,9 @@ import (
 // runs no container and gets the same image digest.
 func TestSecondMachineBuildsFromCacheWithoutRunningAnything(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	seed := newStore(t)
+	seed := e2etest.NewStore(t)
 	base := reg.Ref("library/busybox:latest")
-	ptPush(t, seed, "busybox:latest", base)
+	e2etest.PushWithSkopeo(t, seed, "busybox:latest", base)
 
 	cacheDir := filepath.Join(t.TempDir(), "cache")
 	for _, tc := range []struct{ name, to, from string }{
@@ -44,8 +45,8 @@ func secondMachine(t *testing.T, base, cacheTo, cacheFrom string) {
 	}
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
 
-	a := ptEmptyStore(t)
-	if _, stderr, err := ptKilnEnv(a, env, "build", "-t", "app:1", "--cache-to", cacheTo, ctxA); err != nil {
+	a := e2etest.EmptyStore(t)
+	if _, stderr, err := a.KilnEnv(env, "build", "-t", "app:1", "--cache-to", cacheTo, ctxA); err != nil {
 		t.Fatalf("machine A: %v\n%s", err, stderr)
 	}
 
@@ -61,8 +62,8 @@ func secondMachine(t *testing.T, base, cacheTo, cacheFrom string) {
 		}
 		return nil
 	})
-	b := ptEmptyStore(t)
-	_, stderr, err := ptKilnEnv(b, env, "build", "--progress", "plain", "-t", "app:1", "--cache-from", cacheFrom, ctxB)
+	b := e2etest.EmptyStore(t)
+	_, stderr, err := b.KilnEnv(env, "build", "--progress", "plain", "-t", "app:1", "--cache-from", cacheFrom, ctxB)
 	if err != nil {
 		t.Fatalf("machine B: %v\n%s", err, stderr)
 	}
@@ -87,7 +88,7 @@ func secondMachine(t *testing.T, base, cacheTo, cacheFrom string) {
 
 	// one changed source re-runs exactly its dependents
 	os.WriteFile(filepath.Join(ctxB, "src", "b.txt"), []byte("beta, changed\n"), 0o644)
-	_, stderr, err = ptKilnEnv(b, env, "build", "--progress", "plain", "-t", "app:1", "--cache-from", cacheFrom, ctxB)
+	_, stderr, err = b.KilnEnv(env, "build", "--progress", "plain", "-t", "app:1", "--cache-from", cacheFrom, ctxB)
 	if err != nil {
 		t.Fatalf("machine B rebuild: %v\n%s", err, stderr)
 	}
@@ -101,7 +102,7 @@ func secondMachine(t *testing.T, base, cacheTo, cacheFrom string) {
 	if strings.Join(ran, "\n") != strings.Join(want, "\n") {
 		t.Errorf("after one change B ran:\n%s\nwant:\n%s", strings.Join(ran, "\n"), strings.Join(want, "\n"))
 	}
-	if got := b.mustKiln("run", "app:1", "cat", "/joined", "/size"); got != "alpha\nbeta, changed\n20 /joined\n" {
+	if got := b.MustKiln("run", "app:1", "cat", "/joined", "/size"); got != "alpha\nbeta, changed\n20 /joined\n" {
 		t.Errorf("rebuilt image holds %q", got)
 	}
 }
@@ -110,9 +111,9 @@ type journalStep struct{ Name, State string }
 
 // lastJournalSteps reads the steps of s's newest build journal
 // (builds/<id>/build.json; ids sort by start time).
-func lastJournalSteps(t *testing.T, s *store) []journalStep {
+func lastJournalSteps(t *testing.T, s *e2etest.Store) []journalStep {
 	t.Helper()
-	dirs, _ := filepath.Glob(filepath.Join(s.root, "builds", "*", "build.json"))
+	dirs, _ := filepath.Glob(filepath.Join(s.Root, "builds", "*", "build.json"))
 	if len(dirs) == 0 {
 		t.Fatal("no build journal in the store")
 	}
@@ -128,10 +129,10 @@ func lastJournalSteps(t *testing.T, s *store) []journalStep {
 	return j.Steps
 }
 
-func manifestDigest(t *testing.T, s *store) string {
+func manifestDigest(t *testing.T, s *e2etest.Store) string {
 	t.Helper()
 	var insp []struct{ ManifestDigest string }
-	if err := json.Unmarshal([]byte(s.mustKiln("inspect", "app:1")), &insp); err != nil || len(insp) != 1 {
+	if err := json.Unmarshal([]byte(s.MustKiln("inspect", "app:1")), &insp); err != nil || len(insp) != 1 {
 		t.Fatalf("inspect: %v", err)
 	}
 	return insp[0].ManifestDigest

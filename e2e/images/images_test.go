@@ -1,4 +1,4 @@
-package main_test
+package images
 
 import (
 	"encoding/json"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
@@ -29,12 +30,12 @@ const (
 // prefix: a base image; app built, then rebuilt with a change under the
 // same tags (v1 becomes <none>:<none>); v2 tagged once more as other/x:y;
 // and lib. It returns the image IDs by role.
-func imagesScenario(t *testing.T, prefix string) (*store, map[string]string) {
+func imagesScenario(t *testing.T, prefix string) (*e2etest.Store, map[string]string) {
 	t.Helper()
-	s := ptEmptyStore(t)
+	s := e2etest.EmptyStore(t)
 	run := func(epoch int, args ...string) string {
 		t.Helper()
-		out, errOut, err := ptKilnEnv(s, []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch)}, args...)
+		out, errOut, err := s.KilnEnv([]string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch)}, args...)
 		if err != nil {
 			t.Fatalf("kiln %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
 		}
@@ -43,7 +44,7 @@ func imagesScenario(t *testing.T, prefix string) (*store, map[string]string) {
 	ids := map[string]string{}
 	ids["base"] = strings.TrimSpace(run(epochBase, "import", testenv.BusyboxTar(t), prefix+"base:1"))
 	build := func(epoch int, label string, tags ...string) string {
-		dir := contextDir(t, fmt.Sprintf("FROM %sbase:1\nLABEL k=%s\nRUN echo %s > /id\n", prefix, label, label), map[string][]byte{})
+		dir := e2etest.ContextDir(t, fmt.Sprintf("FROM %sbase:1\nLABEL k=%s\nRUN echo %s > /id\n", prefix, label, label), map[string][]byte{})
 		iid := filepath.Join(t.TempDir(), "iid")
 		args := []string{"build", "--iidfile", iid}
 		for _, tag := range tags {
@@ -58,7 +59,7 @@ func imagesScenario(t *testing.T, prefix string) (*store, map[string]string) {
 	}
 	ids["v1"] = build(epochV1, "v1", prefix+"app:1", prefix+"app:latest")
 	ids["v2"] = build(epochV2, "v2", prefix+"app:1", prefix+"app:latest")
-	s.mustKiln("tag", prefix+"app:1", prefix+"other/x:y")
+	s.MustKiln("tag", prefix+"app:1", prefix+"other/x:y")
 	ids["lib"] = build(epochLib, "lib", prefix+"lib:1")
 	return s, ids
 }
@@ -71,7 +72,7 @@ func TestImagesListLikeDocker(t *testing.T) {
 	ago := func(epoch int64) string { return units.HumanDuration(time.Since(time.Unix(epoch, 0))) + " ago" }
 	images := func(args ...string) string {
 		t.Helper()
-		return s.mustKiln(append([]string{"images"}, args...)...)
+		return s.MustKiln(append([]string{"images"}, args...)...)
 	}
 	// withoutSize drops the last column: SIZE depends on tar sizes.
 	lastField := regexp.MustCompile(`(?m)\s+\S+$`)
@@ -173,29 +174,29 @@ func TestImagesListLikeDocker(t *testing.T) {
 		{[]string{"--format", "{{.Nope}}"}, "template parsing error"},
 		{[]string{"--format", "{{.ID"}, "template parsing error"},
 	} {
-		if _, stderr, err := s.kiln(append([]string{"images"}, tc.args...)...); err == nil || !strings.Contains(stderr, tc.want) {
+		if _, stderr, err := s.Kiln(append([]string{"images"}, tc.args...)...); err == nil || !strings.Contains(stderr, tc.want) {
 			t.Errorf("images %v: %v, stderr lacks %q:\n%s", tc.args, err, tc.want, stderr)
 		}
 	}
 
 	// The seeds' idiom: remove every dangling image by ID.
 	dangling := strings.Fields(images("-q", "--filter", "dangling=true"))
-	if out := s.mustKiln(append([]string{"rmi"}, dangling...)...); out != "Deleted: "+ids["v1"]+"\n" {
+	if out := s.MustKiln(append([]string{"rmi"}, dangling...)...); out != "Deleted: "+ids["v1"]+"\n" {
 		t.Errorf("rmi of the dangling image printed %q", out)
 	}
 	if strings.Contains(images(), "<none>") {
 		t.Errorf("still a <none> image:\n%s", images())
 	}
-	s.assertDoctorClean()
+	s.AssertDoctorClean()
 }
 
 func TestRmiLikeDocker(t *testing.T) {
-	s := ptEmptyStore(t)
+	s := e2etest.EmptyStore(t)
 	// Nineteen images: of the seventeen left when the ambiguity is tried,
 	// two IDs must share their first hex digit.
 	var ids []string
 	for i := 0; i < 19; i++ {
-		out, errOut, err := ptKilnEnv(s, []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epochBase+i)}, "import", testenv.BusyboxTar(t), fmt.Sprintf("img%d:1", i))
+		out, errOut, err := s.KilnEnv([]string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epochBase+i)}, "import", testenv.BusyboxTar(t), fmt.Sprintf("img%d:1", i))
 		if err != nil {
 			t.Fatalf("import: %v\n%s", err, errOut)
 		}
@@ -218,7 +219,7 @@ func TestRmiLikeDocker(t *testing.T) {
 	}
 	fail := func(want []string, args ...string) string {
 		t.Helper()
-		out, stderr, err := s.kiln(append([]string{"rmi"}, args...)...)
+		out, stderr, err := s.Kiln(append([]string{"rmi"}, args...)...)
 		if err == nil {
 			t.Errorf("rmi %v succeeded:\n%s", args, out)
 		}
@@ -231,19 +232,19 @@ func TestRmiLikeDocker(t *testing.T) {
 	}
 
 	// A name untags; the last name deletes the image (its ID: the config digest).
-	s.mustKiln("tag", "img0:1", "other:2")
-	if out := s.mustKiln("rmi", "img0:1"); out != "Untagged: img0:1\n" {
+	s.MustKiln("tag", "img0:1", "other:2")
+	if out := s.MustKiln("rmi", "img0:1"); out != "Untagged: img0:1\n" {
 		t.Errorf("rmi of one of two names: %q", out)
 	}
-	if out := s.mustKiln("rmi", "other:2"); out != "Untagged: other:2\nDeleted: "+ids[0]+"\n" {
+	if out := s.MustKiln("rmi", "other:2"); out != "Untagged: other:2\nDeleted: "+ids[0]+"\n" {
 		t.Errorf("rmi of the last name: %q", out)
 	}
 
 	// An ID with several names: refused, naming them, unless -f.
-	s.mustKiln("tag", "img1:1", "img1:extra")
+	s.MustKiln("tag", "img1:1", "img1:extra")
 	p := uniquePrefix(1)
 	fail([]string{"conflict: unable to delete " + short(ids[1]) + " (must be forced)", "img1:1", "img1:extra"}, p)
-	if out := s.mustKiln("rmi", "-f", p); out != "Untagged: img1:1\nUntagged: img1:extra\nDeleted: "+ids[1]+"\n" {
+	if out := s.MustKiln("rmi", "-f", p); out != "Untagged: img1:1\nUntagged: img1:extra\nDeleted: "+ids[1]+"\n" {
 		t.Errorf("rmi -f %s: %q", p, out)
 	}
 
@@ -273,7 +274,7 @@ func TestRmiLikeDocker(t *testing.T) {
 	// By ID with one name (short, full hex, sha256:...): untag and delete.
 	for _, i := range []int{2, 3, 4} {
 		ref := map[int]string{2: uniquePrefix(2), 3: strings.TrimPrefix(ids[3], "sha256:"), 4: ids[4]}[i]
-		if out := s.mustKiln("rmi", ref); out != fmt.Sprintf("Untagged: img%d:1\nDeleted: %s\n", i, ids[i]) {
+		if out := s.MustKiln("rmi", ref); out != fmt.Sprintf("Untagged: img%d:1\nDeleted: %s\n", i, ids[i]) {
 			t.Errorf("rmi %s: %q", ref, out)
 		}
 	}
@@ -283,11 +284,11 @@ func TestRmiLikeDocker(t *testing.T) {
 	if out != "Untagged: img5:1\nDeleted: "+ids[5]+"\n" {
 		t.Errorf("rmi nope img5:1 printed %q", out)
 	}
-	left := strings.Fields(s.mustKiln("images", "-q"))
+	left := strings.Fields(s.MustKiln("images", "-q"))
 	if len(left) != 13 {
 		t.Errorf("%d images left, want 13: %v", len(left), left)
 	}
-	s.assertDoctorClean()
+	s.AssertDoctorClean()
 }
 
 // TestImagesOutputMatchesDocker loads kiln's images into a real dockerd
@@ -300,9 +301,9 @@ func TestImagesOutputMatchesDocker(t *testing.T) {
 	d := testenv.SharedDockerd(t)
 	dir := t.TempDir()
 	v1tar := filepath.Join(dir, "v1.tar")
-	s.mustKiln("save", "-o", v1tar, ids["v1"]) // dangling: no name in the tar
+	s.MustKiln("save", "-o", v1tar, ids["v1"]) // dangling: no name in the tar
 	all := filepath.Join(dir, "all.tar")
-	s.mustKiln("save", "-o", all, "kilncmp/base:1", "kilncmp/app:1", "kilncmp/app:latest", "kilncmp/other/x:y", "kilncmp/lib:1")
+	s.MustKiln("save", "-o", all, "kilncmp/base:1", "kilncmp/app:1", "kilncmp/app:latest", "kilncmp/other/x:y", "kilncmp/lib:1")
 	for _, p := range []string{v1tar, all} {
 		if out, err := d.Docker("load", "-i", p); err != nil {
 			t.Fatalf("docker load: %v\n%s", err, out)
@@ -373,7 +374,7 @@ func TestImagesOutputMatchesDocker(t *testing.T) {
 			t.Errorf("docker images %v: %v", args, err)
 			continue
 		}
-		got := s.mustKiln(append([]string{"images"}, args...)...)
+		got := s.MustKiln(append([]string{"images"}, args...)...)
 		n, w := normalize(got, args), normalize(want, args)
 		if n != w {
 			t.Errorf("images %q differs from docker's:\nkiln:\n%s\ndocker:\n%s", args, got, want)
@@ -383,7 +384,7 @@ func TestImagesOutputMatchesDocker(t *testing.T) {
 		}
 	}
 	// Removing by ID with several names: the same refusal.
-	_, stderr, err := s.kiln("rmi", short(ids["v2"]))
+	_, stderr, err := s.Kiln("rmi", short(ids["v2"]))
 	dockerOut, derr := d.Docker("rmi", short(ids["v2"]))
 	if err == nil || derr == nil || !strings.Contains(stderr, "conflict: unable to delete "+short(ids["v2"])+" (must be forced) - image is referenced in multiple repositories") ||
 		!strings.Contains(derr.Error(), "conflict: unable to delete "+short(ids["v2"])+" (must be forced) - image is referenced in multiple repositories") {

@@ -1,4 +1,4 @@
-package main_test
+package store
 
 import (
 	"archive/tar"
@@ -23,53 +23,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
-
-// tarEntry is one entry of a tar made by tarOf.
-type tarEntry struct {
-	hdr  tar.Header
-	body []byte
-}
-
-func regEntry(name, body string) tarEntry {
-	return tarEntry{tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}, []byte(body)}
-}
-
-func symlinkEntry(name, target string) tarEntry {
-	return tarEntry{hdr: tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: target, Mode: 0o777}}
-}
-
-func hardlinkEntry(name, target string) tarEntry {
-	return tarEntry{hdr: tar.Header{Name: name, Typeflag: tar.TypeLink, Linkname: target, Mode: 0o644}}
-}
-
-func deviceEntry(name string, typ byte, major, minor uint32) tarEntry {
-	return tarEntry{hdr: tar.Header{Name: name, Typeflag: typ, Devmajor: int64(major), Devminor: int64(minor), Mode: 0o666}}
-}
-
-func tarOf(t *testing.T, entries ...tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := e.hdr
-		h.ModTime = time.Unix(0, 0)
-		h.Format = tar.FormatPAX
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // absurdSizeTar is a tar whose only header claims a 1 TB file, with no
 // content after it.
@@ -131,28 +89,19 @@ func imageArchive(t *testing.T, name string, mutate func(files map[string][]byte
 			rest = append(rest, n)
 		}
 	}
-	var entries []tarEntry
+	var entries []e2etest.TarEntry
 	for _, n := range append(order, rest...) {
 		if b, ok := files[n]; ok {
-			entries = append(entries, tarEntry{tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b))}, b})
+			entries = append(entries, e2etest.TarEntry{Hdr: tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b))}, Body: b})
 		}
 	}
-	return tarOf(t, entries...)
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return e2etest.TarOf(t, entries...)
 }
 
 // hostileEnv is a store plus a directory outside it that hostile input
 // aims at; nothing may ever appear or change there.
 type hostileEnv struct {
-	s       *store
+	s       *e2etest.Store
 	outside string // holds secret, and x
 	climb   string // enough "../" to reach / from anywhere in the test's dirs
 	before  string
@@ -164,7 +113,7 @@ const beforeImage = "hostile/before:1"
 
 func newHostileEnv(t *testing.T) *hostileEnv {
 	t.Helper()
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	h := &hostileEnv{s: s, outside: t.TempDir(), climb: strings.Repeat("../", 30)}
 	if err := os.WriteFile(filepath.Join(h.outside, "secret"), []byte("HOST SECRET\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -173,7 +122,7 @@ func newHostileEnv(t *testing.T) *hostileEnv {
 		t.Fatal(err)
 	}
 	h.before = h.outsideState(t)
-	s.mustKiln("build", "-t", beforeImage, contextDir(t, "FROM busybox\nRUN echo before > /id\n", map[string][]byte{}))
+	s.MustKiln("build", "-t", beforeImage, e2etest.ContextDir(t, "FROM busybox\nRUN echo before > /id\n", map[string][]byte{}))
 	return h
 }
 
@@ -183,15 +132,15 @@ func newHostileEnv(t *testing.T) *hostileEnv {
 func (h *hostileEnv) assertNothingLost(t *testing.T) {
 	t.Helper()
 	s := h.s
-	s.t = t
-	if o := s.mustKiln("run", "--rm", "busybox", "echo", "busybox ok"); o != "busybox ok\n" {
+	s.T = t
+	if o := s.MustKiln("run", "--rm", "busybox", "echo", "busybox ok"); o != "busybox ok\n" {
 		t.Errorf("busybox printed %q", o)
 	}
-	if o := s.mustKiln("run", "--rm", beforeImage, "cat", "/id"); o != "before\n" {
+	if o := s.MustKiln("run", "--rm", beforeImage, "cat", "/id"); o != "before\n" {
 		t.Errorf("%s printed %q", beforeImage, o)
 	}
 	p := filepath.Join(t.TempDir(), "before.tar")
-	s.mustKiln("save", "-o", p, "busybox", beforeImage)
+	s.MustKiln("save", "-o", p, "busybox", beforeImage)
 	var tags []string
 	for _, m := range savedManifest(t, p) {
 		tags = append(tags, m.RepoTags...)
@@ -201,8 +150,8 @@ func (h *hostileEnv) assertNothingLost(t *testing.T) {
 		t.Errorf("kiln save of the images tagged before: RepoTags %q, want %q", tags, want)
 	}
 	h.assertOutsideUntouched(t)
-	s.assertClean()
-	s.assertDoctorClean()
+	s.AssertClean()
+	s.AssertDoctorClean()
 }
 
 // savedEntry is one image of a docker-save archive's manifest.json.
@@ -215,7 +164,7 @@ type savedEntry struct {
 func savedManifest(t *testing.T, p string) []savedEntry {
 	t.Helper()
 	var m []savedEntry
-	if err := json.Unmarshal(tarFiles(t, p)["manifest.json"], &m); err != nil || len(m) == 0 {
+	if err := json.Unmarshal(e2etest.TarFiles(t, p)["manifest.json"], &m); err != nil || len(m) == 0 {
 		t.Fatalf("%s: manifest.json: %v %q", p, err, m)
 	}
 	return m
@@ -225,7 +174,7 @@ func savedManifest(t *testing.T, p string) []savedEntry {
 // in a docker-save archive.
 func lastLayerNames(t *testing.T, p string) []string {
 	t.Helper()
-	files := tarFiles(t, p)
+	files := e2etest.TarFiles(t, p)
 	var m []savedEntry
 	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 || len(m[0].Layers) == 0 {
 		t.Fatalf("%s: manifest.json: %v %q", p, err, files["manifest.json"])
@@ -285,9 +234,9 @@ func (h *hostileEnv) assertOutsideUntouched(t *testing.T) {
 // afterwards.
 func (h *hostileEnv) assertUnchangedBy(t *testing.T, fn func()) {
 	t.Helper()
-	before := storeFiles(t, h.s.root)
+	before := storeFiles(t, h.s.Root)
 	fn()
-	if d := diffLists(before, storeFiles(t, h.s.root)); len(d) > 0 {
+	if d := diffLists(before, storeFiles(t, h.s.Root)); len(d) > 0 {
 		if len(d) > 40 {
 			d = append(d[:40], "...")
 		}
@@ -298,7 +247,7 @@ func (h *hostileEnv) assertUnchangedBy(t *testing.T, fn func()) {
 // mustFail runs kiln and requires exit 1 with every want in stderr.
 func (h *hostileEnv) mustFail(t *testing.T, want []string, args ...string) string {
 	t.Helper()
-	out, errOut, err := h.s.kiln(args...)
+	out, errOut, err := h.s.Kiln(args...)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("kiln %s: want exit 1, got %v\n%s%s", strings.Join(args, " "), err, out, errOut)
@@ -322,7 +271,7 @@ func TestHostileLayersViaLoad(t *testing.T) {
 		}
 		return unix.Major(st.Dev), unix.Minor(st.Dev)
 	}
-	diskMajor, diskMinor := devOf(s.root + "/..")
+	diskMajor, diskMinor := devOf(s.Root + "/..")
 
 	cases := []struct {
 		name    string
@@ -334,7 +283,7 @@ func TestHostileLayersViaLoad(t *testing.T) {
 		{
 			name: "../ names",
 			archive: func(n string) []byte {
-				return imageArchive(t, n, nil, tarOf(t, regEntry(h.climb+out[1:]+"/dotdot-evil", "x")))
+				return imageArchive(t, n, nil, e2etest.TarOf(t, e2etest.RegEntry(h.climb+out[1:]+"/dotdot-evil", "x")))
 			},
 			// like docker load, refused on arrival, not on first use
 			loadErr: []string{"layer1/layer.tar", "path escapes the layer root"},
@@ -342,39 +291,39 @@ func TestHostileLayersViaLoad(t *testing.T) {
 		{
 			name: "absolute names",
 			archive: func(n string) []byte {
-				return imageArchive(t, n, nil, tarOf(t, regEntry(out+"/abs-evil", "inside\n")))
+				return imageArchive(t, n, nil, e2etest.TarOf(t, e2etest.RegEntry(out+"/abs-evil", "inside\n")))
 			},
 			run: []string{"cat", out + "/abs-evil"}, want: "inside\n",
 		},
 		{
 			name: "a symlink out, then a file through it",
 			archive: func(n string) []byte {
-				return imageArchive(t, n, nil, tarOf(t,
-					symlinkEntry("link", out), regEntry("link/through-evil", "one\n"),
-					symlinkEntry("rlink", h.climb+out[1:]), regEntry("rlink/through-evil2", "two\n")))
+				return imageArchive(t, n, nil, e2etest.TarOf(t,
+					e2etest.SymlinkEntry("link", out), e2etest.RegEntry("link/through-evil", "one\n"),
+					e2etest.SymlinkEntry("rlink", h.climb+out[1:]), e2etest.RegEntry("rlink/through-evil2", "two\n")))
 			},
 			run: []string{"cat", "/link/through-evil", "/rlink/through-evil2"}, want: "one\ntwo\n",
 		},
 		{
 			name: "a hardlink climbing out",
 			archive: func(n string) []byte {
-				return imageArchive(t, n, nil, tarOf(t, hardlinkEntry("hl", h.climb+out[1:]+"/secret")))
+				return imageArchive(t, n, nil, e2etest.TarOf(t, e2etest.HardlinkEntry("hl", h.climb+out[1:]+"/secret")))
 			},
 			loadErr: []string{"hardlink target", "path escapes the layer root"},
 		},
 		{
 			name: "a hardlink to an absolute host path",
 			archive: func(n string) []byte {
-				return imageArchive(t, n, nil, tarOf(t, hardlinkEntry("hl", out+"/secret")))
+				return imageArchive(t, n, nil, e2etest.TarOf(t, e2etest.HardlinkEntry("hl", out+"/secret")))
 			},
 			loadErr: []string{"hardlink target", "is not an earlier file of this layer"},
 		},
 		{
 			name: "device nodes",
 			archive: func(n string) []byte {
-				return imageArchive(t, n, nil, tarOf(t,
-					deviceEntry("evil-disk", tar.TypeBlock, diskMajor, diskMinor),
-					deviceEntry("evil-mem", tar.TypeChar, 1, 1)))
+				return imageArchive(t, n, nil, e2etest.TarOf(t,
+					e2etest.DeviceEntry("evil-disk", tar.TypeBlock, diskMajor, diskMinor),
+					e2etest.DeviceEntry("evil-mem", tar.TypeChar, 1, 1)))
 			},
 			// Like docker: the nodes exist, the container may not open them.
 			run:  []string{"sh", "-c", "for d in /evil-disk /evil-mem; do head -c 1 $d >/dev/null 2>&1 && echo $d READ || echo $d denied; done"},
@@ -408,15 +357,15 @@ func TestHostileLayersViaLoad(t *testing.T) {
 		{
 			name: "a truncated gzip layer",
 			archive: func(n string) []byte {
-				gz := gzipped(t, tarOf(t, regEntry("f", strings.Repeat("data", 20000))))
-				return imageArchive(t, n, func(files map[string][]byte) { files["layer1/layer.tar"] = gz[:len(gz)/2] }, tarOf(t, regEntry("f", strings.Repeat("data", 20000))))
+				gz := gzipped(t, e2etest.TarOf(t, e2etest.RegEntry("f", strings.Repeat("data", 20000))))
+				return imageArchive(t, n, func(files map[string][]byte) { files["layer1/layer.tar"] = gz[:len(gz)/2] }, e2etest.TarOf(t, e2etest.RegEntry("f", strings.Repeat("data", 20000))))
 			},
 			loadErr: []string{"truncated", "layer1/layer.tar", "unexpected EOF"},
 		},
 		{
 			name: "a corrupted gzip layer",
 			archive: func(n string) []byte {
-				layer := tarOf(t, regEntry("f", string(randomData(7, 64<<10))))
+				layer := e2etest.TarOf(t, e2etest.RegEntry("f", string(randomData(7, 64<<10))))
 				gz := gzipped(t, layer)
 				for i := len(gz) / 2; i < len(gz)/2+64; i++ {
 					gz[i] ^= 0x55
@@ -429,15 +378,15 @@ func TestHostileLayersViaLoad(t *testing.T) {
 			name: "a layer that does not match its diff_id",
 			archive: func(n string) []byte {
 				return imageArchive(t, n, func(files map[string][]byte) {
-					files["layer1/layer.tar"] = tarOf(t, regEntry("f", "not what the config says"))
-				}, tarOf(t, regEntry("f", "the layer")))
+					files["layer1/layer.tar"] = e2etest.TarOf(t, e2etest.RegEntry("f", "not what the config says"))
+				}, e2etest.TarOf(t, e2etest.RegEntry("f", "the layer")))
 			},
 			loadErr: []string{"digest mismatch"},
 		},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s.t = t
+			s.T = t
 			name := fmt.Sprintf("hostile/load%d:1", i)
 			p := filepath.Join(t.TempDir(), "archive.tar")
 			if err := os.WriteFile(p, tc.archive(name), 0o644); err != nil {
@@ -446,31 +395,31 @@ func TestHostileLayersViaLoad(t *testing.T) {
 			if tc.loadErr != nil {
 				h.assertUnchangedBy(t, func() { h.mustFail(t, tc.loadErr, "load", "-i", p) })
 			} else {
-				if o := s.mustKiln("load", "-i", p); !strings.Contains(o, "Loaded image: "+name) {
+				if o := s.MustKiln("load", "-i", p); !strings.Contains(o, "Loaded image: "+name) {
 					t.Errorf("load: %s", o)
 				}
 				// kiln unpacks a layer when it is first used: run it.
-				before := storeFiles(t, s.root)
-				if o := s.mustKiln(append([]string{"run", "--rm", name}, tc.run...)...); o != tc.want {
+				before := storeFiles(t, s.Root)
+				if o := s.MustKiln(append([]string{"run", "--rm", name}, tc.run...)...); o != tc.want {
 					t.Errorf("run printed %q, want %q", o, tc.want)
 				}
 				// Only the layer's new snapshot may have appeared.
-				for _, d := range diffLists(before, storeFiles(t, s.root)) {
+				for _, d := range diffLists(before, storeFiles(t, s.Root)) {
 					if !newSnapshotPath.MatchString(d) {
 						t.Errorf("unpacking the layer changed the store: %s", d)
 					}
 				}
 			}
 			h.assertOutsideUntouched(t)
-			s.assertClean()
+			s.AssertClean()
 		})
 	}
-	s.t = t
-	s.assertDoctorClean()
+	s.T = t
+	s.AssertDoctorClean()
 	// A saved archive whose layer blob was altered (its name no longer
 	// matches): the blob names are checked too.
 	saved := filepath.Join(t.TempDir(), "saved.tar")
-	s.mustKiln("save", "-o", saved, "hostile/load1:1")
+	s.MustKiln("save", "-o", saved, "hostile/load1:1")
 	altered := alterLastLayerBlob(t, saved)
 	h.assertUnchangedBy(t, func() { h.mustFail(t, []string{"digest mismatch"}, "load", "-i", altered) })
 	h.assertNothingLost(t)
@@ -508,12 +457,12 @@ func alterLastLayerBlob(t *testing.T, src string) string {
 	l := append([]byte(nil), files[last]...)
 	l[600] ^= 1 // inside the first entry's content
 	files[last] = l
-	var entries []tarEntry
+	var entries []e2etest.TarEntry
 	for _, h := range headers {
-		entries = append(entries, tarEntry{h, files[h.Name]})
+		entries = append(entries, e2etest.TarEntry{Hdr: h, Body: files[h.Name]})
 	}
 	p := filepath.Join(t.TempDir(), "altered.tar")
-	if err := os.WriteFile(p, tarOf(t, entries...), 0o644); err != nil {
+	if err := os.WriteFile(p, e2etest.TarOf(t, entries...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -525,7 +474,7 @@ func TestHostileArchivesViaADD(t *testing.T) {
 	out := h.outside
 
 	// ADD URL: served on 127.0.0.1; BuildKit never extracts a download.
-	served := tarOf(t, regEntry(h.climb+out[1:]+"/url-evil", "x"))
+	served := e2etest.TarOf(t, e2etest.RegEntry(h.climb+out[1:]+"/url-evil", "x"))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/evil.tar" {
 			http.NotFound(w, r)
@@ -539,7 +488,7 @@ func TestHostileArchivesViaADD(t *testing.T) {
 	corrupted := func() []byte {
 		// The first entry's header is intact (so it is an archive); the
 		// deflate stream is damaged in the middle of the second entry.
-		gz := gzipped(t, tarOf(t, regEntry("a", "a"), regEntry("f", string(randomData(5, 256<<10)))))
+		gz := gzipped(t, e2etest.TarOf(t, e2etest.RegEntry("a", "a"), e2etest.RegEntry("f", string(randomData(5, 256<<10)))))
 		for i := len(gz) / 2; i < len(gz)/2+64; i++ {
 			gz[i] ^= 0x55
 		}
@@ -559,24 +508,24 @@ func TestHostileArchivesViaADD(t *testing.T) {
 		check   string // else this shell command in the image must print want
 		want    string
 	}{
-		{name: "../ names", archive: tarOf(t, regEntry(h.climb+out[1:]+"/add-evil", "x")),
+		{name: "../ names", archive: e2etest.TarOf(t, e2etest.RegEntry(h.climb+out[1:]+"/add-evil", "x")),
 			fail: []string{"Dockerfile:2:", "ADD", "outside of the destination"}},
-		{name: "absolute names", archive: tarOf(t, regEntry(out+"/abs", "inside\n")),
+		{name: "absolute names", archive: e2etest.TarOf(t, e2etest.RegEntry(out+"/abs", "inside\n")),
 			check: "cat /dst" + out + "/abs", want: "inside\n"},
-		{name: "an absolute symlink, then a file through it", archive: tarOf(t, symlinkEntry("link", out), regEntry("link/evil", "inside\n")),
+		{name: "an absolute symlink, then a file through it", archive: e2etest.TarOf(t, e2etest.SymlinkEntry("link", out), e2etest.RegEntry("link/evil", "inside\n")),
 			check: "cat /dst" + out + "/evil; readlink /dst/link", want: "inside\n" + out + "\n"},
-		{name: "a relative symlink climbing out", archive: tarOf(t, symlinkEntry("rlink", h.climb+out[1:]), regEntry("rlink/evil", "x")),
+		{name: "a relative symlink climbing out", archive: e2etest.TarOf(t, e2etest.SymlinkEntry("rlink", h.climb+out[1:]), e2etest.RegEntry("rlink/evil", "x")),
 			fail: []string{"Dockerfile:2:", "outside of the destination"}},
-		{name: "a hardlink climbing out", archive: tarOf(t, hardlinkEntry("hl", h.climb+out[1:]+"/secret")),
+		{name: "a hardlink climbing out", archive: e2etest.TarOf(t, e2etest.HardlinkEntry("hl", h.climb+out[1:]+"/secret")),
 			fail: []string{"Dockerfile:2:", "outside of the destination"}},
-		{name: "a hardlink to an absolute host path", archive: tarOf(t, hardlinkEntry("hl", out+"/secret")),
+		{name: "a hardlink to an absolute host path", archive: e2etest.TarOf(t, e2etest.HardlinkEntry("hl", out+"/secret")),
 			fail: []string{"Dockerfile:2:", "no such file or directory"}},
-		{name: "device nodes", archive: tarOf(t, deviceEntry("mem", tar.TypeChar, 1, 1)),
+		{name: "device nodes", archive: e2etest.TarOf(t, e2etest.DeviceEntry("mem", tar.TypeChar, 1, 1)),
 			check: "head -c 1 /dst/mem >/dev/null 2>&1 && echo READ || echo denied", want: "denied\n"},
 		{name: "an absurd size", archive: absurdSizeTar(t, "huge"),
 			fail: []string{"Dockerfile:2:", "unexpected EOF"}},
 		{name: "a truncated gzip archive", archive: func() []byte {
-			gz := gzipped(t, tarOf(t, regEntry("a", "a"), regEntry("f", string(randomData(3, 256<<10)))))
+			gz := gzipped(t, e2etest.TarOf(t, e2etest.RegEntry("a", "a"), e2etest.RegEntry("f", string(randomData(3, 256<<10)))))
 			return gz[:len(gz)/2]
 		}(), fail: []string{"Dockerfile:2:", "unexpected EOF"}},
 		{name: "a corrupted gzip archive", archive: corrupted,
@@ -592,29 +541,29 @@ func TestHostileArchivesViaADD(t *testing.T) {
 	// What a plain busybox holds (one filesystem; the container's own
 	// mounts are the same in every run).
 	const list = "find / -xdev | sort"
-	base := strings.Split(s.mustKiln("run", "--rm", "busybox", "sh", "-c", list), "\n")
+	base := strings.Split(s.MustKiln("run", "--rm", "busybox", "sh", "-c", list), "\n")
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s.t = t
+			s.T = t
 			add := tc.add
 			if add == "" {
 				add = "ADD evil.tar /dst/"
 			}
-			dir := contextDir(t, "FROM busybox\n"+add+"\n", map[string][]byte{"evil.tar": tc.archive})
+			dir := e2etest.ContextDir(t, "FROM busybox\n"+add+"\n", map[string][]byte{"evil.tar": tc.archive})
 			name := fmt.Sprintf("hostile/add%d:1", i)
 			if tc.fail != nil {
 				h.assertUnchangedBy(t, func() { h.mustFail(t, tc.fail, "build", "-t", name, dir) })
-				if o, _, err := s.kiln("images", "-q", name); err != nil || o != "" {
+				if o, _, err := s.Kiln("images", "-q", name); err != nil || o != "" {
 					t.Errorf("a failed build tagged %s: %v %q", name, err, o)
 				}
 			} else {
-				s.mustKiln("build", "-t", name, dir)
-				if o := s.mustKiln("run", "--rm", name, "sh", "-c", tc.check); o != tc.want {
+				s.MustKiln("build", "-t", name, dir)
+				if o := s.MustKiln("run", "--rm", name, "sh", "-c", tc.check); o != tc.want {
 					t.Errorf("%s printed %q, want %q", tc.check, o, tc.want)
 				}
 				// Everything the ADD wrote is in /dst, as the image shows it
 				// and as its layer records it; nothing else changed.
-				got := strings.Split(s.mustKiln("run", "--rm", name, "sh", "-c", list), "\n")
+				got := strings.Split(s.MustKiln("run", "--rm", name, "sh", "-c", list), "\n")
 				added := diffLists(base, got)
 				if !contains(added, "+/dst") {
 					t.Errorf("find / shows no /dst: %q", added)
@@ -625,7 +574,7 @@ func TestHostileArchivesViaADD(t *testing.T) {
 					}
 				}
 				saved := filepath.Join(t.TempDir(), "image.tar")
-				s.mustKiln("save", "-o", saved, name)
+				s.MustKiln("save", "-o", saved, name)
 				names := lastLayerNames(t, saved)
 				if len(names) < 2 {
 					t.Errorf("the ADD layer holds %q: the archive's files are missing", names)
@@ -637,7 +586,7 @@ func TestHostileArchivesViaADD(t *testing.T) {
 				}
 			}
 			h.assertOutsideUntouched(t)
-			s.assertClean()
+			s.AssertClean()
 		})
 	}
 	h.assertNothingLost(t)
@@ -693,7 +642,7 @@ func TestHostileContexts(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s.t = t
+			s.T = t
 			os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\n"+tc.copy+"\n"), 0o644)
 			name := fmt.Sprintf("hostile/ctx%d:1", i)
 			if tc.notFound != "" {
@@ -704,26 +653,26 @@ func TestHostileContexts(t *testing.T) {
 					}
 				})
 			} else {
-				s.mustKiln("build", "-t", name, dir)
-				if o := s.mustKiln("run", "--rm", name, "sh", "-c", tc.check); o != tc.want {
+				s.MustKiln("build", "-t", name, dir)
+				if o := s.MustKiln("run", "--rm", name, "sh", "-c", tc.check); o != tc.want {
 					t.Errorf("%s printed %q, want %q", tc.check, o, tc.want)
 				}
 			}
 			h.assertOutsideUntouched(t)
-			s.assertClean()
+			s.AssertClean()
 		})
 	}
 
 	// Copying the directory copies the symlinks themselves, as BuildKit
 	// does: the links point where they did, and there is nothing of the
 	// host's behind them in the image.
-	s.t = t
+	s.T = t
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nCOPY . /ctx/\n"), 0o644)
-	s.mustKiln("build", "-t", "hostile/ctxall:1", dir)
+	s.MustKiln("build", "-t", "hostile/ctxall:1", dir)
 	check := "for l in link rlink flink; do printf '%s ' $l; if test -L /ctx/$l; then readlink /ctx/$l; else echo not a symlink; fi; done;" +
 		" cat /ctx/flink /ctx/link/secret /ctx/rlink/secret 2>/dev/null; find / -xdev -type f -exec grep -l 'HOST SECRET' {} + 2>/dev/null; true"
 	want := fmt.Sprintf("link %s\nrlink %s\nflink %s\n", links["link"], links["rlink"], links["flink"])
-	if o := s.mustKiln("run", "--rm", "hostile/ctxall:1", "sh", "-c", check); o != want {
+	if o := s.MustKiln("run", "--rm", "hostile/ctxall:1", "sh", "-c", check); o != want {
 		t.Errorf("COPY . of symlinks to outside printed:\n%s\nwant:\n%s", o, want)
 	}
 	h.assertOutsideUntouched(t)
@@ -744,7 +693,7 @@ func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 		{name: "deeply nested variables",
 			dockerfile: "FROM busybox\nENV A=" + strings.Repeat("${A:-", 10000) + "x" + strings.Repeat("}", 10000) + "\nRUN test \"$A\" = x\n",
 			check: func(t *testing.T, image string) {
-				if o := s.mustKiln("run", "--rm", image, "sh", "-c", `echo "$A"`); o != "x\n" {
+				if o := s.MustKiln("run", "--rm", image, "sh", "-c", `echo "$A"`); o != "x\n" {
 					t.Errorf("A is %q, want x", o)
 				}
 			}},
@@ -753,7 +702,7 @@ func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 			// goes): the shell form, as BuildKit makes it.
 			dockerfile: "FROM busybox\nCMD " + nestedJSON + "\n",
 			check: func(t *testing.T, image string) {
-				cfg, _ := s.kilnInspect(image)["Config"].(map[string]any)
+				cfg, _ := s.Inspect(image)["Config"].(map[string]any)
 				cmd, _ := cfg["Cmd"].([]any)
 				if len(cmd) != 3 || cmd[0] != "/bin/sh" || cmd[1] != "-c" || cmd[2] != nestedJSON {
 					t.Errorf("Cmd is %.200q", cmd)
@@ -775,14 +724,14 @@ func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s.t = t
-			dir := contextDir(t, tc.dockerfile, map[string][]byte{})
+			s.T = t
+			dir := e2etest.ContextDir(t, tc.dockerfile, map[string][]byte{})
 			name := fmt.Sprintf("hostile/df%d:1", i)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			before := storeFiles(t, s.root)
+			before := storeFiles(t, s.Root)
 			start := time.Now()
-			cmd := exec.CommandContext(ctx, kilnBin, "--root", s.root, "build", "-t", name, dir)
+			cmd := exec.CommandContext(ctx, e2etest.Bin(), "--root", s.Root, "build", "-t", name, dir)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -796,7 +745,7 @@ func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 				}
 				t.Logf("built in %v", took)
 				tc.check(t, name)
-				s.assertClean()
+				s.AssertClean()
 				return
 			}
 			var ee *exec.ExitError
@@ -818,13 +767,13 @@ func TestHostileDockerfilesFailFastAndClearly(t *testing.T) {
 				}
 			}
 			t.Logf("failed in %v: %.300s", took, msg)
-			if d := diffLists(before, storeFiles(t, s.root)); len(d) > 0 {
+			if d := diffLists(before, storeFiles(t, s.Root)); len(d) > 0 {
 				t.Errorf("the store changed:\n%s", strings.Join(d, "\n"))
 			}
-			if o, _, err := s.kiln("images", "-q", name); err != nil || o != "" {
+			if o, _, err := s.Kiln("images", "-q", name); err != nil || o != "" {
 				t.Errorf("a failed build tagged %s: %v %q", name, err, o)
 			}
-			s.assertClean()
+			s.AssertClean()
 		})
 	}
 	h.assertNothingLost(t)

@@ -1,4 +1,4 @@
-package main_test
+package images
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
@@ -14,14 +15,14 @@ import (
 // image, and so does kiln — in tag, build -t, import and push — leaving
 // the store as it was.
 func TestNamesWithADigestAreRefused(t *testing.T) {
-	s := newStore(t)
-	index := filepath.Join(s.root, "content", "index.json")
+	s := e2etest.NewStore(t)
+	index := filepath.Join(s.Root, "content", "index.json")
 	before, err := os.ReadFile(index)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const dgst = "sha256:aacbd1c7b1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8"
-	ctx := gcContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo ran > /ran\n"})
+	ctx := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo ran > /ran\n"})
 	for _, args := range [][]string{
 		{"tag", "busybox", "app@" + dgst},
 		{"tag", "busybox", "app:1@" + dgst},
@@ -29,7 +30,7 @@ func TestNamesWithADigestAreRefused(t *testing.T) {
 		{"import", testenv.BusyboxTar(t), "imp@" + dgst},
 		{"push", "busybox", "127.0.0.1:1/app@" + dgst},
 	} {
-		out, errOut, err := s.kiln(args...)
+		out, errOut, err := s.Kiln(args...)
 		if err == nil {
 			t.Errorf("kiln %s succeeded:\n%s%s", strings.Join(args, " "), out, errOut)
 			continue
@@ -45,7 +46,7 @@ func TestNamesWithADigestAreRefused(t *testing.T) {
 	if string(after) != string(before) {
 		t.Errorf("refused names changed index.json:\n%s\n→\n%s", before, after)
 	}
-	if strings.Contains(s.mustKiln("images", "--digests"), "aacbd1c7") {
+	if strings.Contains(s.MustKiln("images", "--digests"), "aacbd1c7") {
 		t.Error("kiln images shows the refused digest")
 	}
 }
@@ -53,8 +54,8 @@ func TestNamesWithADigestAreRefused(t *testing.T) {
 // kiln import --change/-m set the config and history comment as docker
 // import does; a change that is not allowed stores nothing.
 func TestImportChangesAndMessage(t *testing.T) {
-	s := newStore(t)
-	s.mustKiln("import", "-c", "ENV PATH=/bin:/usr/bin GREETING=hi", "--change", `CMD ["sh", "-c", "echo $GREETING"]`,
+	s := e2etest.NewStore(t)
+	s.MustKiln("import", "-c", "ENV PATH=/bin:/usr/bin GREETING=hi", "--change", `CMD ["sh", "-c", "echo $GREETING"]`,
 		"-c", "WORKDIR /tmp", "-c", "LABEL team=build", "-c", "EXPOSE 8080", "-m", "rootfs of busybox-static",
 		testenv.BusyboxTar(t), "bb:changed")
 	var insp []struct {
@@ -65,7 +66,7 @@ func TestImportChangesAndMessage(t *testing.T) {
 			ExposedPorts map[string]struct{}
 		}
 	}
-	if err := json.Unmarshal([]byte(s.mustKiln("inspect", "bb:changed")), &insp); err != nil || len(insp) != 1 {
+	if err := json.Unmarshal([]byte(s.MustKiln("inspect", "bb:changed")), &insp); err != nil || len(insp) != 1 {
 		t.Fatalf("inspect: %v", err)
 	}
 	c := insp[0].Config
@@ -73,19 +74,19 @@ func TestImportChangesAndMessage(t *testing.T) {
 		c.WorkingDir != "/tmp" || c.Labels["team"] != "build" || len(c.ExposedPorts) != 1 {
 		t.Errorf("config after --change: %+v", c)
 	}
-	if got := s.mustKiln("run", "bb:changed"); got != "hi\n" {
+	if got := s.MustKiln("run", "bb:changed"); got != "hi\n" {
 		t.Errorf("kiln run bb:changed printed %q, want the CMD's output", got)
 	}
-	if h := s.mustKiln("history", "--no-trunc", "bb:changed"); !strings.Contains(h, "rootfs of busybox-static") {
+	if h := s.MustKiln("history", "--no-trunc", "bb:changed"); !strings.Contains(h, "rootfs of busybox-static") {
 		t.Errorf("history does not show the -m comment:\n%s", h)
 	}
 
-	blobs := ptBlobs(t, s)
-	_, errOut, err := s.kiln("import", "-c", "RUN rm -rf /", testenv.BusyboxTar(t), "bb:bad")
+	blobs := s.Blobs()
+	_, errOut, err := s.Kiln("import", "-c", "RUN rm -rf /", testenv.BusyboxTar(t), "bb:bad")
 	if err == nil || !strings.Contains(errOut, "RUN is not a valid change command") {
 		t.Errorf("import --change RUN: err %v, stderr %q", err, errOut)
 	}
-	if got := ptBlobs(t, s); strings.Join(got, " ") != strings.Join(blobs, " ") {
+	if got := s.Blobs(); strings.Join(got, " ") != strings.Join(blobs, " ") {
 		t.Errorf("a refused import stored blobs: %v → %v", blobs, got)
 	}
 }
@@ -93,12 +94,12 @@ func TestImportChangesAndMessage(t *testing.T) {
 // An image without PATH (kiln import makes one) still runs commands by
 // name: kiln run gives the container docker's default PATH.
 func TestRunGivesDefaultPath(t *testing.T) {
-	s := newStore(t)
-	got := s.mustKiln("run", "busybox", "env")
+	s := e2etest.NewStore(t)
+	got := s.MustKiln("run", "busybox", "env")
 	if !strings.Contains(got, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n") {
 		t.Errorf("kiln run busybox env printed:\n%s", got)
 	}
-	if got := s.mustKiln("run", "-e", "PATH=/bin", "busybox", "sh", "-c", "echo $PATH"); got != "/bin\n" {
+	if got := s.MustKiln("run", "-e", "PATH=/bin", "busybox", "sh", "-c", "echo $PATH"); got != "/bin\n" {
 		t.Errorf("an explicit PATH was replaced: %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package main_test
+package store
 
 import (
 	"fmt"
@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -34,29 +35,29 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and races many kiln processes; not in -short")
 	}
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	images := map[string]string{} // tagged images and what their /id holds
 	tagged := func(name, id string) { images[name] = id }
 	recovered := func(t *testing.T, token string) {
 		t.Helper()
-		crashRepairsSilently(t, s)
-		s.assertRecovered(token)
-		s.assertImagesWork(images)
+		repairsSilently(t, s)
+		assertRecovered(s, token)
+		assertImagesWork(s, images)
 	}
 	// point runs one crash point with s reporting to its subtest.
 	point := func(name string, fn func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) {
-			s.t = t
-			defer func() { s.t = nil }()
+			s.T = t
+			defer func() { s.T = nil }()
 			fn(t)
 		})
-		s.t = t
+		s.T = t
 	}
 	big := randomData(1, 32<<20)
 	tmp := t.TempDir()
 
-	small := contextDir(t, "FROM busybox\nRUN echo small > /id\n", map[string][]byte{})
-	s.mustKiln("build", "-t", "small:1", small)
+	small := e2etest.ContextDir(t, "FROM busybox\nRUN echo small > /id\n", map[string][]byte{})
+	s.MustKiln("build", "-t", "small:1", small)
 	tagged("small:1", "small")
 
 	// Thousands of small files keep the unpack busy long enough to be
@@ -67,22 +68,22 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	}
 	bigTar := filepath.Join(tmp, "bigbase.tar")
 	rootfsTar(t, bigTar, bigFiles)
-	s.mustKiln("import", bigTar, "bigbase:1")
+	s.MustKiln("import", bigTar, "bigbase:1")
 	tagged("bigbase:1", "bigbase")
 
 	point("unpack", func(t *testing.T) {
-		dir := contextDir(t, "FROM bigbase:1\nRUN echo p1 > /id\n", map[string][]byte{})
-		r := s.start("build", "-t", "p1:1", dir)
-		crashKillWhen(t, r, "while unpacking the base layer", func() bool { return s.inUncommittedSnapshot("many", 0) })
+		dir := e2etest.ContextDir(t, "FROM bigbase:1\nRUN echo p1 > /id\n", map[string][]byte{})
+		r := startKiln(s, "build", "-t", "p1:1", dir)
+		killMidWork(t, r, "while unpacking the base layer", func() bool { return inUncommittedSnapshot(s, "many", 0) })
 		recovered(t, "")
-		s.mustKiln("build", "-t", "p1:1", dir)
+		s.MustKiln("build", "-t", "p1:1", dir)
 		tagged("p1:1", "p1")
 	})
 
 	point("RUN", func(t *testing.T) {
-		dir := contextDir(t, "FROM busybox\nARG S=0\nRUN touch /marker-run && sleep $S\nRUN echo p2 > /id\n", map[string][]byte{})
-		r := s.start("build", "--build-arg", "S=613", "-t", "p2:1", dir)
-		crashKillWhen(t, r, "during a RUN", func() bool { return s.inUncommittedSnapshot("marker-run", 0) })
+		dir := e2etest.ContextDir(t, "FROM busybox\nARG S=0\nRUN touch /marker-run && sleep $S\nRUN echo p2 > /id\n", map[string][]byte{})
+		r := startKiln(s, "build", "--build-arg", "S=613", "-t", "p2:1", dir)
+		killMidWork(t, r, "during a RUN", func() bool { return inUncommittedSnapshot(s, "marker-run", 0) })
 		// The container outlives kiln (runc is its parent) until the next
 		// kiln command deletes it.
 		for i := 0; i < 100 && len(liveProcesses("sleep 613")) == 0; i++ {
@@ -92,26 +93,26 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 			t.Errorf("no container process left to clean up: the test proves nothing")
 		}
 		recovered(t, "sleep 613")
-		s.mustKiln("build", "-t", "p2:1", dir)
+		s.MustKiln("build", "-t", "p2:1", dir)
 		tagged("p2:1", "p2")
 	})
 
 	point("layer commit", func(t *testing.T) {
-		dir := contextDir(t, "FROM busybox\nRUN head -c 33554432 /dev/urandom > /big && mkdir /many && for i in $(seq 3000); do echo $i > /many/$i; done && echo p3 > /id\n", map[string][]byte{})
-		r := s.start("build", "-t", "p3:1", dir)
-		crashKillWhen(t, r, "while committing a 32 MB layer", func() bool { return tempFileOver(s.blobsDir(), 4<<20) })
+		dir := e2etest.ContextDir(t, "FROM busybox\nRUN head -c 33554432 /dev/urandom > /big && mkdir /many && for i in $(seq 3000); do echo $i > /many/$i; done && echo p3 > /id\n", map[string][]byte{})
+		r := startKiln(s, "build", "-t", "p3:1", dir)
+		killMidWork(t, r, "while committing a 32 MB layer", func() bool { return tempFileOver(blobsDir(s), 4<<20) })
 		recovered(t, "")
-		s.mustKiln("build", "-t", "p3:1", dir)
+		s.MustKiln("build", "-t", "p3:1", dir)
 		tagged("p3:1", "p3")
 	})
 
 	// Steps cached, only a new label: the first blob written is the config.
-	exportDir := contextDir(t, "FROM busybox\nRUN echo p4 > /id\n", map[string][]byte{})
-	s.mustKiln("build", "-t", "p4:1", exportDir)
+	exportDir := e2etest.ContextDir(t, "FROM busybox\nRUN echo p4 > /id\n", map[string][]byte{})
+	s.MustKiln("build", "-t", "p4:1", exportDir)
 	tagged("p4:1", "p4")
 	point("export", func(t *testing.T) {
-		index := crashReadFile(t, filepath.Join(s.root, "content", "index.json"))
-		r, trap := crashStartKilledAtCreate(s, s.blobsDir(), ".tmp-", "build", "--label", "n=2", "-t", "p4:2", exportDir)
+		index := readFile(t, filepath.Join(s.Root, "content", "index.json"))
+		r, trap := startKilledAtCreate(s, blobsDir(s), ".tmp-", "build", "--label", "n=2", "-t", "p4:2", exportDir)
 		killOn(t, r, "while writing the image config", trap.fired)
 		// The kill landed between the temp file's creation and its rename:
 		// the temp file of a JSON blob (named after its digest) is there,
@@ -122,24 +123,24 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 		if m == nil {
 			t.Fatalf("the first temp file in blobs/ is %s, not an atomic write of the config", tmpName)
 		}
-		if _, err := os.Stat(filepath.Join(s.blobsDir(), tmpName)); err != nil {
+		if _, err := os.Stat(filepath.Join(blobsDir(s), tmpName)); err != nil {
 			t.Errorf("the kill did not land mid-write: %v", err)
 		}
-		if _, err := os.Stat(filepath.Join(s.blobsDir(), m[1])); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(blobsDir(s), m[1])); !os.IsNotExist(err) {
 			t.Errorf("the config blob %s is in place (%v): the kill landed after the write", m[1][:12], err)
 		}
-		if got := crashReadFile(t, filepath.Join(s.root, "content", "index.json")); got != index {
+		if got := readFile(t, filepath.Join(s.Root, "content", "index.json")); got != index {
 			t.Errorf("index.json changed before the config was written")
 		}
 		recovered(t, "")
-		s.mustKiln("build", "--label", "n=2", "-t", "p4:2", exportDir)
+		s.MustKiln("build", "--label", "n=2", "-t", "p4:2", exportDir)
 		tagged("p4:2", "p4")
 	})
 
 	point("tag write", func(t *testing.T) {
-		contentDir := filepath.Join(s.root, "content")
-		index := crashReadFile(t, filepath.Join(contentDir, "index.json"))
-		r, trap := crashStartKilledAtCreate(s, contentDir, ".tmp-index.json", "build", "--label", "n=3", "-t", "p4:3", exportDir)
+		contentDir := filepath.Join(s.Root, "content")
+		index := readFile(t, filepath.Join(contentDir, "index.json"))
+		r, trap := startKilledAtCreate(s, contentDir, ".tmp-index.json", "build", "--label", "n=3", "-t", "p4:3", exportDir)
 		killOn(t, r, "while writing index.json", trap.fired)
 		// The new index.json was being written, not yet renamed into
 		// place: the old one is there, byte for byte, without p4:3.
@@ -148,127 +149,127 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 		if _, err := os.Stat(tmp); err != nil {
 			t.Errorf("the kill did not land mid-write: %v", err)
 		}
-		if got := crashReadFile(t, filepath.Join(contentDir, "index.json")); got != index {
+		if got := readFile(t, filepath.Join(contentDir, "index.json")); got != index {
 			t.Errorf("the kill landed after the tag moved: index.json changed")
 		}
 		recovered(t, "")
-		if out, _, _ := s.kiln("images", "-q", "p4:3"); out != "" {
+		if out, _, _ := s.Kiln("images", "-q", "p4:3"); out != "" {
 			t.Errorf("a build killed before its tag write is tagged: %s", out)
 		}
-		s.mustKiln("build", "--label", "n=3", "-t", "p4:3", exportDir)
+		s.MustKiln("build", "--label", "n=3", "-t", "p4:3", exportDir)
 		tagged("p4:3", "p4")
 	})
 
-	copyDir := contextDir(t, "FROM busybox\nCOPY big.bin /big.bin\nRUN echo p6 > /id\n", map[string][]byte{"big.bin": big})
+	copyDir := e2etest.ContextDir(t, "FROM busybox\nCOPY big.bin /big.bin\nRUN echo p6 > /id\n", map[string][]byte{"big.bin": big})
 	point("COPY", func(t *testing.T) {
-		r := s.start("build", "-t", "p6:1", copyDir)
-		crashKillWhen(t, r, "while copying a 32 MB context file", func() bool { return s.inUncommittedSnapshot("big.bin", 1) })
+		r := startKiln(s, "build", "-t", "p6:1", copyDir)
+		killMidWork(t, r, "while copying a 32 MB context file", func() bool { return inUncommittedSnapshot(s, "big.bin", 1) })
 		recovered(t, "")
-		s.mustKiln("build", "-t", "p6:1", copyDir)
+		s.MustKiln("build", "-t", "p6:1", copyDir)
 		tagged("p6:1", "p6")
 	})
 
 	// Images with layers this store does not have, for load and pull.
-	other := newStore(t)
+	other := e2etest.NewStore(t)
 	for i, name := range []string{"loaded:1", "pulled:1", "frompulled:1"} {
 		p := filepath.Join(tmp, "other.tar")
 		rootfsTar(t, p, map[string][]byte{"id": []byte(strings.TrimSuffix(name, ":1") + "\n"), "zz-big.bin": randomData(byte(2+i), 16<<20)})
-		other.mustKiln("import", p, name)
+		other.MustKiln("import", p, name)
 	}
 	loadTar := filepath.Join(tmp, "load.tar")
-	other.mustKiln("save", "-o", loadTar, "loaded:1")
+	other.MustKiln("save", "-o", loadTar, "loaded:1")
 
 	point("load", func(t *testing.T) {
-		r := s.start("load", "-i", loadTar)
-		crashKillWhen(t, r, "while loading a 16 MB layer", func() bool { return tempFileOver(s.blobsDir(), 0) })
+		r := startKiln(s, "load", "-i", loadTar)
+		killMidWork(t, r, "while loading a 16 MB layer", func() bool { return tempFileOver(blobsDir(s), 0) })
 		recovered(t, "")
-		if out, _, _ := s.kiln("images", "-q", "loaded"); out != "" {
+		if out, _, _ := s.Kiln("images", "-q", "loaded"); out != "" {
 			t.Errorf("a killed load left a tag: %s", out)
 		}
-		s.mustKiln("load", "-i", loadTar)
+		s.MustKiln("load", "-i", loadTar)
 		tagged("loaded:1", "loaded")
 	})
 
 	point("save", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "out.tar")
-		r := s.start("save", "-o", out, "bigbase:1")
-		crashKillWhen(t, r, "while saving", func() bool { return tempFileOver(filepath.Dir(out), 0) })
+		r := startKiln(s, "save", "-o", out, "bigbase:1")
+		killMidWork(t, r, "while saving", func() bool { return tempFileOver(filepath.Dir(out), 0) })
 		if _, err := os.Stat(out); !os.IsNotExist(err) {
 			t.Errorf("a killed save left %s (%v)", out, err)
 		}
 		recovered(t, "")
-		s.mustKiln("save", "-o", out, "bigbase:1")
+		s.MustKiln("save", "-o", out, "bigbase:1")
 	})
 
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	point("pull for FROM", func(t *testing.T) {
 		ref := reg.Ref("crash/frompulled:1")
-		ptPush(t, other, "frompulled:1", ref)
-		dir := contextDir(t, "FROM "+ref+"\nRUN echo p7 > /id\n", map[string][]byte{})
-		r := s.start("build", "-t", "p7:1", dir)
-		crashKillWhen(t, r, "while kiln build pulls its 16 MB base layer", func() bool { return tempFileOver(s.blobsDir(), 1<<20) })
+		e2etest.PushWithSkopeo(t, other, "frompulled:1", ref)
+		dir := e2etest.ContextDir(t, "FROM "+ref+"\nRUN echo p7 > /id\n", map[string][]byte{})
+		r := startKiln(s, "build", "-t", "p7:1", dir)
+		killMidWork(t, r, "while kiln build pulls its 16 MB base layer", func() bool { return tempFileOver(blobsDir(s), 1<<20) })
 		recovered(t, "")
-		if out, _, _ := s.kiln("images", "-q", ref); out != "" {
+		if out, _, _ := s.Kiln("images", "-q", ref); out != "" {
 			t.Errorf("a build killed while pulling its base left the base tagged: %s", out)
 		}
-		if out, _, _ := s.kiln("images", "-q", "p7"); out != "" {
+		if out, _, _ := s.Kiln("images", "-q", "p7"); out != "" {
 			t.Errorf("a build killed while pulling its base was tagged: %s", out)
 		}
-		s.mustKiln("build", "-t", "p7:1", dir)
+		s.MustKiln("build", "-t", "p7:1", dir)
 		tagged("p7:1", "p7")
 		tagged(ref, "frompulled")
 	})
 
 	point("pull", func(t *testing.T) {
 		ref := reg.Ref("crash/pulled:1")
-		ptPush(t, other, "pulled:1", ref)
-		r := s.start("pull", ref)
-		crashKillWhen(t, r, "while pulling a 16 MB layer", func() bool { return tempFileOver(s.blobsDir(), 0) })
+		e2etest.PushWithSkopeo(t, other, "pulled:1", ref)
+		r := startKiln(s, "pull", ref)
+		killMidWork(t, r, "while pulling a 16 MB layer", func() bool { return tempFileOver(blobsDir(s), 0) })
 		recovered(t, "")
-		if out, _, _ := s.kiln("images", "-q", ref); out != "" {
+		if out, _, _ := s.Kiln("images", "-q", ref); out != "" {
 			t.Errorf("a killed pull left a tag: %s", out)
 		}
-		s.mustKiln("pull", ref)
+		s.MustKiln("pull", ref)
 		tagged(ref, "pulled")
 	})
 
 	point("run", func(t *testing.T) {
-		r := s.start("run", "--rm", "small:1", "sh", "-c", "touch /marker-run2 && sleep 614")
-		crashKillWhen(t, r, "during kiln run", func() bool { return s.inUncommittedSnapshot("marker-run2", 0) })
+		r := startKiln(s, "run", "--rm", "small:1", "sh", "-c", "touch /marker-run2 && sleep 614")
+		killMidWork(t, r, "during kiln run", func() bool { return inUncommittedSnapshot(s, "marker-run2", 0) })
 		recovered(t, "sleep 614")
-		if out := s.mustKiln("run", "--rm", "busybox", "/bin/echo", "ok"); out != "ok\n" {
+		if out := s.MustKiln("run", "--rm", "busybox", "/bin/echo", "ok"); out != "ok\n" {
 			t.Errorf("kiln run busybox: %q", out)
 		}
 	})
 
 	point("OCI export", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "oci.tar")
-		r := s.start("build", "-o", "type=oci,dest="+out, "-t", "p6:1", copyDir)
-		crashKillWhen(t, r, "while compressing a 32 MB layer", func() bool { return tempFileOver(s.blobsDir(), 1<<20) })
+		r := startKiln(s, "build", "-o", "type=oci,dest="+out, "-t", "p6:1", copyDir)
+		killMidWork(t, r, "while compressing a 32 MB layer", func() bool { return tempFileOver(blobsDir(s), 1<<20) })
 		if _, err := os.Stat(out); !os.IsNotExist(err) {
 			t.Errorf("a killed export left %s (%v)", out, err)
 		}
 		recovered(t, "")
-		s.mustKiln("build", "-o", "type=oci,dest="+out, "-t", "p6:1", copyDir)
+		s.MustKiln("build", "-o", "type=oci,dest="+out, "-t", "p6:1", copyDir)
 		if _, err := os.Stat(out); err != nil {
 			t.Error(err)
 		}
 	})
 }
 
-// crashRepairsSilently runs the first kiln command after a kill: it must
+// repairsSilently runs the first kiln command after a kill: it must
 // repair what the killed one left without a word and succeed.
-func crashRepairsSilently(t *testing.T, s *store) {
+func repairsSilently(t *testing.T, s *e2etest.Store) {
 	t.Helper()
-	_, errOut, err := s.kiln("images")
+	_, errOut, err := s.Kiln("images")
 	if err != nil || errOut != "" {
 		t.Errorf("the first kiln command after the kill did not repair silently: %v\n%s", err, errOut)
 	}
 }
 
-// crashKillWhen is killWhen that then checks that ready still holds: the
+// killMidWork is killWhen that then checks that ready still holds: the
 // kill landed while the work was under way, not after it was done.
-func crashKillWhen(t *testing.T, r *running, what string, ready func() bool) {
+func killMidWork(t *testing.T, r *running, what string, ready func() bool) {
 	t.Helper()
 	killWhen(t, r, what, ready)
 	if !ready() {
@@ -276,7 +277,7 @@ func crashKillWhen(t *testing.T, r *running, what string, ready func() bool) {
 	}
 }
 
-func crashReadFile(t *testing.T, p string) string {
+func readFile(t *testing.T, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -285,14 +286,14 @@ func crashReadFile(t *testing.T, p string) string {
 	return string(b)
 }
 
-// crashTrap is a kiln process that is SIGKILLed the moment it opens a new
-// file in a directory; see crashStartKilledAtCreate.
-type crashTrap struct {
+// createTrap is a kiln process that is SIGKILLed the moment it opens a new
+// file in a directory; see startKilledAtCreate.
+type createTrap struct {
 	fired chan struct{} // closed once kiln has been sent SIGKILL
 	path  string        // the file it was creating (set before fired is closed)
 }
 
-// crashStartKilledAtCreate starts kiln with args on s and SIGKILLs it
+// startKilledAtCreate starts kiln with args on s and SIGKILLs it
 // exactly when it opens a file whose name starts with prefix in dir: a
 // fanotify permission event (FAN_OPEN_PERM) holds kiln inside that open(2)
 // until the listener answers, and the listener sends SIGKILL before it
@@ -300,8 +301,8 @@ type crashTrap struct {
 // it: a deterministic kill mid-write, which inotify (a notice after the
 // fact, while the write goes on) cannot give. Opens of other files, or by
 // other processes, are allowed at once.
-func crashStartKilledAtCreate(s *store, dir, prefix string, args ...string) (*running, *crashTrap) {
-	t := s.t
+func startKilledAtCreate(s *e2etest.Store, dir, prefix string, args ...string) (*running, *createTrap) {
+	t := s.T
 	t.Helper()
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
@@ -314,7 +315,7 @@ func crashStartKilledAtCreate(s *store, dir, prefix string, args ...string) (*ru
 		unix.Close(fd)
 		t.Fatalf("fanotify_mark %s: %v", dir, err)
 	}
-	trap := &crashTrap{fired: make(chan struct{})}
+	trap := &createTrap{fired: make(chan struct{})}
 	var pid atomic.Int32
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -372,7 +373,7 @@ func crashStartKilledAtCreate(s *store, dir, prefix string, args ...string) (*ru
 		close(stop)
 		<-done
 	})
-	r := s.start(args...)
+	r := startKiln(s, args...)
 	pid.Store(int32(r.cmd.Process.Pid))
 	return r, trap
 }

@@ -1,4 +1,4 @@
-package main_test
+package registry
 
 import (
 	"bytes"
@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
-// puManifest is a manifest as the registry serves it.
-type puManifest struct {
+// registryManifest is a manifest as the registry serves it.
+type registryManifest struct {
 	MediaType string `json:"mediaType"`
 	Config    struct {
 		MediaType string `json:"mediaType"`
@@ -32,8 +33,8 @@ type puManifest struct {
 	} `json:"layers"`
 }
 
-// puGet fetches /v2/PATH from a plain-HTTP registry.
-func puGet(t *testing.T, reg *testenv.Registry, path string, accept ...string) []byte {
+// get fetches /v2/PATH from a plain-HTTP registry.
+func getV2(t *testing.T, reg *testenv.Registry, path string, accept ...string) []byte {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, reg.URL()+"/v2/"+path, nil)
 	if err != nil {
@@ -54,29 +55,29 @@ func puGet(t *testing.T, reg *testenv.Registry, path string, accept ...string) [
 	return b
 }
 
-// puManifestOf reads REPO:TAG's manifest from the registry.
-func puManifestOf(t *testing.T, reg *testenv.Registry, repo, tag string) puManifest {
+// manifestOf reads REPO:TAG's manifest from the registry.
+func manifestOf(t *testing.T, reg *testenv.Registry, repo, tag string) registryManifest {
 	t.Helper()
-	b := puGet(t, reg, repo+"/manifests/"+tag,
+	b := getV2(t, reg, repo+"/manifests/"+tag,
 		"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
-	var m puManifest
+	var m registryManifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("manifest %s:%s: %v\n%s", repo, tag, err, b)
 	}
 	return m
 }
 
-// puStorage is the registry's filesystem storage root.
-func puStorage(reg *testenv.Registry) string {
+// storage is the registry's filesystem storage root.
+func storage(reg *testenv.Registry) string {
 	return filepath.Join(reg.Dir, "storage", "docker", "registry", "v2")
 }
 
-// puBlobMtimes maps every blob the registry stores to its data file's
+// blobMtimes maps every blob the registry stores to its data file's
 // modification time: an upload of a blob rewrites it.
-func puBlobMtimes(t *testing.T, reg *testenv.Registry) map[string]time.Time {
+func blobMtimes(t *testing.T, reg *testenv.Registry) map[string]time.Time {
 	t.Helper()
 	out := map[string]time.Time{}
-	files, _ := filepath.Glob(filepath.Join(puStorage(reg), "blobs", "sha256", "*", "*", "data"))
+	files, _ := filepath.Glob(filepath.Join(storage(reg), "blobs", "sha256", "*", "*", "data"))
 	for _, f := range files {
 		fi, err := os.Stat(f)
 		if err != nil {
@@ -87,10 +88,10 @@ func puBlobMtimes(t *testing.T, reg *testenv.Registry) map[string]time.Time {
 	return out
 }
 
-// puUploads lists upload sessions the registry has for repo (each blob
+// uploads lists upload sessions the registry has for repo (each blob
 // upload starts one; a finished upload removes it).
-func puUploads(reg *testenv.Registry, repo string) []string {
-	ents, _ := os.ReadDir(filepath.Join(puStorage(reg), "repositories", repo, "_uploads"))
+func uploads(reg *testenv.Registry, repo string) []string {
+	ents, _ := os.ReadDir(filepath.Join(storage(reg), "repositories", repo, "_uploads"))
 	var out []string
 	for _, e := range ents {
 		out = append(out, e.Name())
@@ -98,9 +99,9 @@ func puUploads(reg *testenv.Registry, repo string) []string {
 	return out
 }
 
-// puErrorLine checks that a failed kiln exited 1 with exactly one ERROR
+// errorLine checks that a failed kiln exited 1 with exactly one ERROR
 // line on stderr, and returns it.
-func puErrorLine(t *testing.T, err error, stderr string) string {
+func errorLine(t *testing.T, err error, stderr string) string {
 	t.Helper()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
@@ -119,38 +120,38 @@ func puErrorLine(t *testing.T, err error, stderr string) string {
 	return lines[0]
 }
 
-// puMagic reads the first bytes of a blob from the registry.
-func puMagic(t *testing.T, reg *testenv.Registry, repo, digest string, n int) []byte {
+// magic reads the first bytes of a blob from the registry.
+func magic(t *testing.T, reg *testenv.Registry, repo, digest string, n int) []byte {
 	t.Helper()
-	b := puGet(t, reg, repo+"/blobs/"+digest)
+	b := getV2(t, reg, repo+"/blobs/"+digest)
 	if len(b) < n {
 		t.Fatalf("blob %s: only %d bytes", digest, len(b))
 	}
 	return b[:n]
 }
 
-func puCount(s, sub string) int { return strings.Count(s, sub) }
+func count(s, sub string) int { return strings.Count(s, sub) }
 
-const puMultiLayers = "FROM busybox\nRUN echo one > /one\nRUN head -c 300000 /dev/urandom > /rand\nCOPY hello.txt /hello.txt\nCMD [\"cat\", \"/hello.txt\"]\n"
+const multiLayers = "FROM busybox\nRUN echo one > /one\nRUN head -c 300000 /dev/urandom > /rand\nCOPY hello.txt /hello.txt\nCMD [\"cat\", \"/hello.txt\"]\n"
 
-func puMultiContext(t *testing.T) string {
+func multiLayerContext(t *testing.T) string {
 	t.Helper()
-	return writeContext(t, map[string][]byte{"Dockerfile": []byte(puMultiLayers), "hello.txt": []byte("hello from a pushed image\n")})
+	return e2etest.WriteContext(t, map[string][]byte{"Dockerfile": []byte(multiLayers), "hello.txt": []byte("hello from a pushed image\n")})
 }
 
 func TestPushGzipLayersThenDockerPullsAndRunsIt(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	ref := reg.Ref("team/multi:1")
-	s.mustKiln("build", "-t", ref, multistageContext(t))
-	info := s.kilnInspect(ref)
+	s.MustKiln("build", "-t", ref, e2etest.MultistageContext(t))
+	info := s.Inspect(ref)
 	id := info["Id"].(string)
-	diffIDs := toStrings(info["RootFS"].(map[string]any)["Layers"])
+	diffIDs := e2etest.ToStrings(info["RootFS"].(map[string]any)["Layers"])
 	if len(diffIDs) < 3 {
 		t.Fatalf("want a multi-layer image, got %d layers", len(diffIDs))
 	}
 
-	stdout, stderr, err := s.kiln("push", ref)
+	stdout, stderr, err := s.Kiln("push", ref)
 	if err != nil {
 		t.Fatalf("kiln push: %v\n%s", err, stderr)
 	}
@@ -162,7 +163,7 @@ func TestPushGzipLayersThenDockerPullsAndRunsIt(t *testing.T) {
 			t.Errorf("no %s: Pushed line:\n%s", short, stderr)
 		}
 	}
-	m := puManifestOf(t, reg, "team/multi", "1")
+	m := manifestOf(t, reg, "team/multi", "1")
 	if m.MediaType != "application/vnd.oci.image.manifest.v1+json" || m.Config.MediaType != "application/vnd.oci.image.config.v1+json" {
 		t.Errorf("manifest media types %s / config %s", m.MediaType, m.Config.MediaType)
 	}
@@ -176,7 +177,7 @@ func TestPushGzipLayersThenDockerPullsAndRunsIt(t *testing.T) {
 		if l.MediaType != "application/vnd.oci.image.layer.v1.tar+gzip" {
 			t.Errorf("layer %s media type %s", l.Digest, l.MediaType)
 		}
-		if got := puMagic(t, reg, "team/multi", l.Digest, 2); !bytes.Equal(got, []byte{0x1f, 0x8b}) {
+		if got := magic(t, reg, "team/multi", l.Digest, 2); !bytes.Equal(got, []byte{0x1f, 0x8b}) {
 			t.Errorf("layer %s starts with %x, not gzip's magic", l.Digest, got)
 		}
 	}
@@ -189,11 +190,11 @@ func TestPushGzipLayersThenDockerPullsAndRunsIt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("push stdout %q: %v", stdout, err)
 	}
-	raw := puGet(t, reg, "team/multi/manifests/"+pushedDigest, "application/vnd.oci.image.manifest.v1+json")
+	raw := getV2(t, reg, "team/multi/manifests/"+pushedDigest, "application/vnd.oci.image.manifest.v1+json")
 	if len(raw) != size {
 		t.Errorf("manifest is %d bytes, push said %d", len(raw), size)
 	}
-	if rd := toStrings(s.kilnInspect(ref)["RepoDigests"]); len(rd) != 1 || rd[0] != reg.Addr+"/team/multi@"+pushedDigest {
+	if rd := e2etest.ToStrings(s.Inspect(ref)["RepoDigests"]); len(rd) != 1 || rd[0] != reg.Addr+"/team/multi@"+pushedDigest {
 		t.Errorf("RepoDigests after push: %v", rd)
 	}
 
@@ -211,28 +212,28 @@ func TestPushGzipLayersThenDockerPullsAndRunsIt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker run: %v\n%s", err, out)
 	}
-	if out != multistageOutput {
-		t.Errorf("docker run printed:\n%s\nwant:\n%s", out, multistageOutput)
+	if out != e2etest.MultistageOutput {
+		t.Errorf("docker run printed:\n%s\nwant:\n%s", out, e2etest.MultistageOutput)
 	}
 
 	// A second push sends no blob: every layer already exists, no upload
 	// session is opened, no blob file is rewritten; the manifest is the same.
-	before := puBlobMtimes(t, reg)
+	before := blobMtimes(t, reg)
 	time.Sleep(20 * time.Millisecond)
-	stdout2, stderr, err := s.kiln("push", ref)
+	stdout2, stderr, err := s.Kiln("push", ref)
 	if err != nil {
 		t.Fatalf("second push: %v\n%s", err, stderr)
 	}
 	if stdout2 != stdout {
 		t.Errorf("second push: %q, first %q", stdout2, stdout)
 	}
-	if strings.Contains(stderr, "Pushed") || puCount(stderr, ": Layer already exists") != len(diffIDs) {
+	if strings.Contains(stderr, "Pushed") || count(stderr, ": Layer already exists") != len(diffIDs) {
 		t.Errorf("second push uploaded something:\n%s", stderr)
 	}
-	if up := puUploads(reg, "team/multi"); len(up) != 0 {
+	if up := uploads(reg, "team/multi"); len(up) != 0 {
 		t.Errorf("second push opened upload sessions: %v", up)
 	}
-	after := puBlobMtimes(t, reg)
+	after := blobMtimes(t, reg)
 	for b, mt := range before {
 		if !after[b].Equal(mt) {
 			t.Errorf("blob %s rewritten by the second push", b)
@@ -241,27 +242,27 @@ func TestPushGzipLayersThenDockerPullsAndRunsIt(t *testing.T) {
 
 	// Another repository of the same registry: the blobs are mounted.
 	other := reg.Ref("other/copy:2")
-	if _, stderr, err := s.kiln("push", ref, other); err != nil {
+	if _, stderr, err := s.Kiln("push", ref, other); err != nil {
 		t.Fatalf("push to another repository: %v\n%s", err, stderr)
-	} else if puCount(stderr, ": Mounted from team/multi") != len(diffIDs) || strings.Contains(stderr, "Pushed") {
+	} else if count(stderr, ": Mounted from team/multi") != len(diffIDs) || strings.Contains(stderr, "Pushed") {
 		t.Errorf("push to another repository did not mount every layer:\n%s", stderr)
 	}
-	if up := puUploads(reg, "other/copy"); len(up) != 0 {
+	if up := uploads(reg, "other/copy"); len(up) != 0 {
 		t.Errorf("mounting push opened upload sessions: %v", up)
 	}
-	if m2 := puManifestOf(t, reg, "other/copy", "2"); m2.Config.Digest != id || len(m2.Layers) != len(diffIDs) {
+	if m2 := manifestOf(t, reg, "other/copy", "2"); m2.Config.Digest != id || len(m2.Layers) != len(diffIDs) {
 		t.Errorf("other/copy:2 manifest %+v", m2)
 	}
 }
 
 func TestPushZstdAndUncompressedAndLevels(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	s.mustKiln("build", "-t", "app:1", puMultiContext(t))
-	id := s.kilnInspect("app:1")["Id"].(string)
+	s.MustKiln("build", "-t", "app:1", multiLayerContext(t))
+	id := s.Inspect("app:1")["Id"].(string)
 
 	zref := reg.Ref("z/app:1")
-	if _, stderr, err := s.kiln("push", "--compression", "zstd", "app:1", zref); err != nil {
+	if _, stderr, err := s.Kiln("push", "--compression", "zstd", "app:1", zref); err != nil {
 		t.Fatalf("push zstd: %v\n%s", err, stderr)
 	}
 	skopeo := testenv.RequireCommand(t, "skopeo")
@@ -269,29 +270,29 @@ func TestPushZstdAndUncompressedAndLevels(t *testing.T) {
 	if err != nil {
 		t.Fatalf("skopeo inspect: %v\n%s", err, raw)
 	}
-	if puCount(string(raw), "application/vnd.oci.image.layer.v1.tar+zstd") != 4 {
+	if count(string(raw), "application/vnd.oci.image.layer.v1.tar+zstd") != 4 {
 		t.Errorf("skopeo inspect --raw: want 4 zstd layers:\n%s", raw)
 	}
-	m := puManifestOf(t, reg, "z/app", "1")
+	m := manifestOf(t, reg, "z/app", "1")
 	if m.Config.Digest != id {
 		t.Errorf("zstd push config %s, Id %s", m.Config.Digest, id)
 	}
-	if got := puMagic(t, reg, "z/app", m.Layers[len(m.Layers)-1].Digest, 4); !bytes.Equal(got, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+	if got := magic(t, reg, "z/app", m.Layers[len(m.Layers)-1].Digest, 4); !bytes.Equal(got, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
 		t.Errorf("zstd layer starts with %x", got)
 	}
 	// kiln pulls it back into an empty store and runs it.
-	e := ptEmptyStore(t)
-	e.mustKiln("pull", zref)
-	if out := e.mustKiln("run", "--rm", zref); out != "hello from a pushed image\n" {
+	e := e2etest.EmptyStore(t)
+	e.MustKiln("pull", zref)
+	if out := e.MustKiln("run", "--rm", zref); out != "hello from a pushed image\n" {
 		t.Errorf("pulled zstd image printed %q", out)
 	}
 
 	uref := reg.Ref("u/app:1")
-	if _, stderr, err := s.kiln("push", "--compression", "uncompressed", "app:1", uref); err != nil {
+	if _, stderr, err := s.Kiln("push", "--compression", "uncompressed", "app:1", uref); err != nil {
 		t.Fatalf("push uncompressed: %v\n%s", err, stderr)
 	}
-	mu := puManifestOf(t, reg, "u/app", "1")
-	diffIDs := toStrings(s.kilnInspect("app:1")["RootFS"].(map[string]any)["Layers"])
+	mu := manifestOf(t, reg, "u/app", "1")
+	diffIDs := e2etest.ToStrings(s.Inspect("app:1")["RootFS"].(map[string]any)["Layers"])
 	for i, l := range mu.Layers {
 		if l.MediaType != "application/vnd.oci.image.layer.v1.tar" || l.Digest != diffIDs[i] {
 			t.Errorf("uncompressed layer %d: %s %s, diffID %s", i, l.MediaType, l.Digest, diffIDs[i])
@@ -303,13 +304,13 @@ func TestPushZstdAndUncompressedAndLevels(t *testing.T) {
 	// blobs, whatever their level, like BuildKit without
 	// force-compression; so two registries.)
 	reg2 := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	if _, stderr, err := s.kiln("push", "--compression", "gzip", "--compression-level", "1", "app:1", reg.Ref("g/app:1")); err != nil {
+	if _, stderr, err := s.Kiln("push", "--compression", "gzip", "--compression-level", "1", "app:1", reg.Ref("g/app:1")); err != nil {
 		t.Fatalf("push level 1: %v\n%s", err, stderr)
 	}
-	if _, stderr, err := s.kiln("push", "app:1", reg2.Ref("g/app:6")); err != nil {
+	if _, stderr, err := s.Kiln("push", "app:1", reg2.Ref("g/app:6")); err != nil {
 		t.Fatalf("push level 6: %v\n%s", err, stderr)
 	}
-	m1, m6 := puManifestOf(t, reg, "g/app", "1"), puManifestOf(t, reg2, "g/app", "6")
+	m1, m6 := manifestOf(t, reg, "g/app", "1"), manifestOf(t, reg2, "g/app", "6")
 	if m1.Layers[0].Digest == m6.Layers[0].Digest {
 		t.Errorf("gzip level 1 and 6 gave the same blob %s", m1.Layers[0].Digest)
 	}
@@ -321,18 +322,18 @@ func TestPushZstdAndUncompressedAndLevels(t *testing.T) {
 		{"push", "nosuch:1"},
 		{"push", "app:1", reg.Ref("bad/x@sha256:" + strings.Repeat("a", 64))},
 	} {
-		_, stderr, err := s.kiln(args...)
-		puErrorLine(t, err, stderr)
+		_, stderr, err := s.Kiln(args...)
+		errorLine(t, err, stderr)
 	}
-	if _, err := os.Stat(filepath.Join(puStorage(reg), "repositories", "bad")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(storage(reg), "repositories", "bad")); !os.IsNotExist(err) {
 		t.Errorf("a refused push reached the registry: %v", err)
 	}
 }
 
 func TestPushTLSWithCredentials(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Users: map[string]string{"ci": "s3cret"}})
-	s.mustKiln("build", "-t", "app:1", puMultiContext(t))
+	s.MustKiln("build", "-t", "app:1", multiLayerContext(t))
 	ref := reg.Ref("team/app:1")
 	good := []string{"DOCKER_CONFIG=" + testenv.DockerConfig(t, reg.Addr, "ci", "s3cret"), "KILN_REGISTRY_CA=" + reg.CACert}
 
@@ -347,49 +348,49 @@ func TestPushTLSWithCredentials(t *testing.T) {
 		{"untrusted CA", []string{good[0]}, "certificate"},
 	}
 	for _, c := range cases {
-		_, stderr, err := ptKilnEnv(s, c.env, "push", "app:1", ref)
-		line := puErrorLine(t, err, stderr)
+		_, stderr, err := s.KilnEnv(c.env, "push", "app:1", ref)
+		line := errorLine(t, err, stderr)
 		if !strings.Contains(line, c.want) || !strings.Contains(line, ref) {
 			t.Errorf("%s: error line %q lacks %q", c.name, line, c.want)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(puStorage(reg), "repositories", "team")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(storage(reg), "repositories", "team")); !os.IsNotExist(err) {
 		t.Errorf("a refused push left something in the registry: %v", err)
 	}
 
-	stdout, stderr, err := ptKilnEnv(s, good, "push", "app:1", ref)
+	stdout, stderr, err := s.KilnEnv(good, "push", "app:1", ref)
 	if err != nil {
 		t.Fatalf("push with credentials: %v\n%s", err, stderr)
 	}
-	if !strings.HasPrefix(stdout, "1: digest: sha256:") || puCount(stderr, ": Pushed") != 4 {
+	if !strings.HasPrefix(stdout, "1: digest: sha256:") || count(stderr, ": Pushed") != 4 {
 		t.Errorf("push with credentials:\n%s%s", stdout, stderr)
 	}
 	// The same with --registry-ca instead of the environment variable.
-	if _, stderr, err := ptKilnEnv(s, good[:1], "--registry-ca", reg.CACert, "push", "app:1", ref); err != nil || puCount(stderr, "Layer already exists") != 4 {
+	if _, stderr, err := s.KilnEnv(good[:1], "--registry-ca", reg.CACert, "push", "app:1", ref); err != nil || count(stderr, "Layer already exists") != 4 {
 		t.Errorf("second push with --registry-ca: %v\n%s", err, stderr)
 	}
 	// What was pushed pulls back with the same credentials.
-	e := ptEmptyStore(t)
-	if _, stderr, err := ptKilnEnv(e, good, "pull", ref); err != nil {
+	e := e2etest.EmptyStore(t)
+	if _, stderr, err := e.KilnEnv(good, "pull", ref); err != nil {
 		t.Fatalf("pull: %v\n%s", err, stderr)
 	}
-	if out := e.mustKiln("run", "--rm", ref); out != "hello from a pushed image\n" {
+	if out := e.MustKiln("run", "--rm", ref); out != "hello from a pushed image\n" {
 		t.Errorf("pulled image printed %q", out)
 	}
 }
 
 func TestPushInterruptedByRegistryKillThenRetried(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	ref := reg.Ref("big/app:1")
-	dir := ptWriteDockerfile(t, "FROM busybox\nRUN echo small > /small\nRUN head -c 200000000 /dev/urandom > /big\n")
-	s.mustKiln("build", "-t", ref, dir)
-	diffIDs := toStrings(s.kilnInspect(ref)["RootFS"].(map[string]any)["Layers"])
+	dir := e2etest.DockerfileContext(t, "FROM busybox\nRUN echo small > /small\nRUN head -c 200000000 /dev/urandom > /big\n")
+	s.MustKiln("build", "-t", ref, dir)
+	diffIDs := e2etest.ToStrings(s.Inspect(ref)["RootFS"].(map[string]any)["Layers"])
 	bigShort := strings.TrimPrefix(diffIDs[2], "sha256:")[:12]
 
 	// Push; once more than 16 MB of the big layer reached the registry,
 	// kill it.
-	cmd := exec.Command(kilnBin, "--root", s.root, "push", ref)
+	cmd := exec.Command(e2etest.Bin(), "--root", s.Root, "push", ref)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -397,7 +398,7 @@ func TestPushInterruptedByRegistryKillThenRetried(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	uploads := filepath.Join(puStorage(reg), "repositories", "big", "app", "_uploads", "*", "data")
+	uploads := filepath.Join(storage(reg), "repositories", "big", "app", "_uploads", "*", "data")
 	deadline := time.After(2 * time.Minute)
 	var err error
 wait:
@@ -424,11 +425,11 @@ wait:
 			}
 		}
 	}
-	line := puErrorLine(t, err, stderr.String())
+	line := errorLine(t, err, stderr.String())
 	if !strings.Contains(line, "push "+ref+": ") || !strings.Contains(line, "registry at "+reg.Addr) {
 		t.Errorf("error line after the kill: %q", line)
 	}
-	mapping := filepath.Join(s.root, "content", "compressed", "gzip-6", strings.TrimPrefix(diffIDs[2], "sha256:"))
+	mapping := filepath.Join(s.Root, "content", "compressed", "gzip-6", strings.TrimPrefix(diffIDs[2], "sha256:"))
 	fi, statErr := os.Stat(mapping)
 	if statErr != nil {
 		t.Fatalf("the big layer's compression is not remembered: %v", statErr)
@@ -437,11 +438,11 @@ wait:
 	// The retry completes: what arrived is not sent again, and the big
 	// layer is not compressed again.
 	reg.Restart(t)
-	out, errOut, err := s.kiln("push", ref)
+	out, errOut, err := s.Kiln("push", ref)
 	if err != nil {
 		t.Fatalf("retry: %v\n%s", err, errOut)
 	}
-	if !strings.Contains(errOut, bigShort+": Pushed") || puCount(errOut, ": Pushed") != 1 || puCount(errOut, ": Layer already exists") != 2 {
+	if !strings.Contains(errOut, bigShort+": Pushed") || count(errOut, ": Pushed") != 1 || count(errOut, ": Layer already exists") != 2 {
 		t.Errorf("retry should push only the big layer:\n%s", errOut)
 	}
 	if fi2, err := os.Stat(mapping); err != nil || !fi2.ModTime().Equal(fi.ModTime()) {
@@ -450,27 +451,27 @@ wait:
 	if !strings.HasPrefix(out, "1: digest: sha256:") {
 		t.Errorf("retry stdout %q", out)
 	}
-	e := ptEmptyStore(t)
-	e.mustKiln("pull", ref)
-	if got := e.mustKiln("run", "--rm", ref, "sh", "-c", "wc -c < /big; cat /small"); got != "200000000\nsmall\n" {
+	e := e2etest.EmptyStore(t)
+	e.MustKiln("pull", ref)
+	if got := e.MustKiln("run", "--rm", ref, "sh", "-c", "wc -c < /big; cat /small"); got != "200000000\nsmall\n" {
 		t.Errorf("pulled image: %q", got)
 	}
 }
 
 func TestBuildPushAndRegistryOutput(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
-	dir := puMultiContext(t)
+	dir := multiLayerContext(t)
 	ref := reg.Ref("built/app:1")
-	_, stderr, err := s.kiln("build", "--push", "-t", ref, dir)
+	_, stderr, err := s.Kiln("build", "--push", "-t", ref, dir)
 	if err != nil {
 		t.Fatalf("build --push: %v\n%s", err, stderr)
 	}
-	if puCount(stderr, ": Pushed") != 4 || !strings.Contains(stderr, "1: digest: sha256:") {
+	if count(stderr, ": Pushed") != 4 || !strings.Contains(stderr, "1: digest: sha256:") {
 		t.Errorf("build --push progress:\n%s", stderr)
 	}
-	id := s.kilnInspect(ref)["Id"].(string)
-	if m := puManifestOf(t, reg, "built/app", "1"); m.Config.Digest != id {
+	id := s.Inspect(ref)["Id"].(string)
+	if m := manifestOf(t, reg, "built/app", "1"); m.Config.Digest != id {
 		t.Errorf("build --push config %s, Id %s", m.Config.Digest, id)
 	}
 
@@ -478,41 +479,41 @@ func TestBuildPushAndRegistryOutput(t *testing.T) {
 	// layers are compressed already, so nothing is compressed again and
 	// everything is mounted from built/app.
 	other := reg.Ref("out/app:2")
-	_, stderr, err = s.kiln("build", "-o", "type=registry,\"name="+other+","+reg.Ref("out/app:3")+"\",oci-mediatypes=false", dir)
+	_, stderr, err = s.Kiln("build", "-o", "type=registry,\"name="+other+","+reg.Ref("out/app:3")+"\",oci-mediatypes=false", dir)
 	if err != nil {
 		t.Fatalf("build -o type=registry: %v\n%s", err, stderr)
 	}
-	if puCount(stderr, ": Mounted from built/app") != 4 || puCount(stderr, ": Layer already exists") != 4 {
+	if count(stderr, ": Mounted from built/app") != 4 || count(stderr, ": Layer already exists") != 4 {
 		t.Errorf("-o type=registry progress:\n%s", stderr)
 	}
 	for _, tag := range []string{"2", "3"} {
-		m := puManifestOf(t, reg, "out/app", tag)
+		m := manifestOf(t, reg, "out/app", tag)
 		if m.MediaType != "application/vnd.docker.distribution.manifest.v2+json" || m.Config.Digest != id ||
 			m.Layers[0].MediaType != "application/vnd.docker.image.rootfs.diff.tar.gzip" {
 			t.Errorf("out/app:%s: %+v", tag, m)
 		}
 	}
 	// The names are in the store too (type=image names the image).
-	if got := s.kilnInspect(other)["Id"]; got != id {
+	if got := s.Inspect(other)["Id"]; got != id {
 		t.Errorf("%s in the store: %v", other, got)
 	}
 
 	// What build --push sent runs after a pull into an empty store.
-	e := ptEmptyStore(t)
-	e.mustKiln("pull", other)
-	if out := e.mustKiln("run", "--rm", other); out != "hello from a pushed image\n" {
+	e := e2etest.EmptyStore(t)
+	e.MustKiln("pull", other)
+	if out := e.MustKiln("run", "--rm", other); out != "hello from a pushed image\n" {
 		t.Errorf("pulled image printed %q", out)
 	}
 
 	// Failures: --push without -t fails before building; a push that
 	// cannot reach its registry fails the build with one line.
-	_, stderr, err = s.kiln("build", "--push", dir)
-	if line := puErrorLine(t, err, stderr); !strings.Contains(line, "-t") {
+	_, stderr, err = s.Kiln("build", "--push", dir)
+	if line := errorLine(t, err, stderr); !strings.Contains(line, "-t") {
 		t.Errorf("--push without -t: %q", line)
 	}
-	_, stderr, err = s.kiln("build", "-o", "type=registry,name=127.0.0.1:1/x/y:1", dir)
-	if line := puErrorLine(t, err, stderr); !strings.Contains(line, "connection refused") {
+	_, stderr, err = s.Kiln("build", "-o", "type=registry,name=127.0.0.1:1/x/y:1", dir)
+	if line := errorLine(t, err, stderr); !strings.Contains(line, "connection refused") {
 		t.Errorf("push to a closed port: %q", line)
 	}
-	s.assertClean()
+	s.AssertClean()
 }

@@ -1,14 +1,4 @@
-package main_test
-
-// The Dockerfile conformance suite: every case in testdata/conformance is
-// built by kiln and compared (final filesystem and config, testenv.Diff)
-// with BuildKit's result for the same Dockerfile, recorded in the case's
-// buildkit.json by `make golden`. See testdata/conformance/README.md for the
-// layout of a case.
-//
-//	go test ./cmd/kiln -run TestConformance -v              # kiln vs the goldens
-//	go test ./cmd/kiln -run TestConformance/copy-chmod -v   # one case
-//	make golden                                             # rebuild the goldens with BuildKit
+package conformance
 
 import (
 	"bufio"
@@ -26,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
@@ -49,14 +40,14 @@ var caseMetaFiles = map[string]bool{
 	"docker-differs.txt": true, // where docker's older BuildKit disagrees (reference only)
 }
 
-type confCase struct {
+type testCase struct {
 	name      string
 	dir       string   // testdata/conformance/NAME
 	flags     []string // "--build-arg X=1"
 	expectErr []string // non-empty for an expected-error case
 }
 
-func confDir(t *testing.T) string {
+func casesDir(t *testing.T) string {
 	t.Helper()
 	repo, err := testenv.RepoRoot()
 	if err != nil {
@@ -65,9 +56,9 @@ func confDir(t *testing.T) string {
 	return filepath.Join(repo, "testdata", "conformance")
 }
 
-// confReadLines returns the non-empty lines of a file that do not start with
+// readLines returns the non-empty lines of a file that do not start with
 // "#", trimmed; nil if the file does not exist.
-func confReadLines(t *testing.T, p string) []string {
+func readLines(t *testing.T, p string) []string {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -87,14 +78,14 @@ func confReadLines(t *testing.T, p string) []string {
 	return out
 }
 
-func confLoadCases(t *testing.T) []confCase {
+func loadCases(t *testing.T) []testCase {
 	t.Helper()
-	root := confDir(t)
+	root := casesDir(t)
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cases []confCase
+	var cases []testCase
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -103,26 +94,26 @@ func confLoadCases(t *testing.T) []confCase {
 		if _, err := os.Stat(filepath.Join(dir, "Dockerfile")); err != nil {
 			t.Fatalf("case %s has no Dockerfile", e.Name())
 		}
-		cases = append(cases, confCase{
+		cases = append(cases, testCase{
 			name:      e.Name(),
 			dir:       dir,
-			flags:     confReadLines(t, filepath.Join(dir, "flags")),
-			expectErr: confReadLines(t, filepath.Join(dir, "expect-error")),
+			flags:     readLines(t, filepath.Join(dir, "flags")),
+			expectErr: readLines(t, filepath.Join(dir, "expect-error")),
 		})
 	}
 	sort.Slice(cases, func(i, j int) bool { return cases[i].name < cases[j].name })
 	return cases
 }
 
-// confLoadKnownFailures reads KNOWN_FAILURES: "CASE reason..." per line.
-func confLoadKnownFailures(t *testing.T, cases []confCase) map[string]string {
+// loadKnownFailures reads KNOWN_FAILURES: "CASE reason..." per line.
+func loadKnownFailures(t *testing.T, cases []testCase) map[string]string {
 	t.Helper()
 	known := map[string]string{}
 	names := map[string]bool{}
 	for _, c := range cases {
 		names[c.name] = true
 	}
-	for _, l := range confReadLines(t, filepath.Join(confDir(t), "KNOWN_FAILURES")) {
+	for _, l := range readLines(t, filepath.Join(casesDir(t), "KNOWN_FAILURES")) {
 		name, reason, _ := strings.Cut(l, " ")
 		if !names[name] {
 			t.Errorf("KNOWN_FAILURES names %q, which is not a case in testdata/conformance", name)
@@ -132,12 +123,12 @@ func confLoadKnownFailures(t *testing.T, cases []confCase) map[string]string {
 	return known
 }
 
-// confPrepareContext copies the case to a fresh directory without its meta
+// prepareContext copies the case to a fresh directory without its meta
 // files, gives every file and directory the mode git would (0755 for
 // directories and executables, else 0644) and root ownership, so results
 // do not depend on the umask or user of the checkout, then runs setup.sh
 // in it.
-func confPrepareContext(t *testing.T, c confCase) string {
+func prepareContext(t *testing.T, c testCase) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "context")
 	if out, err := exec.Command("cp", "-a", c.dir, dst).CombinedOutput(); err != nil {
@@ -172,7 +163,7 @@ func confPrepareContext(t *testing.T, c confCase) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if setup := filepath.Join(c.dir, "setup.sh"); confFileExists(setup) {
+	if setup := filepath.Join(c.dir, "setup.sh"); fileExists(setup) {
 		cmd := exec.Command("/bin/sh", "-eu", setup)
 		cmd.Dir = dst
 		cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
@@ -183,7 +174,7 @@ func confPrepareContext(t *testing.T, c confCase) string {
 	return dst
 }
 
-func confContains(list []string, s string) bool {
+func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
 			return true
@@ -192,14 +183,14 @@ func confContains(list []string, s string) bool {
 	return false
 }
 
-func confFileExists(p string) bool {
+func fileExists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
 }
 
-// confKilnFlags turns the case's flags into kiln build arguments (-f is
+// kilnFlags turns the case's flags into kiln build arguments (-f is
 // relative to the context).
-func confKilnFlags(flags []string, ctx string) []string {
+func kilnFlags(flags []string, ctx string) []string {
 	var out []string
 	for _, f := range flags {
 		n, v := testenv.SplitFlag(f)
@@ -215,8 +206,8 @@ func confKilnFlags(flags []string, ctx string) []string {
 	return out
 }
 
-// confTail returns the last n lines of s.
-func confTail(s string, n int) string {
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -229,13 +220,13 @@ func TestConformance(t *testing.T) {
 		t.Skip("conformance suite: end-to-end builds (not in -short)")
 	}
 	testenv.RequireRoot(t)
-	cases := confLoadCases(t)
+	cases := loadCases(t)
 	if *goldenFlag {
-		confMakeGoldens(t, cases)
+		makeGoldens(t, cases)
 		return
 	}
-	known := confLoadKnownFailures(t, cases)
-	s := newStore(t) // one store for every case: shared base, shared cache
+	known := loadKnownFailures(t, cases)
+	s := e2etest.NewStore(t) // one store for every case: shared base, shared cache
 	baseTar := testenv.BusyboxTar(t)
 	baseSHA, err := testenv.FileSHA256(baseTar)
 	if err != nil {
@@ -293,7 +284,7 @@ func TestConformance(t *testing.T) {
 	if len(failed) > len(knownFailed) {
 		var unexpected []string
 		for _, f := range failed {
-			if !confContains(knownFailed, f) {
+			if !contains(knownFailed, f) {
 				unexpected = append(unexpected, f)
 			}
 		}
@@ -312,7 +303,7 @@ func TestConformance(t *testing.T) {
 // conformanceCase builds one case with kiln and returns what differs from
 // the golden (or from the expected error). Problems with the test itself
 // (no golden, another busybox) are fatal.
-func conformanceCase(t *testing.T, s *store, c confCase, base *testenv.ImageSummary, baseSHA string) []string {
+func conformanceCase(t *testing.T, s *e2etest.Store, c testCase, base *testenv.ImageSummary, baseSHA string) []string {
 	t.Helper()
 	var golden testenv.Golden
 	if len(c.expectErr) == 0 {
@@ -328,11 +319,11 @@ func conformanceCase(t *testing.T, s *store, c confCase, base *testenv.ImageSumm
 			t.Fatal(err)
 		}
 	}
-	ctx := confPrepareContext(t, c)
+	ctx := prepareContext(t, c)
 	tag := "conformance-" + strings.ToLower(c.name) + ":latest"
-	args := append([]string{"build", "--progress", "plain", "-t", tag}, confKilnFlags(c.flags, ctx)...)
+	args := append([]string{"build", "--progress", "plain", "-t", tag}, kilnFlags(c.flags, ctx)...)
 	args = append(args, ctx)
-	_, stderr, err := s.kiln(args...)
+	_, stderr, err := s.Kiln(args...)
 
 	if len(c.expectErr) > 0 {
 		var problems []string
@@ -349,15 +340,15 @@ func conformanceCase(t *testing.T, s *store, c confCase, base *testenv.ImageSumm
 			}
 		}
 		if len(problems) > 0 {
-			problems = append(problems, "kiln's stderr (end):\n"+confTail(stderr, 15))
+			problems = append(problems, "kiln's stderr (end):\n"+tail(stderr, 15))
 		}
 		return problems
 	}
 	if err != nil {
-		return []string{fmt.Sprintf("kiln build failed: %v\n%s", err, confTail(stderr, 25))}
+		return []string{fmt.Sprintf("kiln build failed: %v\n%s", err, tail(stderr, 25))}
 	}
 	out := filepath.Join(t.TempDir(), "kiln.tar")
-	s.mustKiln("save", "-o", out, tag)
+	s.MustKiln("save", "-o", out, tag)
 	sum, err := testenv.ReadImageTar(out, "")
 	if err != nil {
 		t.Fatal(err)
@@ -368,9 +359,9 @@ func conformanceCase(t *testing.T, s *store, c confCase, base *testenv.ImageSumm
 // ---------------------------------------------------------------------------
 // make golden
 
-// confMakeGoldens builds every case with the reference BuildKit and writes its
+// makeGoldens builds every case with the reference BuildKit and writes its
 // buildkit.json (or buildkit-error.txt for an expected-error case).
-func confMakeGoldens(t *testing.T, cases []confCase) {
+func makeGoldens(t *testing.T, cases []testCase) {
 	baseTar := testenv.BusyboxTar(t)
 	baseSHA, err := testenv.FileSHA256(baseTar)
 	if err != nil {
@@ -389,7 +380,7 @@ func confMakeGoldens(t *testing.T, cases []confCase) {
 		t.Fatalf("-oracle=%q: want standalone, docker, both or auto", mode)
 	}
 	if wantStandalone {
-		bk, err := confStartStandalone(t, baseTar)
+		bk, err := startStandalone(t, baseTar)
 		switch {
 		case err == nil:
 			primary = bk
@@ -434,13 +425,13 @@ func confMakeGoldens(t *testing.T, cases []confCase) {
 	for _, c := range cases {
 		c := c
 		t.Run(c.name, func(t *testing.T) {
-			ctx := confPrepareContext(t, c)
+			ctx := prepareContext(t, c)
 			tmp := t.TempDir()
-			ref, refErr := confOracleBuild(primary, ctx, c.flags, filepath.Join(tmp, "ref.tar"))
+			ref, refErr := oracleBuild(primary, ctx, c.flags, filepath.Join(tmp, "ref.tar"))
 			var other *testenv.ImageSummary
 			var otherErr error
 			if docker != nil {
-				other, otherErr = confOracleBuild(docker, ctx, c.flags, filepath.Join(tmp, "docker.tar"))
+				other, otherErr = oracleBuild(docker, ctx, c.flags, filepath.Join(tmp, "docker.tar"))
 			}
 			differsPath := filepath.Join(c.dir, "docker-differs.txt")
 			os.Remove(differsPath)
@@ -448,9 +439,9 @@ func confMakeGoldens(t *testing.T, cases []confCase) {
 				var lines []string
 				switch {
 				case refErr != nil && otherErr == nil:
-					lines = []string{"docker's BuildKit builds it; " + primary.Name() + " fails:", confErrorSummary(refErr)}
+					lines = []string{"docker's BuildKit builds it; " + primary.Name() + " fails:", errorSummary(refErr)}
 				case refErr == nil && otherErr != nil:
-					lines = []string{"docker's BuildKit fails; " + primary.Name() + " builds it:", confErrorSummary(otherErr)}
+					lines = []string{"docker's BuildKit fails; " + primary.Name() + " builds it:", errorSummary(otherErr)}
 				case refErr == nil:
 					lines = testenv.Diff(other, ref)
 					if len(lines) > 0 {
@@ -459,7 +450,7 @@ func confMakeGoldens(t *testing.T, cases []confCase) {
 				}
 				if len(lines) > 0 {
 					disagree = append(disagree, c.name)
-					confWriteFile(t, differsPath, strings.Join(lines, "\n")+"\n")
+					writeFile(t, differsPath, strings.Join(lines, "\n")+"\n")
 					t.Logf("docker's BuildKit disagrees:\n%s", strings.Join(lines, "\n"))
 				}
 			}
@@ -471,7 +462,7 @@ func confMakeGoldens(t *testing.T, cases []confCase) {
 					os.Remove(errPath)
 					t.Fatalf("%s builds this expect-error case; remove expect-error", primary.Name())
 				}
-				confWriteFile(t, errPath, "# "+primary.Name()+" fails on this case (make golden records it for reference):\n"+confErrorSummary(refErr)+"\n")
+				writeFile(t, errPath, "# "+primary.Name()+" fails on this case (make golden records it for reference):\n"+errorSummary(refErr)+"\n")
 				return
 			}
 			os.Remove(errPath)
@@ -494,15 +485,15 @@ func confMakeGoldens(t *testing.T, cases []confCase) {
 	}
 }
 
-// confStartStandalone starts buildkitd from -buildkit-bin with a registry
+// startStandalone starts buildkitd from -buildkit-bin with a registry
 // holding the busybox image that kiln makes from baseTar.
-func confStartStandalone(t *testing.T, baseTar string) (*testenv.Buildkitd, error) {
+func startStandalone(t *testing.T, baseTar string) (*testenv.Buildkitd, error) {
 	if *buildkitBinFlag == "" {
 		return nil, errors.New("no -buildkit-bin given (scripts/buildkit-bin.sh builds it)")
 	}
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	img := filepath.Join(t.TempDir(), "busybox-oci.tar")
-	s.mustKiln("save", "-o", img, "busybox:latest")
+	s.MustKiln("save", "-o", img, "busybox:latest")
 	dir, err := os.MkdirTemp("", "kiln-buildkitd-")
 	if err != nil {
 		return nil, err
@@ -511,7 +502,7 @@ func confStartStandalone(t *testing.T, baseTar string) (*testenv.Buildkitd, erro
 	return testenv.StartBuildkitd(*buildkitBinFlag, dir, img)
 }
 
-func confOracleBuild(o testenv.Oracle, ctx string, flags []string, out string) (*testenv.ImageSummary, error) {
+func oracleBuild(o testenv.Oracle, ctx string, flags []string, out string) (*testenv.ImageSummary, error) {
 	if err := o.Build(ctx, flags, out); err != nil {
 		return nil, err
 	}
@@ -519,20 +510,20 @@ func confOracleBuild(o testenv.Oracle, ctx string, flags []string, out string) (
 }
 
 var (
-	confReProgress = regexp.MustCompile(`^#\d+ `)
-	confReRefID    = regexp.MustCompile(`\b[a-z0-9]{25}\b`)
-	confReTempDir  = regexp.MustCompile(`/tmp/\S*/context`)
-	confReTime     = regexp.MustCompile(`^\d+\.\d+ `) // RUN output timestamps
+	reProgress = regexp.MustCompile(`^#\d+ `)
+	reRefID    = regexp.MustCompile(`\b[a-z0-9]{25}\b`)
+	reTempDir  = regexp.MustCompile(`/tmp/\S*/context`)
+	reTime     = regexp.MustCompile(`^\d+\.\d+ `) // RUN output timestamps
 )
 
-// confErrorSummary keeps the end of a BuildKit build log that explains the
+// errorSummary keeps the end of a BuildKit build log that explains the
 // failure (what follows the last progress line), without temp paths and
 // random ref IDs, so regenerated files stay stable.
-func confErrorSummary(err error) string {
+func errorSummary(err error) string {
 	lines := strings.Split(strings.TrimRight(err.Error(), "\n"), "\n")
 	last := -1
 	for i, l := range lines {
-		if confReProgress.MatchString(l) {
+		if reProgress.MatchString(l) {
 			last = i
 		}
 	}
@@ -544,14 +535,14 @@ func confErrorSummary(err error) string {
 		if strings.HasPrefix(l, "stderr:") || strings.HasPrefix(l, "output:") {
 			continue
 		}
-		l = confReTempDir.ReplaceAllString(l, "CONTEXT")
-		l = confReTime.ReplaceAllString(l, "")
-		out = append(out, confReRefID.ReplaceAllString(l, "REF"))
+		l = reTempDir.ReplaceAllString(l, "CONTEXT")
+		l = reTime.ReplaceAllString(l, "")
+		out = append(out, reRefID.ReplaceAllString(l, "REF"))
 	}
 	return strings.Join(out, "\n")
 }
 
-func confWriteFile(t *testing.T, p, s string) {
+func writeFile(t *testing.T, p, s string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
-package main_test
+package store
 
-// Helpers for the store robustness tests: crash (store_crash_test.go),
-// concurrency (store_concurrency_test.go) and hostile input
-// (store_hostile_test.go).
+// Helpers for the store robustness tests: crash (crash_test.go),
+// concurrency (concurrency_test.go), hostile input (hostile_test.go) and
+// a full disk (fulldisk_test.go).
 
 import (
 	"archive/tar"
@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -86,30 +87,6 @@ func rootfsTar(t *testing.T, dst string, extra map[string][]byte) {
 	}
 }
 
-// contextDir makes a build context holding a Dockerfile and files.
-func contextDir(t *testing.T, dockerfile string, files map[string][]byte) string {
-	t.Helper()
-	files["Dockerfile"] = []byte(dockerfile)
-	return writeContext(t, files)
-}
-
-// writeContext makes a build context in a new temp dir: name (a path
-// relative to it) → content. The other context helpers call it.
-func writeContext(t *testing.T, files map[string][]byte) string {
-	t.Helper()
-	dir := t.TempDir()
-	for n, b := range files {
-		p := filepath.Join(dir, n)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // running is a kiln process started in the background. Its output goes to
 // files, not pipes: a killed kiln's container may keep a pipe open.
 type running struct {
@@ -118,21 +95,21 @@ type running struct {
 	done    chan error
 }
 
-func (s *store) start(args ...string) *running {
-	s.t.Helper()
-	f, err := os.CreateTemp(s.t.TempDir(), "kiln-out-")
+func startKiln(s *e2etest.Store, args ...string) *running {
+	s.T.Helper()
+	f, err := os.CreateTemp(s.T.TempDir(), "kiln-out-")
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command(kilnBin, append([]string{"--root", s.root}, args...)...)
+	cmd := exec.Command(e2etest.Bin(), append([]string{"--root", s.Root}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	r := &running{cmd: cmd, outPath: f.Name(), done: make(chan error, 1)}
 	go func() { r.done <- cmd.Wait() }()
-	s.t.Cleanup(func() {
+	s.T.Cleanup(func() {
 		cmd.Process.Kill()
 		<-r.done
 	})
@@ -209,8 +186,8 @@ func tempFileOver(dir string, size int64) bool {
 // inUncommittedSnapshot reports whether the file name exists, with more
 // than size bytes, in a snapshot that is not committed yet (being
 // unpacked, copied into or written by a RUN).
-func (s *store) inUncommittedSnapshot(name string, size int64) bool {
-	matches, _ := filepath.Glob(filepath.Join(s.root, "snapshots", "*", "fs", name))
+func inUncommittedSnapshot(s *e2etest.Store, name string, size int64) bool {
+	matches, _ := filepath.Glob(filepath.Join(s.Root, "snapshots", "*", "fs", name))
 	for _, m := range matches {
 		snap := filepath.Dir(filepath.Dir(m))
 		if _, err := os.Stat(filepath.Join(snap, "diffid")); err == nil {
@@ -223,7 +200,7 @@ func (s *store) inUncommittedSnapshot(name string, size int64) bool {
 	return false
 }
 
-func (s *store) blobsDir() string { return filepath.Join(s.root, "content", "blobs", "sha256") }
+func blobsDir(s *e2etest.Store) string { return filepath.Join(s.Root, "content", "blobs", "sha256") }
 
 // liveProcesses lists processes (not zombies) whose command line contains
 // token.
@@ -252,16 +229,16 @@ func liveProcesses(token string) []string {
 // one left) and checks that nothing of the killed process remains: no mount
 // in the store, no runc container, no process whose command line has token
 // (the container's), and that kiln doctor finds the store consistent.
-func (s *store) assertRecovered(token string) {
-	s.t.Helper()
-	s.mustKiln("images")
+func assertRecovered(s *e2etest.Store, token string) {
+	s.T.Helper()
+	s.MustKiln("images")
 	if mi, err := os.ReadFile("/proc/self/mountinfo"); err != nil {
-		s.t.Fatal(err)
-	} else if strings.Contains(string(mi), s.root) {
-		s.t.Errorf("mounts left under %s:\n%s", s.root, grepLines(string(mi), s.root))
+		s.T.Fatal(err)
+	} else if strings.Contains(string(mi), s.Root) {
+		s.T.Errorf("mounts left under %s:\n%s", s.Root, e2etest.GrepLines(string(mi), s.Root))
 	}
-	if out, err := exec.Command("runc", "--root", filepath.Join(s.root, "run", "runc"), "list", "-q").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
-		s.t.Errorf("runc containers left: %s", out)
+	if out, err := exec.Command("runc", "--root", filepath.Join(s.Root, "run", "runc"), "list", "-q").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+		s.T.Errorf("runc containers left: %s", out)
 	}
 	if token != "" {
 		// runc delete --force has killed the container; its processes may
@@ -271,25 +248,16 @@ func (s *store) assertRecovered(token string) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if p := liveProcesses(token); len(p) > 0 {
-			s.t.Errorf("processes left: %q", p)
+			s.T.Errorf("processes left: %q", p)
 		}
 	}
-	s.assertDoctorClean()
-}
-
-// assertDoctorClean runs kiln doctor and requires a consistent store.
-func (s *store) assertDoctorClean() {
-	s.t.Helper()
-	out, errOut, err := s.kiln("doctor", "-v")
-	if err != nil || !strings.Contains(out, "the store is consistent") {
-		s.t.Errorf("kiln doctor: %v\n%s%s", err, out, errOut)
-	}
+	s.AssertDoctorClean()
 }
 
 // assertImagesWork runs each image's `cat /id` (it must print the value)
 // and saves them all.
-func (s *store) assertImagesWork(images map[string]string) {
-	s.t.Helper()
+func assertImagesWork(s *e2etest.Store, images map[string]string) {
+	s.T.Helper()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4)
 	var names []string
@@ -300,24 +268,24 @@ func (s *store) assertImagesWork(images map[string]string) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out, errOut, err := s.kiln("run", "--rm", name, "/bin/cat", "/id")
+			out, errOut, err := s.Kiln("run", "--rm", name, "/bin/cat", "/id")
 			if err != nil || out != id+"\n" {
-				s.t.Errorf("kiln run %s: %v %q\n%s", name, err, out, errOut)
+				s.T.Errorf("kiln run %s: %v %q\n%s", name, err, out, errOut)
 			}
 		}()
 	}
 	wg.Wait()
 	sort.Strings(names)
-	cmd := exec.Command(kilnBin, append([]string{"--root", s.root, "save"}, names...)...)
+	cmd := exec.Command(e2etest.Bin(), append([]string{"--root", s.Root, "save"}, names...)...)
 	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	defer devNull.Close()
 	var errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = devNull, &errOut
 	if err := cmd.Run(); err != nil {
-		s.t.Errorf("kiln save %s: %v\n%s", strings.Join(names, " "), err, errOut.String())
+		s.T.Errorf("kiln save %s: %v\n%s", strings.Join(names, " "), err, errOut.String())
 	}
 }
 
@@ -399,29 +367,11 @@ func mustJSON(t *testing.T, s string, v any) {
 	}
 }
 
-// tarFiles reads a tar archive (docker-save, OCI layout) into memory:
-// entry name → content.
-func tarFiles(t *testing.T, p string) map[string][]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
 	}
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatalf("%s: %s: %v", p, hdr.Name, err)
-		}
-		files[hdr.Name] = b
-	}
+	return false
 }

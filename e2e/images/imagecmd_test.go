@@ -1,4 +1,4 @@
-package main_test
+package images
 
 import (
 	"encoding/json"
@@ -12,11 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
-// imgcmdExitCode is the exit status of a finished kiln run (0 for nil).
-func imgcmdExitCode(t *testing.T, err error) int {
+// exitCode is the exit status of a finished kiln run (0 for nil).
+func exitCode(t *testing.T, err error) int {
 	t.Helper()
 	if err == nil {
 		return 0
@@ -28,27 +29,27 @@ func imgcmdExitCode(t *testing.T, err error) int {
 	return ee.ExitCode()
 }
 
-// imgcmdBuild builds a small image (no RUN) whose history has three
+// buildSmall builds a small image (no RUN) whose history has three
 // entries: CMD, LABEL and busybox's import.
-func imgcmdBuild(t *testing.T, s *store, tag string) {
+func buildSmall(t *testing.T, s *e2etest.Store, tag string) {
 	t.Helper()
 	dir := t.TempDir()
 	df := "FROM busybox\nLABEL imgcmd=yes\nCMD [\"sh\"]\n"
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.mustKiln("build", "-q", "-t", tag, dir)
+	s.MustKiln("build", "-q", "-t", tag, dir)
 }
 
 // Every verb of docker's image group that kiln has runs under
 // "kiln image" as the top-level verb does; an unknown one is an error.
 func TestImageGroupRunsTheTopLevelVerbs(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 
 	// unknown subcommands fail like docker's, never help + exit 0
 	for _, typo := range []string{"rmm", "inspectt", "nosuchverb"} {
-		out, stderr, err := s.kiln("image", typo, "busybox")
-		if code := imgcmdExitCode(t, err); code != 1 {
+		out, stderr, err := s.Kiln("image", typo, "busybox")
+		if code := exitCode(t, err); code != 1 {
 			t.Errorf("kiln image %s: exit %d, want 1\n%s%s", typo, code, out, stderr)
 		}
 		if want := "kiln: 'image " + typo + "' is not a kiln command."; !strings.Contains(stderr, want) {
@@ -61,11 +62,11 @@ func TestImageGroupRunsTheTopLevelVerbs(t *testing.T) {
 			t.Errorf("kiln image %s printed the help on stdout:\n%s", typo, out)
 		}
 	}
-	if _, stderr, _ := s.kiln("image", "rmm"); !strings.Contains(stderr, "Did you mean this?\n\trm") {
+	if _, stderr, _ := s.Kiln("image", "rmm"); !strings.Contains(stderr, "Did you mean this?\n\trm") {
 		t.Errorf("kiln image rmm does not suggest rm:\n%s", stderr)
 	}
 	// the bare group prints its help, listing docker's verbs
-	help := s.mustKiln("image")
+	help := s.MustKiln("image")
 	for _, verb := range []string{"build", "history", "import", "inspect", "load", "ls", "prune", "pull", "push", "rm", "save", "tag"} {
 		if !regexp.MustCompile(`(?m)^  ` + verb + `\s`).MatchString(help) {
 			t.Errorf("kiln image help lacks %s:\n%s", verb, help)
@@ -73,49 +74,49 @@ func TestImageGroupRunsTheTopLevelVerbs(t *testing.T) {
 	}
 
 	// inspect, history, tag, ls/list
-	id := strings.TrimSpace(s.mustKiln("image", "inspect", "-f", "{{.Id}}", "busybox"))
-	if top := strings.TrimSpace(s.mustKiln("inspect", "-f", "{{.Id}}", "busybox")); id != top || !strings.HasPrefix(id, "sha256:") {
+	id := strings.TrimSpace(s.MustKiln("image", "inspect", "-f", "{{.Id}}", "busybox"))
+	if top := strings.TrimSpace(s.MustKiln("inspect", "-f", "{{.Id}}", "busybox")); id != top || !strings.HasPrefix(id, "sha256:") {
 		t.Errorf("image inspect %q, inspect %q", id, top)
 	}
-	if h := s.mustKiln("image", "history", "--no-trunc", "-q", "busybox"); strings.TrimSpace(h) != id {
+	if h := s.MustKiln("image", "history", "--no-trunc", "-q", "busybox"); strings.TrimSpace(h) != id {
 		t.Errorf("image history -q --no-trunc: %q, want %s", h, id)
 	}
-	s.mustKiln("image", "tag", "busybox", "imgcmd:tagged")
+	s.MustKiln("image", "tag", "busybox", "imgcmd:tagged")
 	for _, ls := range []string{"ls", "list"} {
-		if out := s.mustKiln("image", ls); !regexp.MustCompile(`(?m)^imgcmd\s+tagged\s`).MatchString(out) {
+		if out := s.MustKiln("image", ls); !regexp.MustCompile(`(?m)^imgcmd\s+tagged\s`).MatchString(out) {
 			t.Errorf("image %s lacks imgcmd:tagged:\n%s", ls, out)
 		}
 	}
 
 	// save, rm (and its docker aliases), load
 	tarPath := filepath.Join(t.TempDir(), "img.tar")
-	s.mustKiln("image", "save", "-o", tarPath, "imgcmd:tagged")
-	if out := s.mustKiln("image", "rm", "imgcmd:tagged"); !strings.Contains(out, "Untagged: imgcmd:tagged") {
+	s.MustKiln("image", "save", "-o", tarPath, "imgcmd:tagged")
+	if out := s.MustKiln("image", "rm", "imgcmd:tagged"); !strings.Contains(out, "Untagged: imgcmd:tagged") {
 		t.Errorf("image rm: %s", out)
 	}
-	if out := s.mustKiln("image", "load", "-i", tarPath); !strings.Contains(out, "Loaded image: imgcmd:tagged") {
+	if out := s.MustKiln("image", "load", "-i", tarPath); !strings.Contains(out, "Loaded image: imgcmd:tagged") {
 		t.Errorf("image load: %s", out)
 	}
-	s.mustKiln("image", "remove", "imgcmd:tagged")
-	s.mustKiln("image", "load", "-i", tarPath)
-	s.mustKiln("image", "rmi", "imgcmd:tagged")
+	s.MustKiln("image", "remove", "imgcmd:tagged")
+	s.MustKiln("image", "load", "-i", tarPath)
+	s.MustKiln("image", "rmi", "imgcmd:tagged")
 
 	// import, build, prune
-	importedID := strings.TrimSpace(s.mustKiln("image", "import", testenv.BusyboxTar(t), "imgcmd:imported"))
-	if got := strings.TrimSpace(s.mustKiln("inspect", "-f", "{{.Id}}", "imgcmd:imported")); got != importedID {
+	importedID := strings.TrimSpace(s.MustKiln("image", "import", testenv.BusyboxTar(t), "imgcmd:imported"))
+	if got := strings.TrimSpace(s.MustKiln("inspect", "-f", "{{.Id}}", "imgcmd:imported")); got != importedID {
 		t.Errorf("image import printed %s, imgcmd:imported is %s", importedID, got)
 	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nLABEL built=by-image-build\n"), 0o644)
-	s.mustKiln("image", "build", "-t", "imgcmd:built", dir)
-	if got := s.mustKiln("inspect", "-f", "{{index .Config.Labels \"built\"}}", "imgcmd:built"); got != "by-image-build\n" {
+	s.MustKiln("image", "build", "-t", "imgcmd:built", dir)
+	if got := s.MustKiln("inspect", "-f", "{{index .Config.Labels \"built\"}}", "imgcmd:built"); got != "by-image-build\n" {
 		t.Errorf("image build: label %q", got)
 	}
-	s.mustKiln("image", "prune", "-f")
+	s.MustKiln("image", "prune", "-f")
 
 	// pull and push are there (no registry here: their help is enough)
 	for _, verb := range []string{"pull", "push"} {
-		if out := s.mustKiln("image", verb, "--help"); !strings.Contains(out, "kiln image "+verb) {
+		if out := s.MustKiln("image", verb, "--help"); !strings.Contains(out, "kiln image "+verb) {
 			t.Errorf("kiln image %s --help:\n%s", verb, out)
 		}
 	}
@@ -124,8 +125,8 @@ func TestImageGroupRunsTheTopLevelVerbs(t *testing.T) {
 // kiln inspect prints docker's object: its field names, in its order,
 // RootFS as {"Type": "layers", "Layers": [...]}.
 func TestInspectPrintsDockerFieldsAndFormat(t *testing.T) {
-	s := newStore(t)
-	out := s.mustKiln("inspect", "busybox")
+	s := e2etest.NewStore(t)
+	out := s.MustKiln("inspect", "busybox")
 
 	// top-level keys in order
 	dec := json.NewDecoder(strings.NewReader(out))
@@ -211,36 +212,36 @@ func TestInspectPrintsDockerFieldsAndFormat(t *testing.T) {
 		"{{.Metadata.LastTagTime.IsZero}}": "true",
 	} {
 		for _, flag := range []string{"-f", "--format"} {
-			if got := s.mustKiln("inspect", flag, format, "busybox"); got != want+"\n" {
+			if got := s.MustKiln("inspect", flag, format, "busybox"); got != want+"\n" {
 				t.Errorf("inspect %s %q: %q, want %q", flag, format, got, want+"\n")
 			}
 		}
 	}
 	// one line per image, like docker
-	if got := s.mustKiln("image", "inspect", "-f", "{{.Os}}", "busybox", id); got != "linux\nlinux\n" {
+	if got := s.MustKiln("image", "inspect", "-f", "{{.Os}}", "busybox", id); got != "linux\nlinux\n" {
 		t.Errorf("two images: %q", got)
 	}
-	if got := s.mustKiln("inspect", "--format", "json", "busybox"); strings.Count(got, "\n") != 1 || !strings.HasPrefix(got, `[{"Id":"`+id) {
+	if got := s.MustKiln("inspect", "--format", "json", "busybox"); strings.Count(got, "\n") != 1 || !strings.HasPrefix(got, `[{"Id":"`+id) {
 		t.Errorf("--format json: %q", got)
 	}
 	// a template that does not parse: docker's exit status 64
-	_, stderr, err := s.kiln("inspect", "-f", "{{", "busybox")
-	if code := imgcmdExitCode(t, err); code != 64 || !strings.Contains(stderr, "template parsing error") {
+	_, stderr, err := s.Kiln("inspect", "-f", "{{", "busybox")
+	if code := exitCode(t, err); code != 64 || !strings.Contains(stderr, "template parsing error") {
 		t.Errorf("bad template: exit %d\n%s", code, stderr)
 	}
 
 	// comment of kiln import -m, as docker import -m shows it
-	s.mustKiln("import", "-m", "imported by imgcmd", testenv.BusyboxTar(t), "imgcmd:msg")
-	if got := s.mustKiln("inspect", "-f", "{{.Comment}}", "imgcmd:msg"); got != "imported by imgcmd\n" {
+	s.MustKiln("import", "-m", "imported by imgcmd", testenv.BusyboxTar(t), "imgcmd:msg")
+	if got := s.MustKiln("inspect", "-f", "{{.Comment}}", "imgcmd:msg"); got != "imported by imgcmd\n" {
 		t.Errorf("Comment %q", got)
 	}
 }
 
 // docker prints what it found, then one error per missing image.
 func TestInspectMissingImageAfterTheOthers(t *testing.T) {
-	s := newStore(t)
-	out, stderr, err := s.kiln("inspect", "busybox", "nosuch")
-	if code := imgcmdExitCode(t, err); code != 1 {
+	s := e2etest.NewStore(t)
+	out, stderr, err := s.Kiln("inspect", "busybox", "nosuch")
+	if code := exitCode(t, err); code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
 	var insp []map[string]any
@@ -251,36 +252,36 @@ func TestInspectMissingImageAfterTheOthers(t *testing.T) {
 		t.Errorf("stderr %q, want docker's \"Error: No such image: nosuch\"", stderr)
 	}
 
-	out, stderr, err = s.kiln("inspect", "-f", "{{.Os}}", "nosuch", "busybox", "alsomissing:1")
-	if code := imgcmdExitCode(t, err); code != 1 || out != "linux\n" {
+	out, stderr, err = s.Kiln("inspect", "-f", "{{.Os}}", "nosuch", "busybox", "alsomissing:1")
+	if code := exitCode(t, err); code != 1 || out != "linux\n" {
 		t.Errorf("exit %d, stdout %q", code, out)
 	}
 	if stderr != "Error: No such image: nosuch\nError: No such image: alsomissing:1\n" {
 		t.Errorf("stderr %q", stderr)
 	}
-	out, _, err = s.kiln("inspect", "nosuch")
-	if code := imgcmdExitCode(t, err); code != 1 || out != "[]\n" {
+	out, _, err = s.Kiln("inspect", "nosuch")
+	if code := exitCode(t, err); code != 1 || out != "[]\n" {
 		t.Errorf("only missing: exit %d, stdout %q (docker prints [])", code, out)
 	}
 }
 
 // kiln history -q, -H and --format, like docker history.
 func TestHistoryQuietHumanFormat(t *testing.T) {
-	s := newStore(t)
-	imgcmdBuild(t, s, "imgcmd:hist")
-	id := strings.TrimSpace(s.mustKiln("inspect", "-f", "{{.Id}}", "imgcmd:hist"))
+	s := e2etest.NewStore(t)
+	buildSmall(t, s, "imgcmd:hist")
+	id := strings.TrimSpace(s.MustKiln("inspect", "-f", "{{.Id}}", "imgcmd:hist"))
 	short := strings.TrimPrefix(id, "sha256:")[:12]
 
-	if got := s.mustKiln("history", "-q", "imgcmd:hist"); got != short+"\n<missing>\n<missing>\n" {
+	if got := s.MustKiln("history", "-q", "imgcmd:hist"); got != short+"\n<missing>\n<missing>\n" {
 		t.Errorf("history -q: %q", got)
 	}
-	if got := s.mustKiln("history", "--quiet", "--no-trunc", "imgcmd:hist"); got != id+"\n<missing>\n<missing>\n" {
+	if got := s.MustKiln("history", "--quiet", "--no-trunc", "imgcmd:hist"); got != id+"\n<missing>\n<missing>\n" {
 		t.Errorf("history -q --no-trunc: %q", got)
 	}
 
 	// -H=false: CREATED AT in RFC 3339, sizes in bytes
-	layerSize := strings.TrimSpace(s.mustKiln("inspect", "-f", "{{.Size}}", "busybox"))
-	out := s.mustKiln("history", "-H=false", "imgcmd:hist")
+	layerSize := strings.TrimSpace(s.MustKiln("inspect", "-f", "{{.Size}}", "busybox"))
+	out := s.MustKiln("history", "-H=false", "imgcmd:hist")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 4 || !regexp.MustCompile(`^IMAGE\s+CREATED AT\s+CREATED BY\s+SIZE\s+COMMENT$`).MatchString(lines[0]) {
 		t.Fatalf("history -H=false:\n%s", out)
@@ -292,25 +293,25 @@ func TestHistoryQuietHumanFormat(t *testing.T) {
 	if !regexp.MustCompile(`^<missing>\s+` + rfc3339 + `\s+kiln import\s+` + layerSize + `(\s|$)`).MatchString(lines[3]) {
 		t.Errorf("history -H=false bottom row %q, want size %s bytes", lines[3], layerSize)
 	}
-	if human := s.mustKiln("history", "-H", "imgcmd:hist"); !regexp.MustCompile(`(?m)^IMAGE\s+CREATED\s+CREATED BY\s+SIZE\s+COMMENT\n`+short+`\s+.* ago\s+CMD`).MatchString(human) ||
+	if human := s.MustKiln("history", "-H", "imgcmd:hist"); !regexp.MustCompile(`(?m)^IMAGE\s+CREATED\s+CREATED BY\s+SIZE\s+COMMENT\n`+short+`\s+.* ago\s+CMD`).MatchString(human) ||
 		!regexp.MustCompile(`kiln import\s+\d+(\.\d+)?[kM]B`).MatchString(human) {
 		t.Errorf("history -H:\n%s", human)
 	}
 
 	// --format: template per row, table with headers, json
-	got := s.mustKiln("history", "--format", "{{.ID}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}", "imgcmd:hist")
+	got := s.MustKiln("history", "--format", "{{.ID}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}", "imgcmd:hist")
 	want := short + `|CMD ["sh"]|0B|buildkit.dockerfile.v0` + "\n" + "<missing>|LABEL imgcmd=yes|0B|buildkit.dockerfile.v0\n"
 	if !strings.HasPrefix(got, want) || !strings.HasPrefix(strings.Split(got, "\n")[2], "<missing>|kiln import|") {
 		t.Errorf("history --format:\n%s", got)
 	}
-	if got := s.mustKiln("history", "-H=false", "--format", "{{.CreatedSince}}|{{.Size}}", "imgcmd:hist"); !regexp.MustCompile(`^` + rfc3339 + `\|0\n`).MatchString(got) {
+	if got := s.MustKiln("history", "-H=false", "--format", "{{.CreatedSince}}|{{.Size}}", "imgcmd:hist"); !regexp.MustCompile(`^` + rfc3339 + `\|0\n`).MatchString(got) {
 		t.Errorf("-H=false --format .CreatedSince: %q", got)
 	}
-	table := s.mustKiln("history", "--format", `table {{.ID}}\t{{.Size}}`, "imgcmd:hist")
+	table := s.MustKiln("history", "--format", `table {{.ID}}\t{{.Size}}`, "imgcmd:hist")
 	if !regexp.MustCompile(`^IMAGE\s+SIZE\n` + short + `\s+0B\n<missing>\s+0B\n<missing>\s+\S+\n$`).MatchString(table) {
 		t.Errorf("history --format table:\n%s", table)
 	}
-	js := strings.Split(strings.TrimSpace(s.mustKiln("history", "--format", "json", "imgcmd:hist")), "\n")
+	js := strings.Split(strings.TrimSpace(s.MustKiln("history", "--format", "json", "imgcmd:hist")), "\n")
 	if len(js) != 3 {
 		t.Fatalf("history --format json: %d lines", len(js))
 	}

@@ -1,4 +1,4 @@
-package main_test
+package build
 
 import (
 	"errors"
@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/e2e/e2etest"
 )
 
 // Every Dockerfile problem exits 1 with one message naming the file, the
 // line and the cause, and leaves the store clean.
 func TestDockerfileErrorsNameFileLineAndCause(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	cases := []struct {
 		name, dockerfile string
 		args             []string
@@ -54,7 +56,7 @@ func TestDockerfileErrorsNameFileLineAndCause(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, name), []byte(tc.dockerfile), 0o644)
 			os.WriteFile(filepath.Join(dir, "a"), []byte("a"), 0o644)
 			args := append(append([]string{"build"}, tc.args...), dir)
-			_, stderr, err := s.kiln(args...)
+			_, stderr, err := s.Kiln(args...)
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("want exit 1, got %v\n%s", err, stderr)
@@ -70,7 +72,7 @@ func TestDockerfileErrorsNameFileLineAndCause(t *testing.T) {
 					t.Errorf("stderr lacks %q; error line: %s\n%s", w, errLine, stderr)
 				}
 			}
-			s.assertClean()
+			s.AssertClean()
 		})
 	}
 }

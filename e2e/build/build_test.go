@@ -1,11 +1,10 @@
-package main_test
+package build
 
 import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,141 +13,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
-var kilnBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kiln-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	kilnBin = filepath.Join(dir, "kiln")
-	if out, err := exec.Command("go", "build", "-o", kilnBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build kiln: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testenv.StopShared()
-	testenv.Cleanup()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// store is a private kiln root holding busybox:latest.
-type store struct {
-	t    *testing.T
-	root string
-}
-
-func newStore(t *testing.T) *store {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "runc")
-	s := &store{t: t, root: filepath.Join(t.TempDir(), "root")}
-	s.mustKiln("import", testenv.BusyboxTar(t), "busybox:latest")
-	return s
-}
-
-// kiln runs the binary on this store and returns stdout, stderr and err.
-func (s *store) kiln(args ...string) (string, string, error) {
-	cmd := exec.Command(kilnBin, append([]string{"--root", s.root}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
-}
-
-func (s *store) mustKiln(args ...string) string {
-	s.t.Helper()
-	out, errOut, err := s.kiln(args...)
-	if err != nil {
-		s.t.Fatalf("kiln %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
-	}
-	return out
-}
-
-// assertClean checks that nothing of a build is left: no mount below the
-// store, nothing but empty directories under run/.
-func (s *store) assertClean() {
-	s.t.Helper()
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if strings.Contains(string(mi), s.root) {
-		s.t.Errorf("mounts left under %s:\n%s", s.root, grepLines(string(mi), s.root))
-	}
-	filepath.Walk(filepath.Join(s.root, "run"), func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
-			s.t.Errorf("left behind in run/: %s", p)
-		}
-		return nil
-	})
-	snaps, _ := filepath.Glob(filepath.Join(s.root, "snapshots", "[0-9]*"))
-	for _, sn := range snaps {
-		if _, err := os.Stat(filepath.Join(sn, "diffid")); err != nil {
-			s.t.Errorf("uncommitted snapshot left: %s", sn)
-		}
-	}
-	if out, err := exec.Command("runc", "--root", filepath.Join(s.root, "run", "runc"), "list", "-q").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
-		s.t.Errorf("runc containers left: %s", out)
-	}
-}
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-// copyContext copies testdata/dockerfiles/NAME to a temp dir, so tests can
-// set modes git does not keep and change files freely.
-func copyContext(t *testing.T, name string) string {
-	t.Helper()
-	repo, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := filepath.Join(repo, "testdata", "dockerfiles", name)
-	dst := filepath.Join(t.TempDir(), name)
-	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v: %s", err, out)
-	}
-	return dst
-}
-
-func multistageContext(t *testing.T) string {
-	dir := copyContext(t, "multistage")
-	if err := os.Chmod(filepath.Join(dir, "src", "sub", "two.txt"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-const multistageOutput = `hello from build
-arg: world
-config
-marker
-vi gone
-user: app
-`
-
 func TestSavedImageRunsInDockerAndOpensInSkopeoAndUmoci(t *testing.T) {
-	s := newStore(t)
-	dir := multistageContext(t)
-	s.mustKiln("build", "-t", "multi:1.0", dir)
-	if out := s.mustKiln("run", "--rm", "multi:1.0"); out != multistageOutput {
-		t.Errorf("kiln run printed:\n%s\nwant:\n%s", out, multistageOutput)
+	s := e2etest.NewStore(t)
+	dir := e2etest.MultistageContext(t)
+	s.MustKiln("build", "-t", "multi:1.0", dir)
+	if out := s.MustKiln("run", "--rm", "multi:1.0"); out != e2etest.MultistageOutput {
+		t.Errorf("kiln run printed:\n%s\nwant:\n%s", out, e2etest.MultistageOutput)
 	}
 	tarPath := filepath.Join(t.TempDir(), "multi.tar")
-	s.mustKiln("save", "-o", tarPath, "multi:1.0")
+	s.MustKiln("save", "-o", tarPath, "multi:1.0")
 
 	// The whiteout and the opaque dir are in the RUN layer as docker expects.
 	entries := layerEntries(t, tarPath)
@@ -164,8 +41,8 @@ func TestSavedImageRunsInDockerAndOpensInSkopeoAndUmoci(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker run: %v", err)
 	}
-	if out != multistageOutput {
-		t.Errorf("docker run printed:\n%s\nwant:\n%s", out, multistageOutput)
+	if out != e2etest.MultistageOutput {
+		t.Errorf("docker run printed:\n%s\nwant:\n%s", out, e2etest.MultistageOutput)
 	}
 
 	skopeo := testenv.RequireCommand(t, "skopeo")
@@ -230,11 +107,11 @@ func layerEntries(t *testing.T, tarPath string) map[string]bool {
 }
 
 func TestBuildMatchesBuildKit(t *testing.T) {
-	s := newStore(t)
-	dir := multistageContext(t)
-	s.mustKiln("build", "-t", "cmp:kiln", dir)
+	s := e2etest.NewStore(t)
+	dir := e2etest.MultistageContext(t)
+	s.MustKiln("build", "-t", "cmp:kiln", dir)
 	kilnTar := filepath.Join(t.TempDir(), "kiln.tar")
-	s.mustKiln("save", "-o", kilnTar, "cmp:kiln")
+	s.MustKiln("save", "-o", kilnTar, "cmp:kiln")
 
 	d := testenv.SharedDockerd(t)
 	if err := d.Import(testenv.BusyboxTar(t), "busybox:latest"); err != nil {
@@ -268,9 +145,9 @@ func assertSameImage(t *testing.T, kilnTar, refTar string) {
 }
 
 func TestFailuresExitOneAndLeaveStoreClean(t *testing.T) {
-	s := newStore(t)
-	okDir := multistageContext(t)
-	s.mustKiln("build", "-t", "before:1", okDir)
+	s := e2etest.NewStore(t)
+	okDir := e2etest.MultistageContext(t)
+	s.MustKiln("build", "-t", "before:1", okDir)
 
 	cases := []struct {
 		name       string
@@ -290,7 +167,7 @@ func TestFailuresExitOneAndLeaveStoreClean(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(tc.dockerfile), 0o644)
-			_, stderr, err := s.kiln("build", "-t", "broken:1", dir)
+			_, stderr, err := s.Kiln("build", "-t", "broken:1", dir)
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("want exit 1, got %v\n%s", err, stderr)
@@ -300,27 +177,27 @@ func TestFailuresExitOneAndLeaveStoreClean(t *testing.T) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr)
 				}
 			}
-			s.assertClean()
+			s.AssertClean()
 		})
 	}
 	// Every earlier image still works.
-	if out := s.mustKiln("run", "--rm", "before:1"); out != multistageOutput {
+	if out := s.MustKiln("run", "--rm", "before:1"); out != e2etest.MultistageOutput {
 		t.Errorf("earlier image broken after failures:\n%s", out)
 	}
 	saved := filepath.Join(t.TempDir(), "before.tar")
-	s.mustKiln("save", "-o", saved, "before:1")
-	other := &store{t: t, root: filepath.Join(t.TempDir(), "other")}
-	other.mustKiln("load", "-i", saved)
-	if out := other.mustKiln("run", "--rm", "before:1"); out != multistageOutput {
+	s.MustKiln("save", "-o", saved, "before:1")
+	other := &e2etest.Store{T: t, Root: filepath.Join(t.TempDir(), "other")}
+	other.MustKiln("load", "-i", saved)
+	if out := other.MustKiln("run", "--rm", "before:1"); out != e2etest.MultistageOutput {
 		t.Errorf("earlier image broken after save/load:\n%s", out)
 	}
 }
 
 func TestInterruptStopsContainerAndCleansUp(t *testing.T) {
-	s := newStore(t)
+	s := e2etest.NewStore(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN echo started && sleep 617\n"), 0o644)
-	cmd := exec.Command(kilnBin, "--root", s.root, "build", "--progress", "plain", dir)
+	cmd := exec.Command(e2etest.Bin(), "--root", s.Root, "build", "--progress", "plain", dir)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
@@ -367,7 +244,7 @@ func TestInterruptStopsContainerAndCleansUp(t *testing.T) {
 	if out, _ := exec.Command("pgrep", "-f", "sleep 617").Output(); len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("container process still running: %s", out)
 	}
-	s.assertClean()
+	s.AssertClean()
 }
 
 func timeAfter(seconds int) <-chan time.Time { return time.After(time.Duration(seconds) * time.Second) }
