@@ -154,8 +154,11 @@ func TestPackagesImportOnlyTheLayersBelowThem(t *testing.T) {
 	}
 	for _, pkg := range sorted(tests) {
 		for imp := range tests[pkg] {
-			if under(imp, "cmd") || under(imp, "e2e") {
+			if under(imp, "cmd") {
 				t.Errorf("tests of %s import %s: test the CLI by running its binary", pkg, imp)
+			}
+			if under(imp, "e2e") && !under(imp, "e2e/e2etest") {
+				t.Errorf("tests of %s import the end-to-end tests %s: shared helpers go to e2e/e2etest", pkg, imp)
 			}
 		}
 	}
