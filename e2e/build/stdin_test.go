@@ -74,3 +74,22 @@ func TestBuildFromStdinAndQuiet(t *testing.T) {
 		t.Errorf("stdin contexts left: %v", left)
 	}
 }
+
+// A context tar is not an image layer: a file named .wh.x in it is a file
+// the Dockerfile can COPY, as docker build - treats it, not a whiteout
+// that deletes x.
+func TestStdinContextFileNamedLikeAWhiteoutIsAFile(t *testing.T) {
+	s := e2etest.NewStore(t)
+	tarball := e2etest.TarOf(t,
+		e2etest.RegEntry("Dockerfile", "FROM busybox\nCOPY .wh.x /copied\nRUN --mount=type=bind,target=/ctx cat /ctx/.wh.x > /read\n"),
+		e2etest.RegEntry(".wh.x", "a file, not a deletion\n"))
+	if _, errOut, err := s.KilnStdin(tarball, "build", "-t", "stdin:wh", "-"); err != nil {
+		t.Fatalf("build - < context with .wh.x: %v\n%s", err, errOut)
+	}
+	for _, p := range []string{"/copied", "/read"} {
+		if got := s.MustKiln("run", "stdin:wh", "cat", p); got != "a file, not a deletion\n" {
+			t.Errorf("%s in the image: %q", p, got)
+		}
+	}
+	s.AssertClean()
+}
