@@ -76,8 +76,8 @@ type Options struct {
 	// Layers maps a layer's diffID to the blob the image names in its
 	// place: normally a compressed copy in the same store (its media type
 	// says how it is compressed). Layers not in the map are named as
-	// stored. A non-nil map (even an empty one) makes Open
-	// render the manifest anew.
+	// stored. A non-nil map, even an empty one, makes Open render the
+	// manifest anew.
 	Layers map[digest.Digest]ocispec.Descriptor
 	// DockerMediaTypes renders a docker schema 2 manifest: docker's media
 	// types for the manifest, the config and gzip or uncompressed layers
