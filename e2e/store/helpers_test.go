@@ -162,6 +162,14 @@ func killOn(t *testing.T, r *running, what string, ch <-chan struct{}) {
 		kill(t, r, what)
 	case err := <-r.done:
 		r.done <- err
+		// A trap that kills kiln itself closes ch just after the kill,
+		// so kiln's end can be seen first.
+		select {
+		case <-ch:
+			kill(t, r, what)
+			return
+		case <-time.After(2 * time.Second):
+		}
 		t.Fatalf("kiln ended (%v) before %s:\n%s", err, what, r.output())
 	case <-time.After(time.Minute):
 		t.Fatalf("no %s after a minute:\n%s", what, r.output())
