@@ -16,18 +16,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/internal/readers"
 	"github.com/kiln-build/kiln/store/content"
 	"github.com/kiln-build/kiln/store/layer"
+	"github.com/kiln-build/kiln/store/lock"
 	"github.com/kiln-build/kiln/store/snapshot"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 )
 
 // Severity says how much a finding of Check matters.
@@ -127,33 +126,15 @@ func Check(ctx context.Context, s *Store, opts CheckOptions) (*Report, error) {
 }
 
 // withExclusiveLock makes the store lock exclusive for fn and shared
-// again afterwards. It polls, so that ctx (Ctrl-C) can end the wait, and
-// calls waiting once if other kiln processes hold the store. (A failed
+// again afterwards. It waits (ctx, Ctrl-C, ends the wait) and calls
+// waiting once if other kiln processes hold the store. (A failed
 // conversion drops the shared lock, see flock(2): while it waits, this
 // process holds nothing, which is right for a command not yet at work.)
 func (s *Store) withExclusiveLock(ctx context.Context, waiting func(), fn func() error) error {
-	fd := int(s.lock.Fd())
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			unix.Flock(fd, unix.LOCK_SH)
-			return err
-		}
-		if waiting != nil {
-			waiting()
-			waiting = nil
-		}
-		select {
-		case <-ctx.Done():
-			unix.Flock(fd, unix.LOCK_SH)
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	defer s.lock.Lock(lock.Shared)
+	if err := s.lock.Wait(ctx, lock.Exclusive, 0, waiting); err != nil {
+		return err
 	}
-	defer unix.Flock(fd, unix.LOCK_SH)
 	return fn()
 }
 
@@ -166,12 +147,10 @@ func (s *Store) RemoveUnreferencedBlobs(candidates []digest.Digest) (int, error)
 	if len(candidates) == 0 {
 		return 0, nil
 	}
-	fd := int(s.lock.Fd())
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		// A failed conversion has dropped the shared lock (flock(2)).
-		return 0, unix.Flock(fd, unix.LOCK_SH)
+	defer s.lock.Lock(lock.Shared)
+	if ok, err := s.lock.TryLock(lock.Exclusive); !ok {
+		return 0, err
 	}
-	defer unix.Flock(fd, unix.LOCK_SH)
 	refs, err := s.referencedBlobs()
 	if err != nil {
 		return 0, err

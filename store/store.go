@@ -7,7 +7,8 @@
 //	<root>/cache/      cache key → result records (package record)
 //	<root>/statcache/  file stat → content digest memo (package contenthash)
 //	<root>/run/        per-step bundles and mounts; removed after each step
-//	<root>/lock        flock: commands hold it shared, cleanup/GC exclusive
+//	<root>/lock        the store lock (package lock): commands hold it shared,
+//	                   cleanup, GC and kiln doctor exclusive
 package store
 
 import (
@@ -17,8 +18,8 @@ import (
 
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/store/lock"
 	"github.com/kiln-build/kiln/store/snapshot"
-	"golang.org/x/sys/unix"
 )
 
 // Store is an open store root.
@@ -27,7 +28,7 @@ type Store struct {
 	Content   *content.Store
 	Snapshots *snapshot.Store
 	Records   *record.Store
-	lock      *os.File
+	lock      *lock.File
 	exclusive bool // opened with OpenExclusive
 }
 
@@ -55,7 +56,7 @@ func Open(root string) (*Store, error) { return open(root, nil) }
 
 // open is Open; with lockExclusive set, that takes the lock exclusively
 // (see OpenExclusive) and the store keeps it so until Close.
-func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
+func open(root string, lockExclusive func(*lock.File) error) (*Store, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
@@ -75,7 +76,7 @@ func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
 	if s.Records, err = record.Open(filepath.Join(root, "cache")); err != nil {
 		return nil, err
 	}
-	if s.lock, err = os.OpenFile(filepath.Join(root, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+	if s.lock, err = lock.Open(filepath.Join(root, "lock"), 0o600); err != nil {
 		return nil, err
 	}
 	if s.exclusive {
@@ -84,7 +85,7 @@ func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
 			return nil, err
 		}
 	}
-	if unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+	if ok, _ := s.lock.TryLock(lock.Exclusive); ok {
 		if _, err := s.repair(); err != nil {
 			s.lock.Close()
 			return nil, fmt.Errorf("store %s: cleanup: %w", root, err)
@@ -94,7 +95,7 @@ func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
 		return s, nil
 	}
 	// Downgrading (or waiting behind a GC) to shared.
-	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH); err != nil {
+	if err := s.lock.Lock(lock.Shared); err != nil {
 		s.lock.Close()
 		return nil, err
 	}

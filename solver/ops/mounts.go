@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/filecopy"
+	"github.com/kiln-build/kiln/store/lock"
 	"github.com/kiln-build/kiln/store/snapshot"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -253,28 +254,29 @@ func (w *Worker) cacheMount(ctx context.Context, m Mount, inputs []solver.Result
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return "", nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(base, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lf, err := lock.Open(filepath.Join(base, "lock"), 0o600)
 	if err != nil {
 		return "", nil, err
 	}
 	switch m.Sharing {
 	case "locked":
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
+		err = lf.Wait(ctx, lock.Exclusive, 0, nil)
 	case "private":
 		// private: the shared dir if nobody else has it, else a fresh
 		// throwaway one, like BuildKit
-		if err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
-			lock.Close()
+		var ok bool
+		if ok, err = lf.TryLock(lock.Exclusive); err == nil && !ok {
+			lf.Close()
 			return w.privateCacheDir(m)
 		}
 	default:
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_SH)
+		err = lf.Wait(ctx, lock.Shared, 0, nil)
 	}
 	if err != nil {
-		lock.Close()
+		lf.Close()
 		return "", nil, err
 	}
-	done := func() { lock.Close() }
+	done := func() { lf.Close() }
 	dir := filepath.Join(base, "data")
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		tmp := filepath.Join(base, ".tmp-data")
