@@ -17,6 +17,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/atomicfile"
+	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -461,13 +462,6 @@ func (g *graph) addLayerFile(p string, size int64) *object {
 	return o
 }
 
-// manifestish is what kiln reads of a manifest or an index blob.
-type manifestish struct {
-	Config    *ocispec.Descriptor  `json:"config"`
-	Layers    []ocispec.Descriptor `json:"layers"`
-	Manifests []ocispec.Descriptor `json:"manifests"`
-}
-
 type configish struct {
 	Created *time.Time `json:"created"`
 	RootFS  struct {
@@ -490,7 +484,7 @@ func (s *Store) scanImages(g *graph) error {
 		h := byManifest[d]
 		if h == nil {
 			var f followed
-			id := s.followManifest(g, &f, d, 0)
+			id := s.followManifest(g, &f, d)
 			if id == "" {
 				id = d // unreadable: known by its manifest
 			}
@@ -534,59 +528,65 @@ type followed struct {
 func (f *followed) hold(o *object) { f.objs = append(f.objs, o) }
 
 // followManifest collects manifest (or index) d and what it refers to into
-// h, and returns the image ID (config digest) found.
-func (s *Store) followManifest(g *graph, h *followed, d digest.Digest, depth int) digest.Digest {
-	if d.Validate() != nil || depth > 4 {
-		return ""
+// f, and returns the image ID (config digest) found: of an index, the
+// first image's. What cannot be read adds nothing.
+func (s *Store) followManifest(g *graph, f *followed, d digest.Digest) digest.Digest {
+	blob := func(d digest.Digest) *object {
+		if d.Validate() != nil {
+			return nil
+		}
+		return g.blobs[d.Encoded()]
 	}
-	mb := g.blobs[d.Encoded()]
-	if mb == nil {
-		return ""
-	}
-	mb.rank = 0
-	h.hold(mb)
-	b, err := os.ReadFile(mb.path)
-	if err != nil {
-		return ""
-	}
-	var m manifestish
-	if json.Unmarshal(b, &m) != nil {
-		return ""
+	fetch := func(_ context.Context, desc ocispec.Descriptor) ([]byte, error) {
+		b := blob(desc.Digest)
+		if b == nil {
+			return nil, fs.ErrNotExist
+		}
+		return os.ReadFile(b.path)
 	}
 	var id digest.Digest
-	for _, c := range m.Manifests {
-		if got := s.followManifest(g, h, c.Digest, depth+1); id == "" {
-			id = got
-		}
-	}
-	for _, l := range m.Layers {
-		for _, o := range g.layerObjects(l.Digest) {
-			h.hold(o)
-		}
-	}
-	if m.Config == nil || m.Config.Digest.Validate() != nil {
-		return id
-	}
-	id = m.Config.Digest
-	cb := g.blobs[id.Encoded()]
-	if cb == nil {
-		return id
-	}
-	cb.rank = 1
-	h.hold(cb)
-	if b, err := os.ReadFile(cb.path); err == nil {
-		var c configish
-		if json.Unmarshal(b, &c) == nil {
+	content.Walk(context.Background(), fetch, []ocispec.Descriptor{{Digest: d}}, func(ctx context.Context, n *content.Node) error {
+		switch n.Role {
+		case content.RoleLayer:
+			for _, o := range g.layerObjects(n.Descriptor.Digest) {
+				f.hold(o)
+			}
+			return nil
+		case content.RoleConfig:
+			if n.Descriptor.Digest.Validate() != nil {
+				return nil
+			}
+			if id == "" {
+				id = n.Descriptor.Digest
+			}
+			cb := blob(n.Descriptor.Digest)
+			if cb == nil {
+				return nil
+			}
+			cb.rank = 1
+			f.hold(cb)
+			var c configish
+			if b, err := n.Blob(ctx); err != nil || json.Unmarshal(b, &c) != nil {
+				return nil
+			}
 			for _, diffID := range c.RootFS.DiffIDs {
 				for _, o := range g.layerObjects(diffID) {
-					h.hold(o)
+					f.hold(o)
 				}
 			}
-			if c.Created != nil && h.created.IsZero() {
-				h.created = *c.Created
+			if c.Created != nil && f.created.IsZero() {
+				f.created = *c.Created
 			}
+			return nil
 		}
-	}
+		mb := blob(n.Descriptor.Digest)
+		if mb == nil {
+			return content.SkipChildren
+		}
+		mb.rank = 0
+		f.hold(mb)
+		return nil
+	})
 	return id
 }
 
