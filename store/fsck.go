@@ -197,8 +197,8 @@ func (s *Store) referencedBlobs() (map[digest.Digest]bool, error) {
 			refs[l.DiffID] = true
 		}
 	}
-	for _, m := range compressedMappings(s.Content.Dir()) {
-		if d, err := digest.Parse(m.target); err == nil {
+	for _, n := range compressedNotes(s.Content) {
+		if d, err := n.CompressedTarget(); err == nil {
 			refs[d] = true
 		}
 	}
@@ -532,33 +532,23 @@ func (c *checker) records(context.Context) error {
 	return nil
 }
 
-type mapping struct{ path, target string }
-
-// compressedMappings lists content/compressed/<algo>-<level>/<diffID>.
-func compressedMappings(contentDir string) []mapping {
-	var out []mapping
-	dirs, _ := os.ReadDir(filepath.Join(contentDir, "compressed"))
-	for _, d := range dirs {
-		if !d.IsDir() {
-			continue
-		}
-		dir := filepath.Join(contentDir, "compressed", d.Name())
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if atomicfile.IsTemp(e.Name()) {
-				continue
-			}
-			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-			out = append(out, mapping{path: filepath.Join(dir, e.Name()), target: strings.TrimSpace(string(b))})
+// compressedNotes are the store's compressed-copy notes
+// (content.NoteCompressed).
+func compressedNotes(cs *content.Store) []content.Note {
+	notes, _ := cs.Notes()
+	var out []content.Note
+	for _, n := range notes {
+		if n.Kind != content.NoteSources && n.DiffID != "" {
+			out = append(out, n)
 		}
 	}
 	return out
 }
 
 func (c *checker) compressed(context.Context) error {
-	for _, m := range compressedMappings(c.s.Content.Dir()) {
-		rel, _ := filepath.Rel(c.s.Root, m.path)
-		d, err := digest.Parse(m.target)
+	for _, n := range compressedNotes(c.s.Content) {
+		rel, _ := filepath.Rel(c.s.Root, n.Path)
+		d, err := n.CompressedTarget()
 		problem := ""
 		if err != nil {
 			problem = "unreadable: " + err.Error()
@@ -567,7 +557,7 @@ func (c *checker) compressed(context.Context) error {
 			problem = c.blobProblem("compressed layer", d)
 		}
 		if problem != "" {
-			p := m.path
+			p := n.Path
 			c.fix(Finding{Severity: Stale, Kind: "compressed", Subject: rel, Problem: problem + " (compressed again when needed)"}, "removed", func() error {
 				return os.Remove(p)
 			})

@@ -28,9 +28,10 @@ import (
 //
 //	index.json entry (tagged or not) → manifest → config, layers
 //	cache record (cache/<key>)        → layers
-//	layer (diffID)                    → its blob, its snapshot, its compressed
-//	                                    copies (content/compressed/*/<diffID>
-//	                                    and the blobs they name)
+//	layer (diffID)                    → its blob, its snapshot, its notes
+//	                                    (content.Store.Notes: compressed
+//	                                    copies with the blobs they name,
+//	                                    registry sources)
 //	cache mount (cachemounts/<h>)     → nothing refers to it; it is cache
 //
 // Everything else — blobs, snapshots and mappings no image or record leads
@@ -239,10 +240,7 @@ func (s *Store) scan(ctx context.Context) (*graph, error) {
 	if err := s.scanSnapshots(ctx, g); err != nil {
 		return nil, err
 	}
-	if err := s.scanMappings(g); err != nil {
-		return nil, err
-	}
-	if err := s.scanLayerNotes(g); err != nil {
+	if err := s.scanNotes(g); err != nil {
 		return nil, err
 	}
 	if err := s.scanImages(g); err != nil {
@@ -387,79 +385,29 @@ func (s *Store) writeSizeMemo(m map[string]int64) {
 	}
 }
 
-func (s *Store) scanMappings(g *graph) error {
-	dir := filepath.Join(s.Content.Dir(), "compressed")
-	algos, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+// scanNotes finds the layer notes (content.Store.Notes), which live and
+// die with their layer; a compressed-copy note also keeps the compressed
+// blob it names. A temp file or any other name among them is junk.
+func (s *Store) scanNotes(g *graph) error {
+	notes, err := s.Content.Notes()
 	if err != nil {
 		return err
 	}
-	for _, a := range algos {
-		if !a.IsDir() {
+	for _, n := range notes {
+		o := g.add(&object{kind: objMapping, path: n.Path, size: n.Size, rank: 2})
+		if n.DiffID == "" {
+			o.kind = objJunk
 			continue
 		}
-		ents, err := os.ReadDir(filepath.Join(dir, a.Name()))
-		if err != nil {
+		g.mappings[n.DiffID] = append(g.mappings[n.DiffID], o)
+		if n.Kind == content.NoteSources {
 			continue
 		}
-		for _, e := range ents {
-			p := filepath.Join(dir, a.Name(), e.Name())
-			fi, err := e.Info()
-			if err != nil {
-				continue
-			}
-			o := g.addLayerFile(p, fi.Size())
-			if o == nil {
-				continue
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				continue
-			}
-			if c, err := digest.Parse(strings.TrimSpace(string(b))); err == nil && c.Algorithm() == digest.SHA256 {
-				g.mapBlobs[o] = g.blobs[c.Encoded()]
-			}
+		if c, err := n.CompressedTarget(); err == nil && c.Algorithm() == digest.SHA256 {
+			g.mapBlobs[o] = g.blobs[c.Encoded()]
 		}
 	}
 	return nil
-}
-
-// scanLayerNotes finds per-layer notes that live and die with their layer:
-// content/sources/<diffID> (where a push found the layer's blob).
-func (s *Store) scanLayerNotes(g *graph) error {
-	dir := filepath.Join(s.Content.Dir(), "sources")
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil || e.IsDir() {
-			continue
-		}
-		g.addLayerFile(filepath.Join(dir, e.Name()), fi.Size())
-	}
-	return nil
-}
-
-// addLayerFile records a file that lives and dies with the layer its name
-// (a diffID's hex) names: a compressed-blob mapping or a source note. A
-// temp file or any other name is junk, and then it returns nil.
-func (g *graph) addLayerFile(p string, size int64) *object {
-	o := g.add(&object{kind: objMapping, path: p, size: size, rank: 2})
-	name := filepath.Base(p)
-	diffID := digest.NewDigestFromEncoded(digest.SHA256, name)
-	if atomicfile.IsTemp(name) || diffID.Validate() != nil {
-		o.kind = objJunk
-		return nil
-	}
-	g.mappings[diffID] = append(g.mappings[diffID], o)
-	return o
 }
 
 type configish struct {
