@@ -9,6 +9,12 @@
 //	<root>/run/        per-step bundles and mounts; removed after each step
 //	<root>/lock        the store lock (package lock): commands hold it shared,
 //	                   cleanup, GC and kiln doctor exclusive
+//
+// Beside open and close (this file): the image model — images grouped by
+// ID, lookup, docker's removal rules (images.go); usage (usage.go), garbage
+// collection (gc.go), the consistency check (fsck.go) and crash repair
+// (repair.go). Every question of what refers to what is answered by one
+// walk, content.Walk; every lock is a lock.File.
 package store
 
 import (
