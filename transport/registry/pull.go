@@ -287,8 +287,13 @@ func pickFromIndex(ctx context.Context, root v1.ImageIndex, opts PullOptions) (v
 		return nil, err
 	}
 	indexes := map[digest.Digest]v1.ImageIndex{digest.Digest(rootDigest.String()): root}
+	// Only indexes are read through the walk, each once it is on the path.
 	fetch := func(_ context.Context, d ocispec.Descriptor) ([]byte, error) {
-		return indexes[d.Digest].RawManifest()
+		idx, ok := indexes[d.Digest]
+		if !ok {
+			return nil, fmt.Errorf("index %s: not on the path to the image", d.Digest)
+		}
+		return idx.RawManifest()
 	}
 	chosen := map[*content.Node]int{} // index → the position of its pick
 	var img v1.Image
