@@ -603,6 +603,13 @@ func CacheMountDir(id string) string {
 	return digest.FromString(id).Encoded()[:24]
 }
 
+// CacheMountPath is the directory of the RUN --mount=type=cache with id:
+// its lock file "lock" and its content "data" (the solver's exec op makes
+// them; df and GC measure and remove them).
+func (s *Store) CacheMountPath(id string) string {
+	return filepath.Join(s.Root, "cachemounts", CacheMountDir(id))
+}
+
 func (s *Store) scanMounts(ctx context.Context, g *graph) error {
 	dir := filepath.Join(s.Root, "cachemounts")
 	ents, err := os.ReadDir(dir)

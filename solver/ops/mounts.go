@@ -2,8 +2,6 @@ package ops
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path"
@@ -249,8 +247,7 @@ func (w *Worker) contextRoot(h *contenthash.Hasher) string {
 // (and, with from=, seeding) it the first time. sharing=locked holds an
 // exclusive flock until done; shared and private share the directory.
 func (w *Worker) cacheMount(ctx context.Context, m Mount, inputs []solver.Result) (string, func(), error) {
-	sum := sha256.Sum256([]byte(m.CacheID))
-	base := filepath.Join(w.Store.Root, "cachemounts", hex.EncodeToString(sum[:12]))
+	base := w.Store.CacheMountPath(m.CacheID)
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return "", nil, err
 	}
