@@ -80,9 +80,11 @@ type Options struct {
 	Outputs []Output
 	// MetadataFile receives JSON about the result, like buildx's.
 	MetadataFile string
-	// CacheFrom are build caches to import (--cache-from).
+	// CacheFrom are build caches to import (--cache-from); registries are
+	// reached with PullOptions.Registry.
 	CacheFrom []CacheSpec
-	// CacheTo are where to export this build's cache (--cache-to).
+	// CacheTo are where to export this build's cache (--cache-to), to
+	// registries with PullOptions.Registry.
 	CacheTo []CacheSpec
 	// Pull re-resolves every FROM image in its registry even when the
 	// store has it (--pull); without it a stored image is used and only
@@ -172,7 +174,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 	worker := ops.NewWorker(st, opts.Runtime)
 	worker.Secrets = secretSource{secrets: opts.Secrets, ssh: opts.SSH}
 	for _, spec := range opts.CacheFrom {
-		src, err := importCache(ctx, st, spec)
+		src, err := importCache(ctx, st, spec, opts.PullOptions.Registry)
 		if err != nil {
 			// like BuildKit: a cache that cannot be read is a warning
 			if opts.Warn != nil {
@@ -210,7 +212,6 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 		Labels:    opts.Labels,
 		NoCache:   opts.NoCache,
 		Network:   network,
-		Worker:    worker,
 		Images:    &resolver{st: st, pull: opts.Pull, pullOpts: opts.PullOptions, warn: opts.Warn},
 		Epoch:     opts.Epoch,
 		Warn:      opts.Warn,
@@ -246,6 +247,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 		Records:       st.Records,
 		Parallel:      parallel,
 		LayersPresent: worker.LayersPresent,
+		Bind:          worker.Bind,
 		Events:        jr.event(opts.Events),
 		Log:           jr.logger(opts.Log),
 	}
@@ -285,7 +287,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 		return nil, err
 	}
 	for _, spec := range opts.CacheTo {
-		if err := exportCache(ctx, st, spec, jr.records(st, b.Target, spec.Attrs["mode"] == "max")); err != nil {
+		if err := exportCache(ctx, st, spec, jr.records(st, b.Target, spec.Attrs["mode"] == "max"), opts.PullOptions.Registry); err != nil {
 			return nil, fmt.Errorf("--cache-to: %w", err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/transport/buildcache"
+	"github.com/kiln-build/kiln/transport/registry"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -19,8 +20,8 @@ func cacheTag(spec CacheSpec) string {
 	return "latest"
 }
 
-// importCache reads one --cache-from.
-func importCache(ctx context.Context, st *store.Store, spec CacheSpec) (*buildcache.Source, error) {
+// importCache reads one --cache-from; a registry is reached as reg says.
+func importCache(ctx context.Context, st *store.Store, spec CacheSpec, reg registry.Config) (*buildcache.Source, error) {
 	switch spec.Type {
 	case "local":
 		src := spec.Attrs["src"]
@@ -30,13 +31,13 @@ func importCache(ctx context.Context, st *store.Store, spec CacheSpec) (*buildca
 		s, _, err := buildcache.ImportLocal(ctx, st, src, cacheTag(spec))
 		return s, err
 	case "registry":
-		return buildcache.ImportRegistry(ctx, st, spec.Attrs["ref"])
+		return buildcache.ImportRegistry(ctx, st, spec.Attrs["ref"], reg)
 	}
 	return nil, fmt.Errorf("cache type %q is not supported (local, registry)", spec.Type)
 }
 
-// exportCache writes one --cache-to.
-func exportCache(ctx context.Context, st *store.Store, spec CacheSpec, records []*record.Record) error {
+// exportCache writes one --cache-to; a registry is reached as reg says.
+func exportCache(ctx context.Context, st *store.Store, spec CacheSpec, records []*record.Record, reg registry.Config) error {
 	comp, err := compression.Parse(spec.Attrs["compression"], spec.Attrs["compression-level"])
 	if err != nil {
 		return err
@@ -49,7 +50,7 @@ func exportCache(ctx context.Context, st *store.Store, spec CacheSpec, records [
 		}
 		return buildcache.ExportLocal(ctx, st, records, dest, cacheTag(spec), comp)
 	case "registry":
-		return buildcache.ExportRegistry(ctx, st, records, spec.Attrs["ref"], comp)
+		return buildcache.ExportRegistry(ctx, st, records, spec.Attrs["ref"], comp, reg)
 	}
 	return fmt.Errorf("cache type %q is not supported (local, registry)", spec.Type)
 }

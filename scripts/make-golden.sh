@@ -49,4 +49,4 @@ set -- -golden "-oracle=$ORACLE"
 if [ -n "$bkbin" ]; then
 	set -- "$@" "-buildkit-bin=$bkbin"
 fi
-exec $GO test -count=1 -timeout 60m -v -run "$run" ./cmd/kiln -args "$@"
+exec $GO test -count=1 -timeout 60m -v -run "$run" ./e2e/conformance -args "$@"

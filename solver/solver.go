@@ -30,7 +30,8 @@ type Result struct {
 	Created time.Time
 }
 
-// Op is one step of work.
+// Op is one step of work, with what it runs with: a frontend's definition
+// after Solver.Bind.
 type Op interface {
 	// CacheKey returns the op's own key components: its full definition
 	// and, for ops that read local files, the content digests of exactly
@@ -52,8 +53,11 @@ type Vertex struct {
 	// Location says where the vertex comes from, e.g. "Dockerfile:7";
 	// errors are prefixed with it.
 	Location string
-	Op       Op
-	Inputs   []*Vertex
+	// Op is the step as a frontend defines it: plain data (what to run,
+	// mounts, copy flags) that Solver.Bind turns into the Op that is keyed
+	// and run. Without Bind it must be an Op itself.
+	Op     any
+	Inputs []*Vertex
 	// Source vertices (base images, scratch) are resolved every build and
 	// never recorded: they are cheap and their identity is already a digest.
 	Source bool
@@ -128,9 +132,17 @@ type Solver struct {
 	Events func(Event)
 	// Log returns where a running vertex's output goes.
 	Log func(v *Vertex) Logger
+	// Bind gives a vertex's op definition what it runs with (a worker:
+	// store, runtime, secrets), once per vertex and before its key is
+	// computed. Nil means every vertex's Op is an Op already.
+	Bind func(def any) (Op, error)
 }
 
 type vertexState struct {
+	opOnce sync.Once
+	op     Op
+	opErr  error
+
 	keyOnce sync.Once
 	key     record.Key
 	keyErr  error
@@ -214,8 +226,10 @@ func (b *build) cacheKey(ctx context.Context, v *Vertex) (record.Key, error) {
 		}
 		var comps []record.Component
 		g.Go(func() error {
-			var err error
-			comps, err = v.Op.CacheKey(gctx)
+			op, err := b.op(v)
+			if err == nil {
+				comps, err = op.CacheKey(gctx)
+			}
 			if err != nil {
 				return &VertexError{Vertex: v, Err: err}
 			}
@@ -230,6 +244,23 @@ func (b *build) cacheKey(ctx context.Context, v *Vertex) (record.Key, error) {
 		st.key = record.NewKey(comps)
 	})
 	return st.key, st.keyErr
+}
+
+// op is v's definition bound to what it runs with, made once per vertex.
+func (b *build) op(v *Vertex) (Op, error) {
+	st := b.state(v)
+	st.opOnce.Do(func() {
+		if b.s.Bind != nil {
+			st.op, st.opErr = b.s.Bind(v.Op)
+			return
+		}
+		op, ok := v.Op.(Op)
+		if !ok {
+			st.opErr = fmt.Errorf("op %T cannot run: the solver has no Bind", v.Op)
+		}
+		st.op = op
+	})
+	return st.op, st.opErr
 }
 
 func (b *build) solve(ctx context.Context, v *Vertex) (Result, error) {
@@ -299,7 +330,8 @@ func (b *build) solveOnce(ctx context.Context, v *Vertex, st *vertexState) (Resu
 	if b.s.Log != nil {
 		log = b.s.Log(v)
 	}
-	res, err := v.Op.Run(ctx, inputs, log)
+	op, _ := b.op(v) // bound without error: its key was computed
+	res, err := op.Run(ctx, inputs, log)
 	if err != nil {
 		var ve *VertexError
 		if !errors.As(err, &ve) {

@@ -763,3 +763,55 @@ func TestStartedComesBeforeTheFinalEvent(t *testing.T) {
 		}
 	}
 }
+
+// fakeDef is an op definition as a frontend builds it: plain data that
+// cannot run until the solver's Bind gives it what it runs with.
+type fakeDef struct{ def string }
+
+func TestBindMakesEachVertexOpOnceBeforeItsKey(t *testing.T) {
+	bound := map[*fakeDef]*fakeOp{}
+	var mu sync.Mutex
+	s, _ := newSolver(t, newRecords(t), 4)
+	s.Bind = func(def any) (solver.Op, error) {
+		d, ok := def.(*fakeDef)
+		if !ok {
+			return nil, fmt.Errorf("%T is not a fakeDef", def)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if bound[d] != nil {
+			t.Errorf("definition %s bound twice", d.def)
+		}
+		bound[d] = &fakeOp{def: d.def}
+		return bound[d], nil
+	}
+	base := &solver.Vertex{Name: "base", Op: &fakeDef{def: "base"}, Source: true}
+	run := &solver.Vertex{Name: "run", Op: &fakeDef{def: "run"}, Inputs: []*solver.Vertex{base}}
+	res := solve(t, s, run)
+	if len(bound) != 2 {
+		t.Fatalf("bound %d definitions, want 2", len(bound))
+	}
+	for d, o := range bound {
+		if o.runs.Load() != 1 {
+			t.Errorf("bound op of %s ran %d times, want 1", d.def, o.runs.Load())
+		}
+	}
+	if len(res[0].Layers) != 2 {
+		t.Errorf("result has %d layers, want the base's and its own", len(res[0].Layers))
+	}
+
+	bad := &solver.Vertex{Name: "bad", Location: "Dockerfile:3", Op: "not a definition"}
+	_, err := s.Solve(context.Background(), bad)
+	var ve *solver.VertexError
+	if !errors.As(err, &ve) || ve.Vertex != bad || !strings.Contains(err.Error(), "not a fakeDef") {
+		t.Errorf("binding an unknown definition: err = %v, want a VertexError of vertex bad", err)
+	}
+}
+
+func TestWithoutBindAVertexOpMustRun(t *testing.T) {
+	s, _ := newSolver(t, newRecords(t), 1)
+	v := &solver.Vertex{Name: "def", Op: &fakeDef{def: "x"}}
+	if _, err := s.Solve(context.Background(), v); err == nil || !strings.Contains(err.Error(), "no Bind") {
+		t.Errorf("err = %v, want one saying the solver has no Bind", err)
+	}
+}

@@ -31,7 +31,7 @@ func (s *Store) CommitSnapshot(ctx context.Context, id string, clamp time.Time) 
 	if err != nil {
 		return record.Layer{}, "", fmt.Errorf("commit layer: %w", err)
 	}
-	if _, err := w.Commit(diffID); err != nil {
+	if _, err := w.Commit(diffID, -1); err != nil {
 		return record.Layer{}, "", err
 	}
 	committed, err := s.Snapshots.Commit(id, diffID)

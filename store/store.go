@@ -34,6 +34,12 @@ type Store struct {
 	Content   *content.Store
 	Snapshots *snapshot.Store
 	Records   *record.Store
+
+	// CacheMountIDs, if set, reads the cache mount ids out of a record's
+	// key components (ops.CacheMountIDs: the store is below the ops and
+	// does not read their keys), so that usage names cachemounts/ dirs.
+	CacheMountIDs func([]record.Component) []string
+
 	lock      *lock.File
 	exclusive bool // opened with OpenExclusive
 }

@@ -572,30 +572,13 @@ func (s *Store) scanRecords(g *graph) error {
 			h.top = g.layerObjects(r.Layers[n-1].DiffID)
 		}
 		g.holders = append(g.holders, h)
-		for _, c := range r.Components {
-			if c.Name == "mounts" {
-				g.noteMounts(c.Value)
+		if s.CacheMountIDs != nil {
+			for _, id := range s.CacheMountIDs(r.Components) {
+				g.mountByID[CacheMountDir(id)] = id
 			}
 		}
 	}
 	return nil
-}
-
-// noteMounts learns cache mount ids from an exec record's mounts, so that
-// df can name the directories (cachemounts/<first 12 bytes of sha256(id)>).
-func (g *graph) noteMounts(v string) {
-	var ms []struct {
-		Type string `json:"type"`
-		ID   string `json:"id"`
-	}
-	if json.Unmarshal([]byte(v), &ms) != nil {
-		return
-	}
-	for _, m := range ms {
-		if m.Type == "cache" && m.ID != "" {
-			g.mountByID[CacheMountDir(m.ID)] = m.ID
-		}
-	}
 }
 
 // CacheMountDir is the directory name under cachemounts/ of cache id.

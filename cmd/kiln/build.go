@@ -1,634 +1,105 @@
 package main
 
 import (
-	"encoding/csv"
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	goruntime "runtime"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/builder"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/transport/registry"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/cpu"
-	"golang.org/x/sys/unix"
 )
 
+// buildCmd is kiln build: flags (buildflags.go) → a checked buildRequest
+// → builder.Run → the image ID and names.
 func buildCmd() *cobra.Command {
-	var (
-		tags, buildArgs, labels []string
-		file, target, network   string
-		progressMode, iidfile   string
-		runtime                 string
-		noCache, pullAlways     bool
-		push                    bool
-		outputs, secrets, ssh   []string
-		buildContexts, allow    []string
-		noCacheFilter           []string
-		cacheFrom, cacheTo      []string
-		platform, metadataFile  string
-		cacheMaxFlag            string
-		quiet                   bool
-	)
+	var flags buildFlags
 	cmd := &cobra.Command{
 		Use:   "build [OPTIONS] CONTEXT|-",
 		Short: "Build an image from a Dockerfile",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bargs, err := keyValues(buildArgs, "--build-arg", true)
+			req, err := flags.request(args[0], stdoutIsTerminal())
 			if err != nil {
 				return err
 			}
-			lbls, err := keyValues(labels, "--label", false)
-			if err != nil {
-				return err
-			}
-			epoch, err := sourceDateEpoch(bargs)
-			if err != nil {
-				return err
-			}
-			// Everything below is checked before the store is opened, so
-			// a bad flag fails before anything runs.
-			plat, err := parsePlatform(platform, goruntime.GOARCH, hostVariants())
-			if err != nil {
-				return err
-			}
-			outs, err := parseOutputs(outputs)
-			if err != nil {
-				return err
-			}
-			if push {
-				// docker build --push: the image under its -t names, pushed.
-				if len(tags) == 0 {
-					return fmt.Errorf("--push needs a name to push to: -t REGISTRY/REPO:TAG")
-				}
-				outs = append(outs, builder.Output{Type: "image", Attrs: map[string]string{"push": "true"}})
-			}
-			for _, o := range outs {
-				if (o.Type == "registry" || o.Type == "image") && o.Attrs["name"] == "" && len(tags) == 0 {
-					return fmt.Errorf("-o type=%s: name=REGISTRY/REPO:TAG (or -t) is required", o.Type)
-				}
-			}
-			cacheFromSpecs, err := parseCacheSpecs("--cache-from", cacheFrom)
-			if err != nil {
-				return err
-			}
-			cacheToSpecs, err := parseCacheSpecs("--cache-to", cacheTo)
-			if err != nil {
-				return err
-			}
-			if err := checkStdoutOutputs(outs, stdoutIsTerminal()); err != nil {
-				return err
-			}
-			if err := builder.CheckOutputs(outs); err != nil {
-				return err
-			}
-			secretMap, err := parseSecrets(secrets, os.LookupEnv)
-			if err != nil {
-				return err
-			}
-			sshMap, err := parseSSH(ssh, os.Getenv("SSH_AUTH_SOCK"))
-			if err != nil {
-				return err
-			}
-			contexts, err := parseBuildContexts(buildContexts)
-			if err != nil {
-				return err
-			}
-			insecure, err := parseAllow(allow)
-			if err != nil {
-				return err
-			}
-			budget, err := cacheMax(cacheMaxFlag)
-			if err != nil {
-				return err
-			}
-			var dfSource []byte
-			if file == "-" {
-				if args[0] == "-" {
-					return errors.New("cannot read both the Dockerfile (-f -) and the context (-) from stdin")
-				}
-				if dfSource, err = io.ReadAll(os.Stdin); err != nil {
-					return fmt.Errorf("read the Dockerfile from stdin: %w", err)
-				}
-				file = ""
-			}
-			st, err := openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctxDir := args[0]
-			if ctxDir == "-" {
-				dir, src, err := stdinContext(cmd.Context(), os.Stdin, st.RunDir())
-				if dir != "" {
-					defer os.RemoveAll(dir)
-				}
-				if err != nil {
-					return err
-				}
-				ctxDir, dfSource = dir, src
-			}
-			var progressOut io.Writer = os.Stderr
-			if quiet {
-				progressOut = io.Discard
-			}
-			p := newProgress(progressOut, progressMode)
-			start := time.Now()
-			res, err := builder.Run(cmd.Context(), st, builder.Options{
-				ContextDir:       ctxDir,
-				Dockerfile:       file,
-				DockerfileSource: dfSource,
-				Tags:             tags,
-				Target:           target,
-				BuildArgs:        bargs,
-				Labels:           lbls,
-				NoCache:          noCache,
-				Network:          network,
-				Runtime:          runtime,
-				Epoch:            epoch,
-				Platform:         plat,
-				Outputs:          outs,
-				MetadataFile:     metadataFile,
-				CacheFrom:        cacheFromSpecs,
-				CacheTo:          cacheToSpecs,
-				Secrets:          secretMap,
-				SSH:              sshMap,
-				BuildContexts:    contexts,
-				NoCacheFilter:    splitList(noCacheFilter),
-				AllowInsecure:    insecure,
-				Pull:             pullAlways,
-				PullOptions:      registry.PullOptions{Registry: registryConfig(), Progress: progressOut},
-				Warn:             func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) },
-				Events:           p.event,
-				Log:              p.logger,
-				CacheMax:         budget,
-				GC:               func(r *store.GCReport, err error) { reportBuildGC(os.Stderr, r, err) },
-				Plan: func(b *dockerfile.Build) {
-					p.number(b.Vertices)
-					for _, s := range b.SkippedStages {
-						fmt.Fprintf(os.Stderr, "stage %s SKIPPED (not needed for the target)\n", s)
-					}
-				},
-			})
-			if err != nil {
-				return err
-			}
-			if iidfile != "" {
-				if err := os.WriteFile(iidfile, []byte(res.ID), 0o644); err != nil {
-					return err
-				}
-			}
-			if quiet {
-				fmt.Println(res.ID) // docker build -q: the image ID on stdout
-				return nil
-			}
-			fmt.Fprintf(os.Stderr, "writing image %s done in %.1fs\n", res.ID, time.Since(start).Seconds())
-			for _, n := range res.Names {
-				fmt.Fprintf(os.Stderr, "naming to %s\n", n)
-			}
-			return nil
+			return runBuild(cmd.Context(), req)
 		},
 	}
-	f := cmd.Flags()
-	f.StringArrayVarP(&tags, "tag", "t", nil, "name and optionally a tag (name:tag); repeatable")
-	f.StringVarP(&file, "file", "f", "", "Dockerfile path (default CONTEXT/Dockerfile; - reads it from stdin)")
-	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image ID (to stdout) when the build succeeds")
-	f.StringVar(&target, "target", "", "build this stage (and what it needs) only")
-	f.StringArrayVar(&buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (KEY alone takes it from the environment)")
-	f.StringArrayVar(&labels, "label", nil, "set image label KEY=VALUE")
-	f.BoolVar(&noCache, "no-cache", false, "do not use the build cache")
-	f.BoolVar(&push, "push", false, "push the image to its registry under each -t name after the build (short for -o type=image,push=true)")
-	f.BoolVar(&pullAlways, "pull", false, "always look up FROM images in their registry (without it a stored image is used; missing ones are pulled)")
-	f.StringVar(&network, "network", "host", "network for RUN: host, none")
-	f.StringVar(&progressMode, "progress", "auto", "progress output: auto, plain, tty, quiet")
-	f.StringVar(&iidfile, "iidfile", "", "write the image ID to this file")
-	f.StringVar(&runtime, "runtime", "runc", "OCI runtime binary")
-	f.StringArrayVarP(&outputs, "output", "o", nil, "also export the result; repeatable: "+
-		"type=local,dest=DIR (the final rootfs into DIR; \"-o DIR\" for short), "+
-		"type=tar,dest=FILE (the final rootfs as one tar), "+
-		"type=oci,dest=FILE[,compression=gzip|zstd|uncompressed][,compression-level=N] (OCI layout tar, layers compressed, gzip by default), "+
-		"type=docker,dest=FILE (a docker save tar; it also holds an OCI layout, like kiln save, which docker load accepts), "+
-		"type=registry[,name=REG/REPO:TAG][,compression=...] (push; names default to the -t names), type=image[,name=...][,push=true]; "+
-		"dest=- writes a tar to stdout. The image is stored and tagged as well")
-	f.StringVar(&metadataFile, "metadata-file", "", "write the result's digests and names as JSON (buildx's keys) to this file")
-	f.StringVar(&platform, "platform", "", "target platform; kiln builds only for the host platform (linux/"+goruntime.GOARCH+", or \"local\")")
-	f.StringArrayVar(&secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR] (id=ID alone: env var ID if set, else file ID)")
-	f.StringArrayVar(&ssh, "ssh", nil, "ssh agent socket for RUN --mount=type=ssh: default|ID[=SOCKET] (default $SSH_AUTH_SOCK)")
-	f.StringArrayVar(&buildContexts, "build-context", nil, "named build context NAME=DIR|docker-image://REF|...; repeatable")
-	f.StringArrayVar(&noCacheFilter, "no-cache-filter", nil, "do not use the cache for these stages (repeatable or comma separated)")
-	f.StringArrayVar(&cacheFrom, "cache-from", nil, "import a build cache: type=local,src=DIR | type=registry,ref=REF (or just REF); repeatable")
-	f.StringArrayVar(&cacheTo, "cache-to", nil, "export the build cache: type=local,dest=DIR | type=registry,ref=REF, with mode=min (target stage) or mode=max (every stage)")
-	f.StringVar(&cacheMaxFlag, "cache-max", "", "build cache budget enforced when the build ends, least recently used first (e.g. 10GB, 2GiB, off; env KILN_CACHE_MAX; default 10% of the store's filesystem, at most 20GB)")
-	f.StringArrayVar(&allow, "allow", nil, "allow an entitlement: security.insecure (RUN --security=insecure), network.host")
+	flags.register(cmd.Flags())
 	return cmd
 }
 
-// keyValues parses KEY=VALUE flags; with fromEnv, a bare KEY takes its
-// value from the environment like docker's --build-arg.
-func keyValues(in []string, flag string, fromEnv bool) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range in {
-		k, v, ok := strings.Cut(kv, "=")
-		if k == "" {
-			return nil, fmt.Errorf("%s %q: expected KEY=VALUE", flag, kv)
+// runBuild reads what comes from stdin, opens the store, runs the build
+// with progress on stderr and prints the result.
+func runBuild(ctx context.Context, req *buildRequest) error {
+	opts := req.opts
+	if req.dockerfileFromStdin {
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return fmt.Errorf("read the Dockerfile from stdin: %w", err)
 		}
-		if !ok {
-			if !fromEnv {
-				return nil, fmt.Errorf("%s %q: expected KEY=VALUE", flag, kv)
-			}
-			var set bool
-			if v, set = os.LookupEnv(k); !set {
-				continue
-			}
-		}
-		out[k] = v
+		opts.DockerfileSource = b
 	}
-	return out, nil
-}
-
-// sourceDateEpoch reads SOURCE_DATE_EPOCH from --build-arg or the
-// environment.
-func sourceDateEpoch(args map[string]string) (*time.Time, error) {
-	v, ok := args["SOURCE_DATE_EPOCH"]
-	if !ok {
-		v, ok = os.LookupEnv("SOURCE_DATE_EPOCH")
-	}
-	if !ok || v == "" {
-		return nil, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	st, err := openStore()
 	if err != nil {
-		return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a number of seconds", v)
+		return err
 	}
-	t := time.Unix(n, 0).UTC()
-	return &t, nil
-}
-
-// parseOutputs parses -o values as buildx does: CSV fields KEY=VALUE with
-// type= and dest=; a value that is one plain field is a directory for
-// type=local, and "-" alone is a tar on stdout.
-func parseOutputs(in []string) ([]builder.Output, error) {
-	var outs []builder.Output
-	for _, v := range in {
-		fields, err := csv.NewReader(strings.NewReader(v)).Read()
+	defer st.Close()
+	if opts.ContextDir == "-" {
+		dir, src, err := stdinContext(ctx, os.Stdin, st.RunDir())
+		if dir != "" {
+			defer os.RemoveAll(dir)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("-o %q: %w", v, err)
+			return err
 		}
-		if len(fields) == 1 && fields[0] == v && !strings.HasPrefix(v, "type=") {
-			if v == "-" {
-				outs = append(outs, builder.Output{Type: "tar", Dest: "-"})
-			} else {
-				outs = append(outs, builder.Output{Type: "local", Dest: v})
-			}
-			continue
-		}
-		o := builder.Output{Attrs: map[string]string{}}
-		for _, f := range fields {
-			k, val, ok := strings.Cut(f, "=")
-			if !ok {
-				return nil, fmt.Errorf("-o %q: invalid value %q (expected KEY=VALUE)", v, f)
-			}
-			switch k = strings.TrimSpace(strings.ToLower(k)); k {
-			case "type":
-				o.Type = val
-			case "dest":
-				o.Dest = val
-			default:
-				o.Attrs[k] = val
-			}
-		}
-		if o.Type == "" {
-			return nil, fmt.Errorf("-o %q: type is required for output", v)
-		}
-		if len(o.Attrs) == 0 {
-			o.Attrs = nil
-		}
-		outs = append(outs, o)
+		opts.ContextDir, opts.DockerfileSource = dir, src
 	}
-	return outs, nil
+	var progressOut io.Writer = os.Stderr
+	if req.quiet {
+		progressOut = io.Discard
+	}
+	p := newProgress(progressOut, req.progressMode)
+	opts.PullOptions = registry.PullOptions{Registry: registryConfig(), Progress: progressOut}
+	opts.Warn = func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) }
+	opts.Events = p.event
+	opts.Log = p.logger
+	opts.GC = func(r *store.GCReport, err error) { reportBuildGC(os.Stderr, r, err) }
+	opts.Plan = func(b *dockerfile.Build) {
+		p.number(b.Vertices)
+		for _, s := range b.SkippedStages {
+			fmt.Fprintf(os.Stderr, "stage %s SKIPPED (not needed for the target)\n", s)
+		}
+	}
+	start := time.Now()
+	res, err := builder.Run(ctx, st, opts)
+	if err != nil {
+		return err
+	}
+	return printBuildResult(os.Stdout, os.Stderr, req, res, time.Since(start))
 }
 
-// checkStdoutOutputs refuses to write a tar to a terminal.
-func checkStdoutOutputs(outs []builder.Output, terminal bool) error {
-	for _, o := range outs {
-		switch o.Type {
-		case "tar", "oci", "docker":
-			if (o.Dest == "" || o.Dest == "-") && terminal {
-				return fmt.Errorf("-o type=%s: output file is required (dest=FILE); refusing to write a tar to a terminal", o.Type)
-			}
+// printBuildResult writes the --iidfile and says what was built as docker
+// build does: with -q the image ID alone on stdout, else the ID, the time
+// taken and the names on stderr.
+func printBuildResult(stdout, stderr io.Writer, req *buildRequest, res *builder.Result, took time.Duration) error {
+	if req.iidfile != "" {
+		if err := os.WriteFile(req.iidfile, []byte(res.ID), 0o644); err != nil {
+			return err
 		}
 	}
-	return nil
-}
-
-// stdoutIsTerminal is isatty(1): /dev/null is a character device too, and
-// `kiln save IMAGE > /dev/null` must work as docker's does.
-func stdoutIsTerminal() bool {
-	_, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-// parsePlatform checks --platform against the host: kiln runs every RUN
-// on the host, so it builds for linux/<host arch> only. It accepts a
-// comma-separated list naming that one platform, "local", an arch alone,
-// the usual aliases (x86_64, aarch64) and a variant the host can run
-// (variants: those of the host CPU). It returns "linux/ARCH[/VARIANT]", or
-// "" for no --platform.
-func parsePlatform(value, goarch string, variants []string) (string, error) {
-	if strings.TrimSpace(value) == "" {
-		return "", nil
-	}
-	host := "linux/" + goarch
-	result := ""
-	for _, p := range strings.Split(value, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		norm, ok := normalizePlatform(p, goarch)
-		if !ok {
-			return "", fmt.Errorf("--platform %s: kiln builds only for the host platform %s", p, host)
-		}
-		if v, isVariant := strings.CutPrefix(norm, host+"/"); isVariant && !contains(variants, v) {
-			msg := fmt.Sprintf("--platform %s: kiln builds only for the host platform %s", p, host)
-			if len(variants) > 0 {
-				msg += " (variants this host runs: " + strings.Join(variants, ", ") + ")"
-			}
-			return "", errors.New(msg)
-		}
-		if result != "" && result != norm {
-			return "", fmt.Errorf("--platform %s: kiln builds for one platform at a time", value)
-		}
-		result = norm
-	}
-	return result, nil
-}
-
-// normalizePlatform turns p into "linux/ARCH[/VARIANT]" the way
-// containerd's platforms.Normalize does, and reports whether it is a
-// platform of the host's OS and architecture.
-func normalizePlatform(p, goarch string) (string, bool) {
-	p = strings.ToLower(p)
-	if p == "local" {
-		return "linux/" + goarch, true
-	}
-	parts := strings.Split(p, "/")
-	var osName, arch, variant string
-	switch len(parts) {
-	case 1:
-		if parts[0] == "linux" {
-			osName, arch = "linux", goarch
-		} else {
-			osName, arch = "linux", parts[0]
-		}
-	case 2:
-		osName, arch = parts[0], parts[1]
-	case 3:
-		osName, arch, variant = parts[0], parts[1], parts[2]
-	default:
-		return "", false
-	}
-	switch arch {
-	case "x86_64", "x86-64", "amd64":
-		arch = "amd64"
-		if variant == "v1" {
-			variant = ""
-		}
-	case "aarch64", "arm64":
-		arch = "arm64"
-		if variant == "8" || variant == "v8" || variant == "v8.0" {
-			variant = ""
-		}
-	case "armhf":
-		arch, variant = "arm", "v7"
-	case "armel":
-		arch, variant = "arm", "v6"
-	case "i386":
-		arch = "386"
-	}
-	if osName != "linux" || arch != goarch {
-		return "", false
-	}
-	if variant != "" {
-		return "linux/" + arch + "/" + variant, true
-	}
-	return "linux/" + arch, true
-}
-
-// maxSecretSize is BuildKit's limit for a secret file.
-const maxSecretSize = 500 * 1024
-
-// parseSecrets parses --secret values as buildx and BuildKit's secret
-// store do: CSV fields id=, src= (or source=), env=, type=file|env. With
-// neither src nor env, the environment variable named like the id is used
-// if set, else the file named like it. A file must exist (and be at most
-// 500 KiB) now; an environment variable is read when a step uses it.
-func parseSecrets(in []string, lookupEnv func(string) (string, bool)) (map[string]builder.Secret, error) {
-	out := map[string]builder.Secret{}
-	for _, v := range in {
-		fields, err := csv.NewReader(strings.NewReader(v)).Read()
-		if err != nil {
-			return nil, fmt.Errorf("--secret %q: %w", v, err)
-		}
-		var id, typ, src, env string
-		for _, f := range fields {
-			k, val, ok := strings.Cut(f, "=")
-			if !ok {
-				return nil, fmt.Errorf("--secret %s: invalid field %q, must be a key=value pair", v, f)
-			}
-			switch strings.ToLower(strings.TrimSpace(k)) {
-			case "type":
-				if val != "file" && val != "env" {
-					return nil, fmt.Errorf("--secret %s: unsupported secret type %q (file or env)", v, val)
-				}
-				typ = val
-			case "id":
-				id = val
-			case "src", "source":
-				src = val
-			case "env":
-				env = val
-			default:
-				return nil, fmt.Errorf("--secret %s: unexpected key %q", v, k)
-			}
-		}
-		if typ == "env" && env == "" {
-			env, src = src, ""
-		}
-		if id == "" {
-			return nil, fmt.Errorf("--secret %s: id= is required", v)
-		}
-		if src == "" && env == "" {
-			if _, ok := lookupEnv(id); ok {
-				env = id
-			} else {
-				src = id
-			}
-		}
-		s := builder.Secret{Env: env}
-		if src != "" {
-			fi, err := os.Stat(src)
-			if err != nil {
-				return nil, fmt.Errorf("--secret %s: %w", v, err)
-			}
-			if fi.IsDir() {
-				return nil, fmt.Errorf("--secret %s: %s is a directory", v, src)
-			}
-			if fi.Size() > maxSecretSize {
-				return nil, fmt.Errorf("--secret %s: %s is too big (max 500 KiB)", v, src)
-			}
-			if s.File, err = filepath.Abs(src); err != nil {
-				return nil, err
-			}
-		}
-		out[id] = s
-	}
-	return out, nil
-}
-
-// parseSSH parses --ssh ID[=SOCKET] as buildx does; without a socket path
-// (`--ssh default`) the agent in $SSH_AUTH_SOCK (agentSock) is used. The
-// socket must exist. Key files (buildx also takes those) are not
-// supported: kiln forwards an agent.
-func parseSSH(in []string, agentSock string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, v := range in {
-		id, path, _ := strings.Cut(v, "=")
-		if id == "" {
-			return nil, fmt.Errorf("--ssh %q: expected ID[=SOCKET], e.g. default", v)
-		}
-		if strings.Contains(path, ",") {
-			return nil, fmt.Errorf("--ssh %s: only one agent socket per id is supported", v)
-		}
-		if path == "" {
-			if agentSock == "" {
-				return nil, fmt.Errorf("--ssh %s: invalid empty ssh agent socket: make sure SSH_AUTH_SOCK is set", v)
-			}
-			path = agentSock
-		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			return nil, fmt.Errorf("--ssh %s: %w", v, err)
-		}
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("--ssh %s: %s is not a socket (an ssh agent socket is needed; key files are not supported)", v, path)
-		}
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return nil, err
-		}
-		out[id] = abs
-	}
-	return out, nil
-}
-
-// parseBuildContexts parses --build-context NAME=VALUE as buildx does:
-// NAME is normalized like an image name (":latest" dropped), VALUE is kept
-// as given except that a local directory becomes an absolute path and
-// must exist.
-func parseBuildContexts(in []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, v := range in {
-		k, val, ok := strings.Cut(v, "=")
-		if !ok || k == "" || val == "" {
-			return nil, fmt.Errorf("--build-context %q: invalid context value, expected NAME=VALUE", v)
-		}
-		named, err := reference.ParseNormalizedNamed(k)
-		if err != nil {
-			return nil, fmt.Errorf("--build-context %s: invalid context name %q: %w", v, k, err)
-		}
-		name := strings.TrimSuffix(reference.FamiliarString(named), ":latest")
-		if isLocalContext(val) {
-			fi, err := os.Stat(val)
-			if err != nil {
-				return nil, fmt.Errorf("--build-context %s: %w", v, err)
-			}
-			if !fi.IsDir() {
-				return nil, fmt.Errorf("--build-context %s: %s is not a directory", v, val)
-			}
-			if val, err = filepath.Abs(val); err != nil {
-				return nil, err
-			}
-		}
-		out[name] = val
-	}
-	return out, nil
-}
-
-// isLocalContext tells a local directory from the other kinds of build
-// context value (docker-image://, oci-layout://, target:, URLs, git).
-func isLocalContext(v string) bool {
-	if strings.Contains(v, "://") || strings.HasPrefix(v, "target:") || strings.HasPrefix(v, "git@") {
-		return false
-	}
-	return true
-}
-
-// parseAllow parses --allow entitlements: security.insecure permits RUN
-// --security=insecure; network.host is accepted (kiln's RUN uses the host
-// network already).
-func parseAllow(in []string) (insecure bool, err error) {
-	for _, e := range splitList(in) {
-		switch e {
-		case "security.insecure":
-			insecure = true
-		case "network.host":
-		default:
-			return false, fmt.Errorf("--allow %s: invalid entitlement (security.insecure or network.host)", e)
-		}
-	}
-	return insecure, nil
-}
-
-// splitList flattens repeatable, comma-separated flag values.
-func splitList(in []string) []string {
-	var out []string
-	for _, v := range in {
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// hostVariants lists the platform variants this machine runs: the x86-64
-// micro-architecture levels its CPU has (v2, v3, v4), nothing elsewhere.
-func hostVariants() []string {
-	if goruntime.GOARCH != "amd64" {
+	if req.quiet {
+		fmt.Fprintln(stdout, res.ID) // docker build -q: the image ID on stdout
 		return nil
 	}
-	x := cpu.X86
-	var out []string
-	if !(x.HasSSE3 && x.HasSSSE3 && x.HasSSE41 && x.HasSSE42 && x.HasPOPCNT && x.HasCX16) {
-		return out
+	fmt.Fprintf(stderr, "writing image %s done in %.1fs\n", res.ID, took.Seconds())
+	for _, n := range res.Names {
+		fmt.Fprintf(stderr, "naming to %s\n", n)
 	}
-	out = append(out, "v2")
-	if !(x.HasAVX && x.HasAVX2 && x.HasBMI1 && x.HasBMI2 && x.HasFMA && x.HasOSXSAVE) {
-		return out
-	}
-	out = append(out, "v3")
-	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512CD && x.HasAVX512DQ && x.HasAVX512VL {
-		out = append(out, "v4")
-	}
-	return out
+	return nil
 }

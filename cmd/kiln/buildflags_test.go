@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -326,6 +327,72 @@ func TestParseCacheSpecs(t *testing.T) {
 	for _, c := range bad {
 		if _, err := parseCacheSpecs(c.flag, []string{c.in}); err == nil || !strings.Contains(err.Error(), c.err) {
 			t.Errorf("parseCacheSpecs(%s %q): error %v, want one containing %q", c.flag, c.in, err, c.err)
+		}
+	}
+}
+
+// kiln build's flags become one checked request without cobra: every flag
+// lands in the library's options, -f - and --push are resolved, and a bad
+// combination fails before the store is opened.
+func TestBuildRequestFromFlags(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	t.Setenv("KILN_CACHE_MAX", "")
+	t.Setenv("FROM_ENV", "env-value")
+	ctx := t.TempDir()
+	f := buildFlags{
+		tags: []string{"app:1", "app:latest"}, buildArgs: []string{"A=1", "FROM_ENV", "UNSET_BUILD_ARG"}, labels: []string{"team=build"},
+		file: "-", target: "final", network: "none", progressMode: "plain", iidfile: "iid", runtime: "crun",
+		noCache: true, pullAlways: true, push: true, outputs: []string{"type=local,dest=out"},
+		buildContexts: []string{"base=" + ctx}, allow: []string{"security.insecure"}, noCacheFilter: []string{"a,b", "c"},
+		cacheFrom: []string{"reg.example/app:cache"}, cacheTo: []string{"type=local,dest=cachedir,mode=max"},
+		platform: "local", metadataFile: "md.json", cacheMax: "1GB", quiet: true,
+	}
+	req, err := f.request("ctxdir", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := builder.Options{
+		ContextDir: "ctxdir", Tags: []string{"app:1", "app:latest"}, Target: "final",
+		BuildArgs: map[string]string{"A": "1", "FROM_ENV": "env-value"}, Labels: map[string]string{"team": "build"},
+		NoCache: true, Network: "none", Runtime: "crun", Platform: "linux/" + runtime.GOARCH,
+		Outputs:      []builder.Output{{Type: "local", Dest: "out"}, {Type: "image", Attrs: map[string]string{"push": "true"}}},
+		MetadataFile: "md.json",
+		CacheFrom:    []builder.CacheSpec{{Type: "registry", Attrs: map[string]string{"ref": "reg.example/app:cache"}}},
+		CacheTo:      []builder.CacheSpec{{Type: "local", Attrs: map[string]string{"dest": "cachedir", "mode": "max"}}},
+		Secrets:      map[string]builder.Secret{}, SSH: map[string]string{}, BuildContexts: map[string]string{"base": ctx},
+		NoCacheFilter: []string{"a", "b", "c"}, AllowInsecure: true, Pull: true, CacheMax: 1_000_000_000,
+	}
+	if !reflect.DeepEqual(req.opts, want) {
+		t.Errorf("options:\n%+v\nwant:\n%+v", req.opts, want)
+	}
+	if !req.dockerfileFromStdin || !req.quiet || req.progressMode != "plain" || req.iidfile != "iid" {
+		t.Errorf("request: %+v", req)
+	}
+
+	// SOURCE_DATE_EPOCH from a build arg sets the epoch.
+	if req, err := (&buildFlags{buildArgs: []string{"SOURCE_DATE_EPOCH=1700000000"}}).request(".", false); err != nil || req.opts.Epoch == nil || req.opts.Epoch.Unix() != 1700000000 {
+		t.Errorf("SOURCE_DATE_EPOCH build arg: %+v, %v", req, err)
+	}
+
+	for _, c := range []struct {
+		name     string
+		flags    buildFlags
+		context  string
+		terminal bool
+		err      string
+	}{
+		{"a label without a value", buildFlags{labels: []string{"team"}}, ".", false, `--label "team": expected KEY=VALUE`},
+		{"a bad SOURCE_DATE_EPOCH", buildFlags{buildArgs: []string{"SOURCE_DATE_EPOCH=soon"}}, ".", false, `SOURCE_DATE_EPOCH="soon": not a number of seconds`},
+		{"--push without -t", buildFlags{push: true}, ".", false, "--push needs a name to push to: -t REGISTRY/REPO:TAG"},
+		{"a registry output without a name", buildFlags{outputs: []string{"type=registry"}}, ".", false, "-o type=registry: name=REGISTRY/REPO:TAG (or -t) is required"},
+		{"a tar to a terminal", buildFlags{outputs: []string{"-"}}, ".", true, "refusing to write a tar to a terminal"},
+		{"a bad cache spec", buildFlags{cacheTo: []string{"type=s3"}}, ".", false, `--cache-to "type=s3": cache type "s3" is not supported`},
+		{"an unknown entitlement", buildFlags{allow: []string{"everything"}}, ".", false, "--allow everything: invalid entitlement"},
+		{"a bad --cache-max", buildFlags{cacheMax: "lots"}, ".", false, "--cache-max lots"},
+		{"Dockerfile and context both from stdin", buildFlags{file: "-"}, "-", false, "cannot read both the Dockerfile (-f -) and the context (-) from stdin"},
+	} {
+		if _, err := c.flags.request(c.context, c.terminal); err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s: %v, want an error with %q", c.name, err, c.err)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/solver/ops"
 	"github.com/kiln-build/kiln/store"
 	"github.com/spf13/cobra"
 )
@@ -45,6 +46,7 @@ ReclaimableBytes); a Go template gets .Type .TotalCount .Active .Size
 				return err
 			}
 			defer st.Close()
+			st.CacheMountIDs = ops.CacheMountIDs
 			u, err := st.DiskUsage(cmd.Context())
 			if err != nil {
 				return err
@@ -269,51 +271,10 @@ func repoTags(names []string) [][2]string {
 	return out
 }
 
-// stepOf describes a cache record by the step it cached, from its key
-// components.
+// stepOf describes a cache record by the step it cached, in a column of
+// at most 40 characters.
 func stepOf(comps []record.Component) string {
-	get := func(name string) string {
-		for _, c := range comps {
-			if c.Name == name {
-				return c.Value
-			}
-		}
-		return ""
-	}
-	list := func(name string) string {
-		var vs []string
-		if json.Unmarshal([]byte(get(name)), &vs) != nil {
-			return get(name)
-		}
-		return strings.Join(vs, " ")
-	}
-	var s string
-	switch op := get("op"); op {
-	case "exec":
-		var args []string
-		json.Unmarshal([]byte(get("args")), &args)
-		if len(args) >= 3 && args[1] == "-c" && strings.HasSuffix(args[0], "sh") {
-			args = args[2:]
-		}
-		s = "RUN " + strings.Join(args, " ")
-	case "copy", "add":
-		s = strings.ToUpper(op) + " " + list("sources") + " " + get("dest")
-	case "mkdir":
-		s = "WORKDIR " + get("path")
-	case "mkfile":
-		var files []string
-		for _, c := range comps {
-			if f, ok := strings.CutPrefix(c.Name, "file:"); ok {
-				files = append(files, f)
-			}
-		}
-		s = "COPY <<EOF " + strings.Join(files, " ")
-	case "download":
-		s = "ADD " + get("url") + " " + get("dest")
-	default:
-		s = op
-	}
-	s = strings.Join(strings.Fields(s), " ")
+	s := ops.Describe(comps)
 	if r := []rune(s); len(r) > 40 {
 		s = string(r[:39]) + "…"
 	}

@@ -51,7 +51,7 @@ References follow docker's rules: "busybox" is docker.io/library/busybox:latest.
 A multi-platform image resolves to linux/` + goruntime.GOARCH + `. Layers the store already
 has are not downloaded again. Credentials come from $DOCKER_CONFIG/config.json or
 ~/.docker/config.json (auths and credential helpers). Plain HTTP is used only for
-localhost/127.0.0.1 and --insecure-registry hosts; --registry-ca (or KILN_REGISTRY_CA,
+localhost/127.0.0.1/::1 and --insecure-registry hosts; --registry-ca (or KILN_REGISTRY_CA,
 or SSL_CERT_FILE) trusts a private CA.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -31,7 +31,7 @@ the compressed layers with OCI media types; the config is sent unchanged, so the
 ID stays. Blobs the repository has are not uploaded again; blobs kiln pushed to another
 repository of the same registry are mounted from there. Credentials come from
 $DOCKER_CONFIG/config.json or ~/.docker/config.json (auths and credential helpers);
-plain HTTP only for localhost/127.0.0.1 and --insecure-registry hosts.`,
+plain HTTP only for localhost/127.0.0.1/::1 and --insecure-registry hosts.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lvl := ""

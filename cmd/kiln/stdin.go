@@ -34,7 +34,7 @@ func stdinContext(ctx context.Context, r io.Reader, scratch string) (dir string,
 	defer dr.Close()
 	dbr := bufio.NewReaderSize(dr, 1<<16)
 	if isTar(dbr) {
-		if _, _, err := layer.Apply(ctx, dbr, dir); err != nil {
+		if err := layer.Extract(ctx, dbr, dir); err != nil {
 			return dir, nil, fmt.Errorf("build context from stdin: %w", err)
 		}
 		return dir, nil, nil

@@ -196,7 +196,7 @@ func (c *Cache) compress(ctx context.Context, diffID digest.Digest, o Options) (
 	if !v.Verified() {
 		return ocispec.Descriptor{}, fmt.Errorf("layer %s: content does not match its digest", diffID)
 	}
-	desc, err := w.Commit("")
+	desc, err := w.Commit("", content.UnknownSize)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}

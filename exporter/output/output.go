@@ -10,7 +10,7 @@
 //	                       the same tar `kiln save` writes, which docker load reads)
 //	type=image[,name=N][,push=true]  the image under names N in the store
 //	                       (default: the build's -t names), pushed to their
-//	                       registries with push=true (exporter/registry)
+//	                       registries with push=true (transport/registry)
 //	type=registry[,name=N] type=image,push=true (kiln build --push)
 //
 // image and registry take compression=, compression-level= (layers are

@@ -1,5 +1,7 @@
 // Package dockerfile compiles a Dockerfile into a solver graph and the
-// image config that goes with the target stage. Parsing and variable
+// image config that goes with the target stage. The graph's ops are
+// definitions (solver/ops: what to run, mounts, copy flags); the solver
+// binds them to a worker when it runs them. Parsing and variable
 // expansion are BuildKit's own (frontend/dockerfile/parser, instructions,
 // shell); the image config is computed here as a pure function of the
 // instructions and the base image's config, like BuildKit's dockerfile2llb.
@@ -17,7 +19,6 @@ import (
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/ops"
-	"github.com/kiln-build/kiln/solver/runc"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -43,7 +44,6 @@ type Options struct {
 	NoCache   bool
 	// Network for RUN: "host" (default) or "none".
 	Network string
-	Worker  *ops.Worker
 	Images  ImageResolver
 	// Epoch (SOURCE_DATE_EPOCH) fixes created times.
 	Epoch *time.Time
@@ -302,14 +302,14 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 		scratch := &solver.Vertex{Name: prefix(1) + " FROM " + base + " (context)", Location: c.loc(fromLine), Source: true, Op: ops.Scratch{}}
 		st.vertices = append(st.vertices, scratch)
 		fromVertex = &solver.Vertex{Name: prefix(1) + " COPY context " + base + " /", Location: c.loc(fromLine),
-			Op: &ops.Copy{W: c.opts.Worker, Context: named.Dir, Sources: []string{"."}, Dest: "/"}, Inputs: []*solver.Vertex{scratch}}
+			Op: &ops.Copy{Context: named.Dir, Sources: []string{"."}, Dest: "/"}, Inputs: []*solver.Vertex{scratch}}
 		st.image = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: c.opts.OS, Architecture: c.opts.Arch}}}
-		st.image.Config.Env = []string{"PATH=" + runc.DefaultPath}
+		st.image.Config.Env = []string{"PATH=" + ops.DefaultPath}
 		st.image.Config.WorkingDir = "/"
 	case strings.EqualFold(base, "scratch"):
 		fromVertex.Op = ops.Scratch{}
 		st.image = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: c.opts.OS, Architecture: c.opts.Arch}}}
-		st.image.Config.Env = []string{"PATH=" + runc.DefaultPath}
+		st.image.Config.Env = []string{"PATH=" + ops.DefaultPath}
 		st.image.Config.WorkingDir = "/" // like BuildKit's empty image
 	case !isNamed && c.stageIndex(base, idx) >= 0:
 		parent, err = c.compileStage(ctx, c.stageIndex(base, idx))
@@ -323,11 +323,11 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 		if err != nil {
 			return nil, c.fail(fromLine, fmt.Errorf("FROM %s: %w", base, err))
 		}
-		fromVertex.Op = &ops.Image{W: c.opts.Worker, Ref: imageRef, Manifest: desc}
+		fromVertex.Op = &ops.Image{Ref: imageRef, Manifest: desc}
 		st.image = cloneImage(*img)
 		// like BuildKit, PATH is always set
 		if _, ok := shell.EnvsFromSlice(st.image.Config.Env).Get("PATH"); !ok {
-			st.image.Config.Env = append(st.image.Config.Env, "PATH="+runc.DefaultPath)
+			st.image.Config.Env = append(st.image.Config.Env, "PATH="+ops.DefaultPath)
 		}
 	}
 	if parent == nil {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
-	"github.com/kiln-build/kiln/solver/ops"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -92,7 +91,6 @@ func baseOptions(t *testing.T, src string) dockerfile.Options {
 	return dockerfile.Options{
 		Source:  []byte(src),
 		Context: contextHasher(t),
-		Worker:  &ops.Worker{}, // compile never runs ops
 		Images:  fakeResolver{},
 		OS:      "linux",
 		Arch:    "amd64",

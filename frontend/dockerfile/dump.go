@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/ops"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -110,9 +111,10 @@ func Dump(b *Build) string {
 	return sb.String()
 }
 
-// dumpOp writes an op's key components, or for a copy from the build
-// context (whose key hashes files) its definition.
-func dumpOp(sb *strings.Builder, op solver.Op) {
+// dumpOp writes an op definition's key components, or for a copy from the
+// build context (whose key hashes files) its definition. A download's key
+// is its fetched content: it has none before it runs.
+func dumpOp(sb *strings.Builder, op any) {
 	if c, ok := op.(*ops.Copy); ok && c.Context != nil {
 		field(sb, "from", "build context")
 		field(sb, "sources", jsonString(c.Sources))
@@ -122,10 +124,13 @@ func dumpOp(sb *strings.Builder, op solver.Op) {
 		field(sb, "add", strconv.FormatBool(c.Add))
 		return
 	}
-	if op == nil {
+	keyed, ok := op.(interface {
+		CacheKey(context.Context) ([]record.Component, error)
+	})
+	if !ok {
 		return
 	}
-	comps, err := op.CacheKey(context.Background())
+	comps, err := keyed.CacheKey(context.Background())
 	if err != nil {
 		field(sb, "key error", err.Error())
 		return

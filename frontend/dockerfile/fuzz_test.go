@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/solver/ops"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -41,7 +40,7 @@ func FuzzCompile(f *testing.F) {
 		if len(src) > 1<<16 {
 			return
 		}
-		_, err := Compile(context.Background(), Options{Source: src, Worker: &ops.Worker{}, Images: fuzzResolver{}, OS: "linux", Arch: "amd64"})
+		_, err := Compile(context.Background(), Options{Source: src, Images: fuzzResolver{}, OS: "linux", Arch: "amd64"})
 		if err == nil {
 			return
 		}

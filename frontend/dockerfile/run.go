@@ -25,7 +25,7 @@ type runPlan struct {
 func (c *compiler) runOp(ctx context.Context, st *stageState, cmd *instructions.RunCommand) (*runPlan, string, error) {
 	cfg := &st.image.Config
 	e := &ops.Exec{
-		W: c.opts.Worker, Env: append([]string(nil), st.runEnv...), Cwd: workdir(cfg.WorkingDir),
+		Env: append([]string(nil), st.runEnv...), Cwd: workdir(cfg.WorkingDir),
 		User: cfg.User, Network: c.opts.Network, ExtraEnv: c.proxyEnv(),
 	}
 	plan := &runPlan{Exec: e}
@@ -209,8 +209,8 @@ func (c *compiler) proxyEnv() []string {
 
 // inlineFiles compiles COPY/ADD <<EOF: files whose content is in the
 // Dockerfile.
-func (c *compiler) inlineFiles(contents []instructions.SourceContent, dest, chown, chmod string, st *stageState) (solver.Op, error) {
-	op := &ops.WriteFiles{W: c.opts.Worker, Chown: chown, Chmod: chmod}
+func (c *compiler) inlineFiles(contents []instructions.SourceContent, dest, chown, chmod string, st *stageState) (*ops.WriteFiles, error) {
+	op := &ops.WriteFiles{Chown: chown, Chmod: chmod}
 	for _, sc := range contents {
 		data := sc.Data
 		if sc.Expand {

@@ -1,6 +1,7 @@
 // Package atomicfile writes files so that readers see either the old file or
 // the whole new one, never a partial write: data goes to a temp file in the
-// destination's directory, is fsynced, and is renamed into place.
+// destination's directory, is fsynced, and is renamed into place; then the
+// directory is fsynced, so that the new name survives a power cut too.
 package atomicfile
 
 import (
@@ -56,10 +57,34 @@ func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := Rename(tmp, path); err != nil {
 		return fmt.Errorf("commit %s: %w", path, err)
 	}
 	ok = true
+	return nil
+}
+
+// Rename moves a complete, synced file (or directory) to newpath and syncs
+// newpath's directory, which makes the rename itself durable: without it a
+// crash can lose the new name although the data was on disk.
+func Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(newpath))
+}
+
+// SyncDir fsyncs the directory dir, making the names created, renamed or
+// removed in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
 	return nil
 }
 

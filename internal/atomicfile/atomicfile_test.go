@@ -168,3 +168,26 @@ func TestErrorNamesThePathNotTheTempFile(t *testing.T) {
 		t.Errorf("error %v, want one naming %s", err, p)
 	}
 }
+
+func TestRenameMovesIntoPlaceAndSyncsTheDirectory(t *testing.T) {
+	dir := t.TempDir()
+	old, dst := filepath.Join(dir, TempPrefix+"x"), filepath.Join(dir, "sub", "x")
+	if err := os.WriteFile(old, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rename(old, dst); err == nil {
+		t.Fatal("Rename into a missing directory succeeded")
+	}
+	if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rename(old, dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(dst); err != nil || string(b) != "data" {
+		t.Errorf("after Rename: %q, %v", b, err)
+	}
+	if err := SyncDir(filepath.Join(dir, "missing")); err == nil {
+		t.Error("SyncDir of a missing directory succeeded")
+	}
+}

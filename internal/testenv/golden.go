@@ -4,7 +4,7 @@ package testenv
 // as the difference from the busybox base image so that a golden never
 // embeds the busybox binary and stays small enough to review.
 //
-// The conformance suite (cmd/kiln/conformance_test.go) writes one per case
+// The conformance suite (e2e/conformance/conformance_test.go) writes one per case
 // with `make golden` and compares kiln's result against it on every
 // `make test`, without running BuildKit:
 //

@@ -26,12 +26,18 @@ import (
 // re-runs the step and an unchanged one stays cached — and written with
 // mode 0600 (like BuildKit) unless --chmod says otherwise.
 type Download struct {
-	W        *Worker
 	URL      string
 	Checksum string // --checksum=sha256:...
 	Dest     string
 	Chown    string
 	Chmod    string
+}
+
+// download is a Download bound to a worker: it fetches once, into the
+// worker's run/ directory, for the key and then the run.
+type download struct {
+	*Download
+	w *Worker
 
 	once     sync.Once
 	file     string // downloaded content, under run/
@@ -40,12 +46,12 @@ type Download struct {
 	err      error
 }
 
-func (d *Download) fetch(ctx context.Context) error {
+func (d *download) fetch(ctx context.Context) error {
 	d.once.Do(func() { d.err = d.download(ctx) })
 	return d.err
 }
 
-func (d *Download) download(ctx context.Context) error {
+func (d *download) download(ctx context.Context) error {
 	if d.Checksum != "" {
 		if _, err := digest.Parse(d.Checksum); err != nil {
 			return fmt.Errorf("--checksum=%s: %w", d.Checksum, err)
@@ -63,7 +69,7 @@ func (d *Download) download(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("download %s: %s", d.URL, resp.Status)
 	}
-	dir, err := d.W.scratchDir()
+	dir, err := d.w.scratchDir()
 	if err != nil {
 		return err
 	}
@@ -87,7 +93,7 @@ func (d *Download) download(ctx context.Context) error {
 	return nil
 }
 
-func (d *Download) CacheKey(ctx context.Context) ([]record.Component, error) {
+func (d *download) CacheKey(ctx context.Context) ([]record.Component, error) {
 	if err := d.fetch(ctx); err != nil {
 		return nil, err
 	}
@@ -97,7 +103,7 @@ func (d *Download) CacheKey(ctx context.Context) ([]record.Component, error) {
 	}, nil
 }
 
-func (d *Download) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
+func (d *download) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
 	if err := d.fetch(ctx); err != nil {
 		return solver.Result{}, err
 	}
@@ -121,7 +127,7 @@ func (d *Download) Run(ctx context.Context, inputs []solver.Result, _ solver.Log
 	if !d.modified.IsZero() {
 		os.Chtimes(d.file, d.modified, d.modified)
 	}
-	return d.W.mutate(ctx, inputs[0], func(rootfs, _ string) error {
+	return d.w.mutate(ctx, inputs[0], func(rootfs, _ string) error {
 		opts := filecopy.Options{ResetOwner: true}
 		if d.Chown != "" {
 			o, err := resolveChown(rootfs, d.Chown)

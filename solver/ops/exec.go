@@ -21,7 +21,6 @@ import (
 
 // Exec runs a command (RUN) in a container on its single input.
 type Exec struct {
-	W       *Worker
 	Args    []string
 	Env     []string
 	Cwd     string
@@ -82,12 +81,12 @@ func missingPaths(rootfs, p string) []string {
 	return out
 }
 
-// Run runs the command; a non-zero exit fails the step with the last lines
+// run runs the command; a non-zero exit fails the step with the last lines
 // of its output.
-func (e *Exec) Run(ctx context.Context, inputs []solver.Result, log solver.Logger) (solver.Result, error) {
+func (e *Exec) run(ctx context.Context, w *Worker, inputs []solver.Result, log solver.Logger) (solver.Result, error) {
 	var missing []string
 	tail := &tailBuffer{max: 20}
-	res, err := e.W.mutate(ctx, inputs[0], func(rootfs, scratch string) error {
+	res, err := w.mutate(ctx, inputs[0], func(rootfs, scratch string) error {
 		targets := append([]string(nil), mountStubs...)
 		for _, m := range e.Mounts {
 			if m.Target != "" {
@@ -115,7 +114,7 @@ func (e *Exec) Run(ctx context.Context, inputs []solver.Result, log solver.Logge
 		if err := os.Mkdir(bundle, 0o700); err != nil {
 			return err
 		}
-		mounts, menv, unmount, err := e.setupMounts(ctx, inputs, rootfs, scratch)
+		mounts, menv, unmount, err := e.setupMounts(ctx, w, inputs, rootfs, scratch)
 		if err != nil {
 			return err
 		}
@@ -123,7 +122,7 @@ func (e *Exec) Run(ctx context.Context, inputs []solver.Result, log solver.Logge
 		env := append(append(append([]string(nil), e.Env...), e.ExtraEnv...), menv...)
 		p := runc.Process{Args: e.Args, Env: env, Cwd: cwd, UID: uid, GID: gid, AdditionalGids: extra, Network: e.Network, Mounts: mounts, Insecure: e.Insecure}
 		id := "kiln-" + filepath.Base(scratch)
-		err = e.W.Runtime.Run(ctx, id, bundle, rootfs, p, io.MultiWriter(log, tail))
+		err = w.Runtime.Run(ctx, id, bundle, rootfs, p, io.MultiWriter(log, tail))
 		var ee *runc.ExitError
 		if errors.As(err, &ee) {
 			return &RunError{Args: e.Args, Code: ee.Code, Tail: tail.lines()}

@@ -21,7 +21,6 @@ import (
 // Copy is COPY/ADD: files from the build context (Context set) or from
 // its second input (another stage or image) into its first input.
 type Copy struct {
-	W *Worker
 	// Context is the build context; nil means copy from inputs[1].
 	Context *contenthash.Hasher
 	Sources []string
@@ -88,13 +87,13 @@ func (c *Copy) CacheKey(ctx context.Context) ([]record.Component, error) {
 	return comps, nil
 }
 
-func (c *Copy) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
+func (c *Copy) run(ctx context.Context, w *Worker, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
 	mode, modeFunc, err := parseChmodAny(c.Chmod)
 	if err != nil {
 		return solver.Result{}, err
 	}
 	copyInto := func(srcRoot string, ignored func(string) bool) (solver.Result, error) {
-		return c.W.mutate(ctx, inputs[0], func(rootfs, _ string) error {
+		return w.mutate(ctx, inputs[0], func(rootfs, _ string) error {
 			matches, err := filecopy.Expand(srcRoot, stripPivots(c.Sources), ignored)
 			if err != nil {
 				return err
@@ -137,7 +136,7 @@ func (c *Copy) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger)
 		return copyInto(c.Context.Root(), c.Context.IsExcluded)
 	}
 	var res solver.Result
-	err = c.W.withReadOnly(ctx, inputs[1].Layers, func(src string) error {
+	err = w.withReadOnly(ctx, inputs[1].Layers, func(src string) error {
 		var err error
 		res, err = copyInto(src, nil)
 		return err
@@ -264,7 +263,6 @@ func resolveChown(rootfs, spec string) (*filecopy.Owner, error) {
 // Mkdir is WORKDIR's directory creation (mkdir -p, owned by the current
 // USER like BuildKit does).
 type Mkdir struct {
-	W    *Worker
 	Path string
 	User string
 }
@@ -273,8 +271,8 @@ func (m *Mkdir) CacheKey(context.Context) ([]record.Component, error) {
 	return []record.Component{component("op", "mkdir"), component("path", m.Path), component("user", m.User)}, nil
 }
 
-func (m *Mkdir) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
-	return m.W.mutate(ctx, inputs[0], func(rootfs, _ string) error {
+func (m *Mkdir) run(ctx context.Context, w *Worker, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
+	return w.mutate(ctx, inputs[0], func(rootfs, _ string) error {
 		uid, gid, _, err := runc.ResolveUser(rootfs, m.User)
 		if err != nil {
 			return err

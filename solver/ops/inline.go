@@ -20,7 +20,6 @@ type InlineFile struct {
 
 // WriteFiles writes inline files into its input (COPY/ADD heredocs).
 type WriteFiles struct {
-	W     *Worker
 	Files []InlineFile
 	Chown string
 	Chmod string
@@ -35,12 +34,12 @@ func (o *WriteFiles) CacheKey(context.Context) ([]record.Component, error) {
 	return comps, nil
 }
 
-func (o *WriteFiles) Run(ctx context.Context, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
+func (o *WriteFiles) run(ctx context.Context, w *Worker, inputs []solver.Result, _ solver.Logger) (solver.Result, error) {
 	mode, err := parseChmod(o.Chmod)
 	if err != nil {
 		return solver.Result{}, err
 	}
-	return o.W.mutate(ctx, inputs[0], func(rootfs, _ string) error {
+	return w.mutate(ctx, inputs[0], func(rootfs, _ string) error {
 		uid, gid := 0, 0
 		if o.Chown != "" {
 			own, err := resolveChown(rootfs, o.Chown)

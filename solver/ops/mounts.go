@@ -62,7 +62,7 @@ type Secrets interface {
 // setupMounts prepares every mount of e for a container whose rootfs is at
 // rootfs, returning the runtime mounts, extra env and a cleanup that undoes
 // the host-side mounts.
-func (e *Exec) setupMounts(ctx context.Context, inputs []solver.Result, rootfs, scratch string) ([]specs.Mount, []string, func(), error) {
+func (e *Exec) setupMounts(ctx context.Context, w *Worker, inputs []solver.Result, rootfs, scratch string) ([]specs.Mount, []string, func(), error) {
 	var (
 		out      []specs.Mount
 		env      []string
@@ -82,7 +82,7 @@ func (e *Exec) setupMounts(ctx context.Context, inputs []solver.Result, rootfs, 
 	for i, m := range e.Mounts {
 		switch m.Type {
 		case "bind":
-			src, done, err := e.bindSource(ctx, m, inputs, scratch, i)
+			src, done, err := e.bindSource(ctx, w, m, inputs, scratch, i)
 			if err != nil {
 				return fail(err)
 			}
@@ -93,7 +93,7 @@ func (e *Exec) setupMounts(ctx context.Context, inputs []solver.Result, rootfs, 
 			}
 			out = append(out, specs.Mount{Destination: m.Target, Type: "bind", Source: src, Options: opts})
 		case "cache":
-			dir, done, err := e.W.cacheMount(ctx, m, inputs)
+			dir, done, err := w.cacheMount(ctx, m, inputs)
 			if err != nil {
 				return fail(err)
 			}
@@ -117,7 +117,7 @@ func (e *Exec) setupMounts(ctx context.Context, inputs []solver.Result, rootfs, 
 			}
 			out = append(out, specs.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: opts})
 		case "secret":
-			val, ok, err := e.W.secret(m.SecretID)
+			val, ok, err := w.secret(m.SecretID)
 			if err != nil {
 				return fail(err)
 			}
@@ -152,7 +152,7 @@ func (e *Exec) setupMounts(ctx context.Context, inputs []solver.Result, rootfs, 
 			os.Chmod(f, os.FileMode(m.Mode))
 			out = append(out, specs.Mount{Destination: m.Target, Type: "bind", Source: f, Options: []string{"rbind", "ro"}})
 		case "ssh":
-			sock, ok := e.W.sshSocket(m.SecretID)
+			sock, ok := w.sshSocket(m.SecretID)
 			if !ok {
 				if m.Required {
 					return fail(fmt.Errorf("ssh %s: no agent socket given (use --ssh %s)", m.SecretID, m.SecretID))
@@ -169,9 +169,9 @@ func (e *Exec) setupMounts(ctx context.Context, inputs []solver.Result, rootfs, 
 }
 
 // bindSource returns the host path a bind mount exposes.
-func (e *Exec) bindSource(ctx context.Context, m Mount, inputs []solver.Result, scratch string, i int) (string, func(), error) {
+func (e *Exec) bindSource(ctx context.Context, w *Worker, m Mount, inputs []solver.Result, scratch string, i int) (string, func(), error) {
 	if m.Input == 0 {
-		root := e.W.contextRoot(m.Context)
+		root := contextRoot(m.Context)
 		p, err := securejoin.SecureJoin(root, m.Source)
 		if err != nil {
 			return "", nil, err
@@ -199,7 +199,7 @@ func (e *Exec) bindSource(ctx context.Context, m Mount, inputs []solver.Result, 
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", nil, err
 	}
-	lowers, err := e.W.Store.SnapshotStack(ctx, inputs[m.Input].Layers)
+	lowers, err := w.Store.SnapshotStack(ctx, inputs[m.Input].Layers)
 	if err != nil {
 		return "", nil, err
 	}
@@ -207,13 +207,13 @@ func (e *Exec) bindSource(ctx context.Context, m Mount, inputs []solver.Result, 
 	var removeUpper func()
 	if !m.ReadOnly {
 		// writes to an rw bind mount are thrown away with this upper dir
-		if upper, err = e.W.Store.Snapshots.New(); err != nil {
+		if upper, err = w.Store.Snapshots.New(); err != nil {
 			return "", nil, err
 		}
 		id := upper
-		removeUpper = func() { e.W.Store.Snapshots.Remove(id) }
+		removeUpper = func() { w.Store.Snapshots.Remove(id) }
 	}
-	if err := e.W.Store.Snapshots.Mount(dir, lowers, upper); err != nil {
+	if err := w.Store.Snapshots.Mount(dir, lowers, upper); err != nil {
 		if removeUpper != nil {
 			removeUpper()
 		}
@@ -236,7 +236,7 @@ func (e *Exec) bindSource(ctx context.Context, m Mount, inputs []solver.Result, 
 	return p, done, nil
 }
 
-func (w *Worker) contextRoot(h *contenthash.Hasher) string {
+func contextRoot(h *contenthash.Hasher) string {
 	if h == nil {
 		return "/nonexistent"
 	}

@@ -12,11 +12,10 @@ import (
 
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/cache/record"
-	"github.com/kiln-build/kiln/solver"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-func keyOf(t *testing.T, op solver.Op) record.Key {
+func keyOf(t *testing.T, op definition) record.Key {
 	t.Helper()
 	comps, err := op.CacheKey(context.Background())
 	if err != nil {
@@ -28,7 +27,7 @@ func keyOf(t *testing.T, op solver.Op) record.Key {
 func TestCacheKeyComponents(t *testing.T) {
 	cases := []struct {
 		name string
-		op   solver.Op
+		op   definition
 		want []record.Component
 	}{
 		{"exec", &Exec{Args: []string{"/bin/sh", "-c", "make"}, Env: []string{"A=1"}, Cwd: "/src", User: "app", Network: "none"}, []record.Component{

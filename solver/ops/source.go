@@ -11,7 +11,6 @@ import (
 
 // Image is a base image from the local store, keyed by its manifest digest.
 type Image struct {
-	W        *Worker
 	Ref      string
 	Manifest ocispec.Descriptor
 }
@@ -20,8 +19,8 @@ func (i *Image) CacheKey(context.Context) ([]record.Component, error) {
 	return []record.Component{component("op", "image"), component("manifest", string(i.Manifest.Digest))}, nil
 }
 
-func (i *Image) Run(ctx context.Context, _ []solver.Result, _ solver.Logger) (solver.Result, error) {
-	im, err := i.W.Store.Content.ReadImage(i.Manifest)
+func (i *Image) run(ctx context.Context, w *Worker, _ []solver.Result, _ solver.Logger) (solver.Result, error) {
+	im, err := w.Store.Content.ReadImage(i.Manifest)
 	if err != nil {
 		return solver.Result{}, errorf("image %s: %w", i.Ref, err)
 	}
@@ -44,6 +43,6 @@ func (Scratch) CacheKey(context.Context) ([]record.Component, error) {
 	return []record.Component{component("op", "scratch")}, nil
 }
 
-func (Scratch) Run(context.Context, []solver.Result, solver.Logger) (solver.Result, error) {
+func (Scratch) run(context.Context, *Worker, []solver.Result, solver.Logger) (solver.Result, error) {
 	return solver.Result{}, nil
 }

@@ -1,8 +1,10 @@
 // Package ops holds the solver's ops: base image and scratch sources, RUN
-// (exec in a runc container) and file ops (COPY/ADD, WORKDIR's mkdir). Every
-// op that changes the filesystem works on an overlay of its input layers
-// with a fresh upper dir; the upper dir becomes the new layer, so no op ever
-// walks or compares a whole rootfs.
+// (exec in a runc container) and file ops (COPY/ADD, WORKDIR's mkdir). A
+// frontend builds their definitions (Exec, Copy, ...: plain data with
+// their key components); Worker.Bind gives one the worker it runs with.
+// Every op that changes the filesystem works on an overlay of its input
+// layers with a fresh upper dir; the upper dir becomes the new layer, so no
+// op ever walks or compares a whole rootfs.
 package ops
 
 import (
@@ -38,6 +40,40 @@ type Worker struct {
 // NewWorker returns a worker on store using runtime binary bin ("" = runc).
 func NewWorker(st *store.Store, bin string) *Worker {
 	return &Worker{Store: st, Runtime: &runc.Runtime{Binary: bin, StateDir: filepath.Join(st.RunDir(), "runc")}}
+}
+
+// DefaultPath is the PATH an image without one gets, and what a container
+// runs with when its image sets none.
+const DefaultPath = runc.DefaultPath
+
+// definition is what every op definition here is: its key components and
+// its run with a worker.
+type definition interface {
+	CacheKey(ctx context.Context) ([]record.Component, error)
+	run(ctx context.Context, w *Worker, inputs []solver.Result, log solver.Logger) (solver.Result, error)
+}
+
+// bound is a definition with the worker it runs with.
+type bound struct {
+	definition
+	w *Worker
+}
+
+func (b bound) Run(ctx context.Context, inputs []solver.Result, log solver.Logger) (solver.Result, error) {
+	return b.definition.run(ctx, b.w, inputs, log)
+}
+
+// Bind returns the solver op that keys and runs def, one of this package's
+// op definitions, with w. It is the solver's Bind: call it once per vertex
+// (a bound Download fetches once, for its key and its run).
+func (w *Worker) Bind(def any) (solver.Op, error) {
+	switch d := def.(type) {
+	case *Download:
+		return &download{Download: d, w: w}, nil
+	case definition:
+		return bound{d, w}, nil
+	}
+	return nil, fmt.Errorf("op %T: not an op definition", def)
 }
 
 func component(name string, v any) record.Component {

@@ -132,10 +132,20 @@ func (w *Writer) Digest() digest.Digest {
 	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(w.h.Sum(nil)))
 }
 
-// Commit syncs the blob and moves it into place. If expected is not empty the
-// content must match it. Committing a blob that already exists is a no-op.
-func (w *Writer) Commit(expected digest.Digest) (ocispec.Descriptor, error) {
+// UnknownSize, given to Commit, skips the size check.
+const UnknownSize = -1
+
+// Commit syncs the blob and moves it into place, then syncs the blobs
+// directory so the new name is durable. If expected is not empty the
+// content must match it, and if size is not UnknownSize exactly size bytes
+// must have been written (a descriptor's size and digest are both checked,
+// as containerd's content writer does). Committing a blob that already
+// exists is a no-op. A failed Commit leaves no blob behind.
+func (w *Writer) Commit(expected digest.Digest, size int64) (ocispec.Descriptor, error) {
 	defer w.Close()
+	if size != UnknownSize && size != w.size {
+		return ocispec.Descriptor{}, fmt.Errorf("blob size mismatch: expected %d bytes, got %d", size, w.size)
+	}
 	d := w.Digest()
 	if expected != "" && expected != d {
 		return ocispec.Descriptor{}, fmt.Errorf("blob digest mismatch: expected %s, got %s", expected, d)
@@ -149,7 +159,7 @@ func (w *Writer) Commit(expected digest.Digest) (ocispec.Descriptor, error) {
 	if err := w.f.Close(); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if err := os.Rename(w.f.Name(), w.s.BlobPath(d)); err != nil {
+	if err := atomicfile.Rename(w.f.Name(), w.s.BlobPath(d)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	w.done = true
@@ -181,7 +191,7 @@ func (s *Store) Write(ctx context.Context, r io.Reader, expected digest.Digest) 
 	if _, err := io.Copy(w, readers.WithContext(ctx, r)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	return w.Commit(expected)
+	return w.Commit(expected, UnknownSize)
 }
 
 // WriteJSON marshals v and stores it as a blob of the given media type.

@@ -131,7 +131,7 @@ func TestWriterCommitStoresBlobUnderItsDigest(t *testing.T) {
 	if w.Digest() != want {
 		t.Errorf("Digest() before commit = %s, want %s", w.Digest(), want)
 	}
-	desc, err := w.Commit(want)
+	desc, err := w.Commit(want, int64(len(data)))
 	must(t, err)
 	if desc.Digest != want || desc.Size != int64(len(data)) {
 		t.Errorf("Commit = %s/%d, want %s/%d", desc.Digest, desc.Size, want, len(data))
@@ -166,7 +166,7 @@ func TestWriterCommitRejectsDigestMismatch(t *testing.T) {
 	_, err = w.Write([]byte("actual"))
 	must(t, err)
 	expected := digest.FromString("expected")
-	if _, err := w.Commit(expected); err == nil {
+	if _, err := w.Commit(expected, UnknownSize); err == nil {
 		t.Fatal("Commit with a wrong expected digest succeeded")
 	}
 	for _, d := range []digest.Digest{expected, digest.FromString("actual")} {
@@ -176,6 +176,23 @@ func TestWriterCommitRejectsDigestMismatch(t *testing.T) {
 	}
 	if names := blobsDir(t, s); len(names) != 0 {
 		t.Errorf("blobs dir holds %q after a failed commit, want nothing", names)
+	}
+}
+
+func TestWriterCommitRejectsSizeMismatch(t *testing.T) {
+	s := openStore(t)
+	for _, size := range []int64{0, 5, 7} { // "actual" is 6 bytes
+		w, err := s.NewWriter()
+		must(t, err)
+		_, err = w.Write([]byte("actual"))
+		must(t, err)
+		_, err = w.Commit(digest.FromString("actual"), size)
+		if err == nil || !strings.Contains(err.Error(), "size mismatch") {
+			t.Errorf("Commit of 6 bytes expecting %d: %v, want a size mismatch", size, err)
+		}
+	}
+	if names := blobsDir(t, s); len(names) != 0 {
+		t.Errorf("blobs dir holds %q after failed commits, want nothing", names)
 	}
 }
 
@@ -192,7 +209,7 @@ func TestWriterCloseAbandonsIngest(t *testing.T) {
 	if names := blobsDir(t, s); len(names) != 0 {
 		t.Errorf("blobs dir holds %q after Close, want nothing", names)
 	}
-	if _, err := w.Commit(""); err == nil {
+	if _, err := w.Commit("", UnknownSize); err == nil {
 		t.Error("Commit after Close succeeded")
 	}
 }

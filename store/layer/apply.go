@@ -60,7 +60,24 @@ func Apply(ctx context.Context, r io.Reader, dir string) (digest.Digest, int64, 
 	return digester.Digest(), cr.N, nil
 }
 
+// Extract unpacks a plain tar archive from r into dir, an empty directory,
+// with Apply's path safety but none of its layer semantics: an entry named
+// ".wh.x" is a file called ".wh.x", not a deletion. It is for archives that
+// are not image layers, such as a build context sent on stdin.
+func Extract(ctx context.Context, r io.Reader, dir string) error {
+	if err := unpack(ctx, tar.NewReader(r), dir, false); err != nil {
+		return fmt.Errorf("extract to %s: %w", dir, err)
+	}
+	return nil
+}
+
 func apply(ctx context.Context, tr *tar.Reader, dir string) error {
+	return unpack(ctx, tr, dir, true)
+}
+
+// unpack writes tr's entries below dir; with whiteouts set, ".wh." names
+// are layer deletions (see Apply).
+func unpack(ctx context.Context, tr *tar.Reader, dir string, whiteouts bool) error {
 	info, err := os.Lstat(dir)
 	if err != nil {
 		return err
@@ -68,7 +85,7 @@ func apply(ctx context.Context, tr *tar.Reader, dir string) error {
 	if !info.IsDir() {
 		return errors.New("not a directory")
 	}
-	u := &unpacker{root: dir, dirTimes: make(map[string]time.Time)}
+	u := &unpacker{root: dir, whiteouts: whiteouts, dirTimes: make(map[string]time.Time)}
 	err = forEntries(ctx, tr, func(hdr *tar.Header) error {
 		if err := u.entry(hdr, tr); err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
@@ -104,6 +121,8 @@ func forEntries(ctx context.Context, tr *tar.Reader, fn func(*tar.Header) error)
 
 type unpacker struct {
 	root string
+	// whiteouts: ".wh." entries are deletions of a layer, not files.
+	whiteouts bool
 	// dirs lists directories in the order they were unpacked, by cleaned
 	// tar name, and dirTimes holds the mtime of each. Their mtimes are set
 	// last because creating children changes them.
@@ -161,6 +180,7 @@ func (u *unpacker) entry(hdr *tar.Header, content io.Reader) error {
 	}
 	base := path.Base(rel)
 	switch {
+	case !u.whiteouts:
 	case base == opaqueWhiteout:
 		return u.opaque(path.Dir(rel))
 	case strings.HasPrefix(base, whiteoutMeta):

@@ -867,3 +867,58 @@ func TestApplySparseFileKeepsHoles(t *testing.T) {
 		t.Errorf("content at 2 GB: %q", got)
 	}
 }
+
+// A plain archive (a build context) has no whiteouts: ".wh.x" and
+// ".wh..wh..opq" are ordinary files there, while Apply reads the same tar
+// as a layer that deletes x.
+func TestExtractKeepsWhiteoutNamesAsFiles(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range []string{".wh.x", "d/.wh..wh..opq", "d/.wh..wh.plnk"} {
+		must(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: 4, Typeflag: tar.TypeReg}))
+		_, err := tw.Write([]byte("file"))
+		must(t, err)
+	}
+	must(t, tw.Close())
+
+	dst := t.TempDir()
+	must(t, Extract(context.Background(), bytes.NewReader(buf.Bytes()), dst))
+	for _, name := range []string{".wh.x", "d/.wh..wh..opq", "d/.wh..wh.plnk"} {
+		if b, err := os.ReadFile(filepath.Join(dst, name)); err != nil || string(b) != "file" {
+			t.Errorf("%s: %q, %v; want the file as it was archived", name, b, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "x")); !os.IsNotExist(err) {
+		t.Errorf("x: %v; Extract made a whiteout for .wh.x", err)
+	}
+
+	testenv.RequireRoot(t) // the whiteout device needs mknod
+	layerDir := t.TempDir()
+	if _, _, err := Apply(context.Background(), bytes.NewReader(buf.Bytes()), layerDir); err != nil {
+		t.Fatal(err)
+	}
+	if st := lstat(t, filepath.Join(layerDir, "x")); st.Mode&unix.S_IFMT != unix.S_IFCHR {
+		t.Errorf("Apply of .wh.x: x has mode %#o, want a whiteout device", st.Mode)
+	}
+}
+
+// Extract keeps Apply's path safety: nothing lands outside dst.
+func TestExtractKeepsEntriesInsideTheRoot(t *testing.T) {
+	outside := t.TempDir()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	must(t, tw.WriteHeader(&tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: outside, Mode: 0o777}))
+	must(t, tw.WriteHeader(&tar.Header{Name: "link/through", Mode: 0o644, Typeflag: tar.TypeReg}))
+	must(t, tw.Close())
+	Extract(context.Background(), bytes.NewReader(buf.Bytes()), t.TempDir())
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("Extract wrote outside its root: %v", ents)
+	}
+	var up bytes.Buffer
+	tw = tar.NewWriter(&up)
+	must(t, tw.WriteHeader(&tar.Header{Name: "../escape", Mode: 0o644, Typeflag: tar.TypeReg}))
+	must(t, tw.Close())
+	if err := Extract(context.Background(), bytes.NewReader(up.Bytes()), t.TempDir()); !errors.Is(err, ErrUnsafePath) {
+		t.Errorf("Extract of ../escape: %v, want ErrUnsafePath", err)
+	}
+}

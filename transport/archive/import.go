@@ -84,7 +84,7 @@ func Import(ctx context.Context, r io.Reader, store *content.Store, opts ImportO
 	if _, err := io.Copy(io.Discard, tee); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)
 	}
-	layer, err := w.Commit("")
+	layer, err := w.Commit("", content.UnknownSize)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("import: %w", err)
 	}

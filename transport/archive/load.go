@@ -332,7 +332,7 @@ func (l *loader) ingest(key string, size int64, r io.Reader) (*entry, error) {
 			return nil, err
 		}
 	}
-	desc, err := w.Commit("")
+	desc, err := w.Commit("", content.UnknownSize)
 	if err != nil {
 		return nil, err
 	}

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/kiln-build/kiln/internal/readers"
 	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/store/v1image"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -39,10 +41,15 @@ func blobPath(d digest.Digest) string {
 	return path.Join(ocispec.ImageBlobsDir, d.Algorithm().String(), d.Encoded())
 }
 
-// savedImage is an image read from the store, ready to be written out.
+// savedImage is an image read from the store, ready to be written out:
+// its bytes through go-containerregistry's v1.Image (store/v1image), its
+// platform from the stored config.
 type savedImage struct {
 	im       *content.StoredImage
+	img      v1.Image
 	manifest []byte
+	digest   digest.Digest
+	layers   []ocispec.Descriptor // as the written manifest names them
 	names    []reference.NamedTagged
 }
 
@@ -79,16 +86,25 @@ func SaveWith(ctx context.Context, w io.Writer, store *content.Store, images []S
 		if err != nil {
 			return fmt.Errorf("save: %w", err)
 		}
-		mb, err := store.ReadBlob(si.Manifest.Digest)
-		if err != nil {
-			return fmt.Errorf("save: manifest: %w", err)
-		}
+		var vopts v1image.Options
 		if opts.Layer != nil {
-			if im, mb, err = replaceLayers(ctx, im, opts.Layer); err != nil {
-				return fmt.Errorf("save: %w", err)
+			vopts.Layers = map[digest.Digest]ocispec.Descriptor{}
+			for i, l := range im.Manifest.Layers {
+				nl, err := opts.Layer(ctx, l)
+				if err != nil {
+					return fmt.Errorf("save: layer %s: %w", l.Digest, err)
+				}
+				vopts.Layers[im.Config.RootFS.DiffIDs[i]] = nl
 			}
 		}
-		s := savedImage{im: im, manifest: mb}
+		vi, err := v1image.Open(store, si.Manifest, vopts)
+		if err != nil {
+			return fmt.Errorf("save: %w", err)
+		}
+		s, err := newSavedImage(im, vi.V1())
+		if err != nil {
+			return fmt.Errorf("save: %w", err)
+		}
 		seen := map[string]bool{}
 		for _, n := range si.Names {
 			t, err := tagged(n)
@@ -130,31 +146,28 @@ func SaveWith(ctx context.Context, w io.Writer, store *content.Store, images []S
 	// config, then the manifest.
 	written := map[digest.Digest]bool{}
 	for _, s := range imgs {
-		for _, l := range s.im.Manifest.Layers {
+		for _, l := range s.layers {
 			if written[l.Digest] {
 				continue
 			}
 			written[l.Digest] = true
-			if err := copyBlob(ctx, tw, store, l.Digest); err != nil {
+			if err := copyLayer(ctx, tw, s.img, l); err != nil {
 				return fmt.Errorf("save: layer %s: %w", l.Digest, err)
 			}
 		}
-		for _, b := range []struct {
-			d    digest.Digest
-			kind string
-		}{{s.im.ConfigDesc.Digest, "config"}, {s.im.ManifestDesc.Digest, "manifest"}} {
-			if written[b.d] {
-				continue
+		if !written[s.im.ConfigDesc.Digest] {
+			written[s.im.ConfigDesc.Digest] = true
+			config, err := s.img.RawConfigFile()
+			if err != nil {
+				return fmt.Errorf("save: config: %w", err)
 			}
-			written[b.d] = true
-			data := s.manifest // verified or made above; maybe not in the store
-			if b.kind == "config" {
-				var err error
-				if data, err = store.ReadBlob(b.d); err != nil {
-					return fmt.Errorf("save: %s: %w", b.kind, err)
-				}
+			if err := writeFile(blobPath(s.im.ConfigDesc.Digest), config); err != nil {
+				return fmt.Errorf("save: %w", err)
 			}
-			if err := writeFile(blobPath(b.d), data); err != nil {
+		}
+		if !written[s.digest] {
+			written[s.digest] = true
+			if err := writeFile(blobPath(s.digest), s.manifest); err != nil {
 				return fmt.Errorf("save: %w", err)
 			}
 		}
@@ -192,7 +205,7 @@ func saveMetadata(imgs []savedImage) (index, manifest, repositories []byte, err 
 		cfg := s.im.Config
 		desc := ocispec.Descriptor{
 			MediaType: mt,
-			Digest:    s.im.ManifestDesc.Digest,
+			Digest:    s.digest,
 			Size:      int64(len(s.manifest)),
 		}
 		if cfg.OS != "" && cfg.Architecture != "" {
@@ -215,9 +228,9 @@ func saveMetadata(imgs []savedImage) (index, manifest, repositories []byte, err 
 			e := dockerManifestEntry{
 				Config:   blobPath(s.im.ConfigDesc.Digest),
 				RepoTags: []string{},
-				Layers:   make([]string, len(s.im.Manifest.Layers)),
+				Layers:   make([]string, len(s.layers)),
 			}
-			for j, l := range s.im.Manifest.Layers {
+			for j, l := range s.layers {
 				e.Layers[j] = blobPath(l.Digest)
 			}
 			i = len(dm)
@@ -229,7 +242,7 @@ func saveMetadata(imgs []savedImage) (index, manifest, repositories []byte, err 
 			if !contains(dm[i].RepoTags, fam) {
 				dm[i].RepoTags = append(dm[i].RepoTags, fam)
 			}
-			if ls := s.im.Manifest.Layers; len(ls) > 0 {
+			if ls := s.layers; len(ls) > 0 {
 				repo := reference.FamiliarName(n)
 				if repos[repo] == nil {
 					repos[repo] = map[string]string{}
@@ -278,61 +291,48 @@ func dirHeader(name string) *tar.Header {
 	}
 }
 
-// copyBlob streams a blob from its file in the store into the tar, checking
-// on the way that it still matches its digest.
-func copyBlob(ctx context.Context, tw *tar.Writer, store *content.Store, d digest.Digest) error {
-	f, err := store.Open(d)
+// newSavedImage is img ready to be written, im its stored form.
+func newSavedImage(im *content.StoredImage, img v1.Image) (savedImage, error) {
+	raw, err := img.RawManifest()
+	if err != nil {
+		return savedImage{}, fmt.Errorf("manifest: %w", err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return savedImage{}, fmt.Errorf("manifest: %w", err)
+	}
+	return savedImage{im: im, img: img, manifest: raw, digest: digest.FromBytes(raw), layers: m.Layers}, nil
+}
+
+// copyLayer streams a layer blob from the store into the tar, checking on
+// the way that it still matches its digest and size.
+func copyLayer(ctx context.Context, tw *tar.Writer, img v1.Image, d ocispec.Descriptor) error {
+	h, err := v1.NewHash(string(d.Digest))
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	l, err := img.LayerByDigest(h)
 	if err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(fileHeader(blobPath(d), fi.Size())); err != nil {
-		return err
-	}
-	v := d.Verifier()
-	n, err := io.Copy(io.MultiWriter(tw, v), readers.WithContext(ctx, f))
+	rc, err := l.Compressed()
 	if err != nil {
 		return err
 	}
-	if n != fi.Size() {
+	defer rc.Close()
+	if err := tw.WriteHeader(fileHeader(blobPath(d.Digest), d.Size)); err != nil {
+		return err
+	}
+	v := d.Digest.Verifier()
+	n, err := io.Copy(io.MultiWriter(tw, v), readers.WithContext(ctx, rc))
+	if err != nil {
+		return err
+	}
+	if n != d.Size {
 		return fmt.Errorf("blob changed size while being saved")
 	}
 	if !v.Verified() {
 		return fmt.Errorf("blob content does not match its digest")
 	}
 	return nil
-}
-
-// replaceLayers returns a copy of im whose manifest names the layers that
-// layer maps im's layers to, and that manifest's bytes.
-func replaceLayers(ctx context.Context, im *content.StoredImage, layer func(context.Context, ocispec.Descriptor) (ocispec.Descriptor, error)) (*content.StoredImage, []byte, error) {
-	out := *im
-	m := im.Manifest
-	m.Layers = make([]ocispec.Descriptor, len(im.Manifest.Layers))
-	for i, l := range im.Manifest.Layers {
-		nl, err := layer(ctx, l)
-		if err != nil {
-			return nil, nil, fmt.Errorf("layer %s: %w", l.Digest, err)
-		}
-		m.Layers[i] = nl
-	}
-	mb, err := json.Marshal(m)
-	if err != nil {
-		return nil, nil, err
-	}
-	out.Manifest = m
-	out.ManifestDesc = ocispec.Descriptor{
-		MediaType: im.ManifestDesc.MediaType,
-		Digest:    digest.FromBytes(mb),
-		Size:      int64(len(mb)),
-		Platform:  im.ManifestDesc.Platform,
-	}
-	if out.ManifestDesc.MediaType == "" {
-		out.ManifestDesc.MediaType = ocispec.MediaTypeImageManifest
-	}
-	return &out, mb, nil
 }

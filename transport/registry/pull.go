@@ -470,7 +470,7 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 	if l.Size > 0 && counted.N != l.Size {
 		return fmt.Errorf("layer %s: got %d bytes, manifest says %d", l.Digest, counted.N, l.Size)
 	}
-	if _, err := w.Commit(diffID); err != nil {
+	if _, err := w.Commit(diffID, content.UnknownSize); err != nil {
 		return fmt.Errorf("layer %s: uncompressed content does not match rootfs.diff_id %s: %w", l.Digest, diffID, err)
 	}
 	p.Printf("%s: Pull complete  %s in %.1fs\n", shortHex(l.Digest.String()), HumanSize(counted.N), time.Since(start).Seconds())

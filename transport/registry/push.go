@@ -22,14 +22,12 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,15 +36,14 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/kiln-build/kiln/exporter/compression"
 	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/store/v1image"
 	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -241,33 +238,16 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 	}
 
 	// The manifest over the blobs as the registry now holds them.
-	mt := types.OCIManifestSchema1
-	configType := ocispec.MediaTypeImageConfig
-	if opts.DockerMediaTypes {
-		mt, configType = types.DockerManifestSchema2, content.MediaTypeDockerConfig
+	blobs := make(map[digest.Digest]ocispec.Descriptor, len(jobs))
+	for _, j := range jobs {
+		blobs[j.diffID] = j.desc
 	}
-	m := ocispec.Manifest{
-		Versioned:   specs.Versioned{SchemaVersion: 2},
-		MediaType:   string(mt),
-		Config:      ocispec.Descriptor{MediaType: configType, Digest: im.Manifest.Config.Digest, Size: int64(len(rawConfig))},
-		Layers:      make([]ocispec.Descriptor, len(diffIDs)),
-		Annotations: im.Manifest.Annotations,
-	}
-	layers := map[v1.Hash]partial.CompressedLayer{}
-	for i, d := range diffIDs {
-		j := byDiffID[d]
-		m.Layers[i] = ocispec.Descriptor{MediaType: j.desc.MediaType, Digest: j.desc.Digest, Size: j.desc.Size}
-		h, err := v1.NewHash(string(j.desc.Digest))
-		if err != nil {
-			return nil, err
-		}
-		layers[h] = &blobLayer{cs: cs, desc: j.desc, diffID: d, local: false}
-	}
-	rawManifest, err := json.Marshal(m)
+	pushed, err := v1image.Open(cs, desc, v1image.Options{Layers: blobs, DockerMediaTypes: opts.DockerMediaTypes})
 	if err != nil {
 		return nil, err
 	}
-	img, err := partial.CompressedToImage(&pushImage{raw: rawManifest, mt: mt, config: rawConfig, layers: layers})
+	img := pushed.V1()
+	rawManifest, err := img.RawManifest()
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +267,14 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 		Size:       int64(len(rawManifest)),
 		RepoDigest: reference.TrimNamed(named).String() + "@" + mdigest.String(),
 	}
+	pm, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	manifestType := map[digest.Digest]string{}
+	for i, l := range pm.Layers {
+		manifestType[diffIDs[i]] = string(l.MediaType)
+	}
 	for _, j := range jobs {
 		switch j.state {
 		case statePushed:
@@ -299,7 +287,7 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 		// Remembered for mounts into other repositories later; a hint only.
 		_ = RememberSources(cs, j.diffID, Source{
 			Registry: host, Repository: repo.RepositoryStr(),
-			Digest: j.desc.Digest, Size: j.desc.Size, MediaType: j.desc.MediaType,
+			Digest: j.desc.Digest, Size: j.desc.Size, MediaType: manifestType[j.diffID],
 		})
 	}
 	// Like docker, a local name that is the pushed reference records the
@@ -342,9 +330,11 @@ func parseDest(cfg Config, dest string) (name.Tag, string, error) {
 func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, pusher *remote.Pusher, repo name.Repository,
 	obs *observer, p *Progress, j *layerJob, opts PushOptions, compressSem, uploadSem chan struct{}) error {
 	host := repo.RegistryStr()
-	want := layerType(opts.Compression, opts.DockerMediaTypes)
+	// Blobs are named with OCI media types here; the manifest renders
+	// docker's when asked (v1image).
+	want := opts.Compression.MediaType()
 
-	upload := func(l *blobLayer, mountFrom string) error {
+	upload := func(l *uploadLayer, mountFrom string) error {
 		layer, err := partial.CompressedToLayer(l)
 		if err != nil {
 			return err
@@ -363,7 +353,7 @@ func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, 
 		defer func() { <-uploadSem }()
 		return pusher.Upload(ctx, repo, layer)
 	}
-	finish := func(l *blobLayer) {
+	finish := func(l *uploadLayer) {
 		j.desc = l.desc
 		switch {
 		case l.opened.Load():
@@ -411,7 +401,7 @@ func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, 
 				continue
 			}
 			tried++
-			l := &blobLayer{cs: cs, desc: ocispec.Descriptor{MediaType: want, Digest: s.Digest, Size: s.Size}, diffID: j.diffID}
+			l := newUploadLayer(cs, ocispec.Descriptor{MediaType: want, Digest: s.Digest, Size: s.Size}, j.diffID, false, nil)
 			err := upload(l, s.Repository)
 			if err == nil {
 				finish(l)
@@ -435,8 +425,8 @@ func pushLayer(ctx context.Context, cs *content.Store, comp *compression.Cache, 
 		}
 		local = d
 	}
-	l := &blobLayer{cs: cs, desc: ocispec.Descriptor{MediaType: want, Digest: local.Digest, Size: local.Size}, diffID: j.diffID, local: true,
-		onOpen: func() { p.Printf("%s: Pushing  %s\n", short(j.diffID), HumanSize(local.Size)) }}
+	l := newUploadLayer(cs, ocispec.Descriptor{MediaType: want, Digest: local.Digest, Size: local.Size}, j.diffID, true,
+		func() { p.Printf("%s: Pushing  %s\n", short(j.diffID), HumanSize(local.Size)) })
 	if err := upload(l, mountFrom(local.Digest)); err != nil {
 		if l.opened.Load() && ctx.Err() == nil {
 			return fmt.Errorf("upload of %s interrupted after %s: %w", HumanSize(local.Size), HumanSize(l.sent.Load()), explain(err, host))
@@ -454,19 +444,6 @@ func registryOpts(repo name.Repository) []name.Option {
 	return nil
 }
 
-// layerType is the media type of a layer compressed with o.
-func layerType(o compression.Options, docker bool) string {
-	if docker {
-		switch o.Algorithm {
-		case compression.Gzip:
-			return content.MediaTypeDockerLayerGz
-		case compression.Uncompressed:
-			return content.MediaTypeDockerLayer
-		}
-	}
-	return o.MediaType()
-}
-
 // compatible reports whether a blob of media type mt is compressed the
 // way o asks (the level does not matter for a blob that exists).
 func compatible(mt string, o compression.Options) bool {
@@ -479,14 +456,13 @@ func compatible(mt string, o compression.Options) bool {
 	return false
 }
 
-// blobLayer is a layer blob for ggcr: Digest, Size and DiffID from the
-// store, Compressed the stored compressed blob as is — ggcr compresses
-// nothing. A layer without a local copy (local false) can be found or
-// mounted in the registry, never uploaded.
-type blobLayer struct {
-	cs     *content.Store
+// uploadLayer is one layer as pushLayer uploads it: the stored blob
+// (v1image.Layer, so ggcr compresses nothing) with progress notes. A layer
+// without a local copy (local false) can be found or mounted in the
+// registry, never uploaded.
+type uploadLayer struct {
+	*v1image.Layer
 	desc   ocispec.Descriptor
-	diffID digest.Digest
 	local  bool
 	onOpen func()
 
@@ -495,18 +471,15 @@ type blobLayer struct {
 	sent   atomic.Int64 // most bytes read by one attempt
 }
 
-func (l *blobLayer) Digest() (v1.Hash, error) { return v1.NewHash(string(l.desc.Digest)) }
-func (l *blobLayer) DiffID() (v1.Hash, error) { return v1.NewHash(string(l.diffID)) }
-func (l *blobLayer) Size() (int64, error)     { return l.desc.Size, nil }
-func (l *blobLayer) MediaType() (types.MediaType, error) {
-	return types.MediaType(l.desc.MediaType), nil
+func newUploadLayer(cs *content.Store, desc ocispec.Descriptor, diffID digest.Digest, local bool, onOpen func()) *uploadLayer {
+	return &uploadLayer{Layer: v1image.NewLayer(cs, desc, diffID), desc: desc, local: local, onOpen: onOpen}
 }
 
-func (l *blobLayer) Compressed() (io.ReadCloser, error) {
+func (l *uploadLayer) Compressed() (io.ReadCloser, error) {
 	if !l.local {
 		return nil, errNoLocalCopy
 	}
-	f, err := l.cs.Open(l.desc.Digest)
+	rc, err := l.Layer.Compressed()
 	if err != nil {
 		return nil, err
 	}
@@ -516,18 +489,18 @@ func (l *blobLayer) Compressed() (io.ReadCloser, error) {
 			l.onOpen()
 		}
 	}
-	return &countingFile{File: f, l: l}, nil
+	return &countingReader{ReadCloser: rc, l: l}, nil
 }
 
-// countingFile notes how far an upload attempt read, for errors.
-type countingFile struct {
-	*os.File
-	l *blobLayer
+// countingReader notes how far an upload attempt read, for errors.
+type countingReader struct {
+	io.ReadCloser
+	l *uploadLayer
 	n int64
 }
 
-func (c *countingFile) Read(p []byte) (int, error) {
-	n, err := c.File.Read(p)
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
 	c.n += int64(n)
 	for {
 		cur := c.l.sent.Load()
@@ -538,26 +511,7 @@ func (c *countingFile) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (l *blobLayer) openedAt() time.Time { return time.Unix(0, l.at.Load()) }
-
-// pushImage is the image as pushed: the rewritten manifest, the stored
-// config, the layers by compressed digest.
-type pushImage struct {
-	raw    []byte
-	mt     types.MediaType
-	config []byte
-	layers map[v1.Hash]partial.CompressedLayer
-}
-
-func (i *pushImage) RawConfigFile() ([]byte, error)      { return i.config, nil }
-func (i *pushImage) MediaType() (types.MediaType, error) { return i.mt, nil }
-func (i *pushImage) RawManifest() ([]byte, error)        { return i.raw, nil }
-func (i *pushImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	if l, ok := i.layers[h]; ok {
-		return l, nil
-	}
-	return nil, fmt.Errorf("unknown blob %s", h)
-}
+func (l *uploadLayer) openedAt() time.Time { return time.Unix(0, l.at.Load()) }
 
 // observer sees every request ggcr makes and notes cross-repository
 // mounts that worked (POST .../blobs/uploads/?mount=D&from=R → 201).
