@@ -16,18 +16,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/internal/readers"
 	"github.com/kiln-build/kiln/store/content"
 	"github.com/kiln-build/kiln/store/layer"
+	"github.com/kiln-build/kiln/store/lock"
 	"github.com/kiln-build/kiln/store/snapshot"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 )
 
 // Severity says how much a finding of Check matters.
@@ -127,33 +126,15 @@ func Check(ctx context.Context, s *Store, opts CheckOptions) (*Report, error) {
 }
 
 // withExclusiveLock makes the store lock exclusive for fn and shared
-// again afterwards. It polls, so that ctx (Ctrl-C) can end the wait, and
-// calls waiting once if other kiln processes hold the store. (A failed
+// again afterwards. It waits (ctx, Ctrl-C, ends the wait) and calls
+// waiting once if other kiln processes hold the store. (A failed
 // conversion drops the shared lock, see flock(2): while it waits, this
 // process holds nothing, which is right for a command not yet at work.)
 func (s *Store) withExclusiveLock(ctx context.Context, waiting func(), fn func() error) error {
-	fd := int(s.lock.Fd())
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			unix.Flock(fd, unix.LOCK_SH)
-			return err
-		}
-		if waiting != nil {
-			waiting()
-			waiting = nil
-		}
-		select {
-		case <-ctx.Done():
-			unix.Flock(fd, unix.LOCK_SH)
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	defer s.lock.Lock(lock.Shared)
+	if err := s.lock.Wait(ctx, lock.Exclusive, 0, waiting); err != nil {
+		return err
 	}
-	defer unix.Flock(fd, unix.LOCK_SH)
 	return fn()
 }
 
@@ -166,12 +147,10 @@ func (s *Store) RemoveUnreferencedBlobs(candidates []digest.Digest) (int, error)
 	if len(candidates) == 0 {
 		return 0, nil
 	}
-	fd := int(s.lock.Fd())
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		// A failed conversion has dropped the shared lock (flock(2)).
-		return 0, unix.Flock(fd, unix.LOCK_SH)
+	defer s.lock.Lock(lock.Shared)
+	if ok, err := s.lock.TryLock(lock.Exclusive); !ok {
+		return 0, err
 	}
-	defer unix.Flock(fd, unix.LOCK_SH)
 	refs, err := s.referencedBlobs()
 	if err != nil {
 		return 0, err
@@ -192,8 +171,8 @@ func (s *Store) RemoveUnreferencedBlobs(candidates []digest.Digest) (int, error)
 	return n, nil
 }
 
-// referencedBlobs is every blob something refers to: the manifests in
-// index.json with their configs and layers, cache records' layers and
+// referencedBlobs is every blob something refers to: what the entries of
+// index.json lead to (indexes, manifests, configs, layers), cache records' layers and
 // remembered compressed layers. Blobs that cannot be read add nothing.
 func (s *Store) referencedBlobs() (map[digest.Digest]bool, error) {
 	refs := map[digest.Digest]bool{}
@@ -202,14 +181,12 @@ func (s *Store) referencedBlobs() (map[digest.Digest]bool, error) {
 		return nil, err
 	}
 	for _, im := range imgs {
-		refs[im.Descriptor.Digest] = true
-		var m ocispec.Manifest
-		if b, err := os.ReadFile(s.Content.BlobPath(im.Descriptor.Digest)); err == nil && json.Unmarshal(b, &m) == nil {
-			refs[m.Config.Digest] = true
-			for _, l := range m.Layers {
-				refs[l.Digest] = true
-			}
-		}
+		// Each image on its own: one nested too deep keeps what it
+		// refers to so far, and the others are still walked.
+		content.Walk(context.Background(), s.Content.FetchBlobsUnverified, []ocispec.Descriptor{im.Descriptor}, func(_ context.Context, n *content.Node) error {
+			refs[n.Descriptor.Digest] = true
+			return nil
+		})
 	}
 	recs, err := s.Records.All()
 	if err != nil {
@@ -220,8 +197,8 @@ func (s *Store) referencedBlobs() (map[digest.Digest]bool, error) {
 			refs[l.DiffID] = true
 		}
 	}
-	for _, m := range compressedMappings(s.Content.Dir()) {
-		if d, err := digest.Parse(m.target); err == nil {
+	for _, n := range compressedNotes(s.Content) {
+		if d, err := n.CompressedTarget(); err == nil {
 			refs[d] = true
 		}
 	}
@@ -401,7 +378,7 @@ func (c *checker) blobProblem(kind string, d digest.Digest) string {
 	return fmt.Sprintf("%s %s is missing", kind, d)
 }
 
-func (c *checker) images(context.Context) error {
+func (c *checker) images(ctx context.Context) error {
 	imgs, err := c.s.Content.Images()
 	if err != nil {
 		c.add(Finding{Severity: Problem, Kind: "layout", Subject: "content/index.json", Problem: err.Error() + " (restore it from a backup, or remove it to start with no tags)"})
@@ -410,7 +387,7 @@ func (c *checker) images(context.Context) error {
 	drop := map[digest.Digest]bool{}
 	for _, im := range imgs {
 		c.r.Images++
-		problem := c.checkImage(im.Descriptor)
+		problem := c.checkImage(ctx, im.Descriptor)
 		if problem == "" {
 			continue
 		}
@@ -440,54 +417,79 @@ func (c *checker) images(context.Context) error {
 	})
 }
 
-// checkImage follows a manifest down to its layers and says what is wrong.
-func (c *checker) checkImage(desc ocispec.Descriptor) string {
-	c.referenced[desc.Digest] = true
-	if p := c.blobProblem("manifest", desc.Digest); p != "" {
-		return p
-	}
-	if size := c.blobs[desc.Digest].size; desc.Size != 0 && desc.Size != size {
-		return fmt.Sprintf("index.json says the manifest has %d bytes, it has %d", desc.Size, size)
-	}
-	var m ocispec.Manifest
-	b, err := os.ReadFile(c.s.Content.BlobPath(desc.Digest))
-	if err == nil {
-		err = json.Unmarshal(b, &m)
-	}
-	if err != nil {
-		return fmt.Sprintf("manifest %s: %v", desc.Digest, err)
-	}
-	if m.MediaType != "" && m.MediaType != ocispec.MediaTypeImageManifest && m.MediaType != content.MediaTypeDockerManifest {
-		return fmt.Sprintf("manifest %s has media type %s", desc.Digest, m.MediaType)
-	}
-	c.referenced[m.Config.Digest] = true
-	for _, l := range m.Layers {
-		c.referenced[l.Digest] = true
-	}
-	if p := c.blobProblem("config", m.Config.Digest); p != "" {
-		return p
-	}
-	var cfg dockerspec.DockerOCIImage
-	b, err = os.ReadFile(c.s.Content.BlobPath(m.Config.Digest))
-	if err == nil {
-		err = json.Unmarshal(b, &cfg)
-	}
-	if err != nil {
-		return fmt.Sprintf("config %s: %v", m.Config.Digest, err)
-	}
-	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
-		return fmt.Sprintf("%d layers but %d diff_ids in config %s", len(m.Layers), len(cfg.RootFS.DiffIDs), m.Config.Digest)
-	}
-	for i, l := range m.Layers {
-		if p := c.blobProblem("layer", l.Digest); p != "" {
-			return p
-		}
-		// Layers are stored uncompressed: the blob is the diffID.
-		if l.Digest != cfg.RootFS.DiffIDs[i] {
-			return fmt.Sprintf("layer %d is blob %s but the config's diff_id is %s", i, l.Digest, cfg.RootFS.DiffIDs[i])
+// checkImage follows a manifest down to its layers and says what is wrong:
+// the first problem found. Whatever it refers to counts as referenced.
+func (c *checker) checkImage(ctx context.Context, desc ocispec.Descriptor) string {
+	problem := ""
+	found := func(p string) {
+		if problem == "" {
+			problem = p
 		}
 	}
-	return ""
+	var manifest *content.Refs
+	var diffIDs []digest.Digest
+	content.Walk(ctx, c.s.Content.FetchBlobsUnverified, []ocispec.Descriptor{desc}, func(ctx context.Context, n *content.Node) error {
+		d := n.Descriptor.Digest
+		c.referenced[d] = true
+		switch n.Role {
+		case content.RoleManifest:
+			if p := c.blobProblem("manifest", d); p != "" {
+				found(p)
+				return content.SkipChildren
+			}
+			if size := c.blobs[d].size; desc.Size != 0 && desc.Size != size {
+				found(fmt.Sprintf("index.json says the manifest has %d bytes, it has %d", desc.Size, size))
+				return content.SkipChildren
+			}
+			r, err := n.Refs(ctx)
+			if err != nil {
+				found(fmt.Sprintf("manifest %s: %v", d, err))
+				return content.SkipChildren
+			}
+			if r.MediaType != "" && r.MediaType != ocispec.MediaTypeImageManifest && r.MediaType != content.MediaTypeDockerManifest {
+				found(fmt.Sprintf("manifest %s has media type %s", d, r.MediaType))
+				return content.SkipChildren
+			}
+			if r.Config == nil {
+				c.referenced[""] = true
+				found(c.blobProblem("config", ""))
+			}
+			manifest = r
+		case content.RoleConfig:
+			if p := c.blobProblem("config", d); p != "" {
+				found(p)
+				return nil
+			}
+			var cfg dockerspec.DockerOCIImage
+			b, err := n.Blob(ctx)
+			if err == nil {
+				err = json.Unmarshal(b, &cfg)
+			}
+			if err != nil {
+				found(fmt.Sprintf("config %s: %v", d, err))
+				return nil
+			}
+			if len(cfg.RootFS.DiffIDs) != len(manifest.Layers) {
+				found(fmt.Sprintf("%d layers but %d diff_ids in config %s", len(manifest.Layers), len(cfg.RootFS.DiffIDs), d))
+				return nil
+			}
+			diffIDs = cfg.RootFS.DiffIDs
+		case content.RoleLayer:
+			if problem != "" {
+				return nil
+			}
+			if p := c.blobProblem("layer", d); p != "" {
+				found(p)
+				return nil
+			}
+			// Layers are stored uncompressed: the blob is the diffID.
+			if i := n.Index; d != diffIDs[i] {
+				found(fmt.Sprintf("layer %d is blob %s but the config's diff_id is %s", i, d, diffIDs[i]))
+			}
+		}
+		return nil
+	})
+	return problem
 }
 
 func (c *checker) records(context.Context) error {
@@ -530,33 +532,23 @@ func (c *checker) records(context.Context) error {
 	return nil
 }
 
-type mapping struct{ path, target string }
-
-// compressedMappings lists content/compressed/<algo>-<level>/<diffID>.
-func compressedMappings(contentDir string) []mapping {
-	var out []mapping
-	dirs, _ := os.ReadDir(filepath.Join(contentDir, "compressed"))
-	for _, d := range dirs {
-		if !d.IsDir() {
-			continue
-		}
-		dir := filepath.Join(contentDir, "compressed", d.Name())
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if atomicfile.IsTemp(e.Name()) {
-				continue
-			}
-			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-			out = append(out, mapping{path: filepath.Join(dir, e.Name()), target: strings.TrimSpace(string(b))})
+// compressedNotes are the store's compressed-copy notes
+// (content.NoteCompressed).
+func compressedNotes(cs *content.Store) []content.Note {
+	notes, _ := cs.Notes()
+	var out []content.Note
+	for _, n := range notes {
+		if n.Kind != content.NoteSources && n.DiffID != "" {
+			out = append(out, n)
 		}
 	}
 	return out
 }
 
 func (c *checker) compressed(context.Context) error {
-	for _, m := range compressedMappings(c.s.Content.Dir()) {
-		rel, _ := filepath.Rel(c.s.Root, m.path)
-		d, err := digest.Parse(m.target)
+	for _, n := range compressedNotes(c.s.Content) {
+		rel, _ := filepath.Rel(c.s.Root, n.Path)
+		d, err := n.CompressedTarget()
 		problem := ""
 		if err != nil {
 			problem = "unreadable: " + err.Error()
@@ -565,7 +557,7 @@ func (c *checker) compressed(context.Context) error {
 			problem = c.blobProblem("compressed layer", d)
 		}
 		if problem != "" {
-			p := m.path
+			p := n.Path
 			c.fix(Finding{Severity: Stale, Kind: "compressed", Subject: rel, Problem: problem + " (compressed again when needed)"}, "removed", func() error {
 				return os.Remove(p)
 			})

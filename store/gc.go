@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/store/lock"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -92,30 +93,7 @@ type PrunedImage struct {
 // second; ctx ends the wait — repairs it like Open, and keeps the lock
 // exclusive until Close. New kiln commands wait meanwhile.
 func OpenExclusive(ctx context.Context, root string, waiting func()) (*Store, error) {
-	return open(root, func(f *os.File) error { return waitExclusive(ctx, f, waiting) })
-}
-
-// waitExclusive polls rather than blocks, so that ctx (Ctrl-C) can end it.
-func waitExclusive(ctx context.Context, f *os.File, waiting func()) error {
-	start := time.Now()
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR {
-			return fmt.Errorf("lock store: %w", err)
-		}
-		if waiting != nil && time.Since(start) > time.Second {
-			waiting()
-			waiting = nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return open(root, func(l *lock.File) error { return l.Wait(ctx, lock.Exclusive, time.Second, waiting) })
 }
 
 // tryExclusive turns this process's shared lock exclusive if no other
@@ -128,24 +106,20 @@ func (s *Store) tryExclusive() (bool, error) {
 	if s.exclusive {
 		return true, nil
 	}
-	fd := int(s.lock.Fd())
-	err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-	if err == nil {
+	ok, err := s.lock.TryLock(lock.Exclusive)
+	if ok {
 		s.exclusive = true
 		return true, nil
 	}
-	if e := unix.Flock(fd, unix.LOCK_SH); e != nil {
+	if e := s.lock.Lock(lock.Shared); e != nil {
 		return false, e
-	}
-	if err == unix.EWOULDBLOCK {
-		return false, nil
 	}
 	return false, err
 }
 
 func (s *Store) backToShared() error {
 	s.exclusive = false
-	return unix.Flock(int(s.lock.Fd()), unix.LOCK_SH)
+	return s.lock.Lock(lock.Shared)
 }
 
 // CollectOverBudget is the collection at the end of a build: if the build
@@ -434,10 +408,10 @@ func (s *Store) removeIndexEntries(images []*holder) error {
 // leaves a leftover the next collection removes, never a half-emptied
 // cache that a build would mount.
 func removeCacheMount(dir string) (int64, error) {
-	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+	lf, err := lock.OpenExisting(filepath.Join(dir, "lock"))
 	if err == nil {
 		defer lf.Close()
-		if unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		if ok, _ := lf.TryLock(lock.Exclusive); !ok {
 			return -1, nil
 		}
 	}

@@ -7,7 +7,14 @@
 //	<root>/cache/      cache key → result records (package record)
 //	<root>/statcache/  file stat → content digest memo (package contenthash)
 //	<root>/run/        per-step bundles and mounts; removed after each step
-//	<root>/lock        flock: commands hold it shared, cleanup/GC exclusive
+//	<root>/lock        the store lock (package lock): commands hold it shared,
+//	                   cleanup, GC and kiln doctor exclusive
+//
+// Beside open and close (this file): the image model — images grouped by
+// ID, lookup, docker's removal rules (images.go); usage (usage.go), garbage
+// collection (gc.go), the consistency check (fsck.go) and crash repair
+// (repair.go). Every question of what refers to what is answered by one
+// walk, content.Walk; every lock is a lock.File.
 package store
 
 import (
@@ -17,8 +24,8 @@ import (
 
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/store/lock"
 	"github.com/kiln-build/kiln/store/snapshot"
-	"golang.org/x/sys/unix"
 )
 
 // Store is an open store root.
@@ -33,7 +40,7 @@ type Store struct {
 	// does not read their keys), so that usage names cachemounts/ dirs.
 	CacheMountIDs func([]record.Component) []string
 
-	lock      *os.File
+	lock      *lock.File
 	exclusive bool // opened with OpenExclusive
 }
 
@@ -61,7 +68,7 @@ func Open(root string) (*Store, error) { return open(root, nil) }
 
 // open is Open; with lockExclusive set, that takes the lock exclusively
 // (see OpenExclusive) and the store keeps it so until Close.
-func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
+func open(root string, lockExclusive func(*lock.File) error) (*Store, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
@@ -81,7 +88,7 @@ func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
 	if s.Records, err = record.Open(filepath.Join(root, "cache")); err != nil {
 		return nil, err
 	}
-	if s.lock, err = os.OpenFile(filepath.Join(root, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+	if s.lock, err = lock.Open(filepath.Join(root, "lock"), 0o600); err != nil {
 		return nil, err
 	}
 	if s.exclusive {
@@ -90,7 +97,7 @@ func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
 			return nil, err
 		}
 	}
-	if unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+	if ok, _ := s.lock.TryLock(lock.Exclusive); ok {
 		if _, err := s.repair(); err != nil {
 			s.lock.Close()
 			return nil, fmt.Errorf("store %s: cleanup: %w", root, err)
@@ -100,7 +107,7 @@ func open(root string, lockExclusive func(*os.File) error) (*Store, error) {
 		return s, nil
 	}
 	// Downgrading (or waiting behind a GC) to shared.
-	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH); err != nil {
+	if err := s.lock.Lock(lock.Shared); err != nil {
 		s.lock.Close()
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,10 +12,10 @@ import (
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/kiln-build/kiln/store/content"
+	"github.com/kiln-build/kiln/store/lock"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 )
 
 // testImage is an image put together through the store's own API: one
@@ -352,12 +353,13 @@ func TestRemoveUnreferencedBlobsKeepsWhatIsUsed(t *testing.T) {
 // tryLockExclusive tries, from a new file description, to take the store
 // lock exclusively (it must fail while a store is open).
 func tryLockExclusive(root string) error {
-	f, err := os.OpenFile(filepath.Join(root, "lock"), os.O_RDWR, 0)
+	f, err := lock.OpenExisting(filepath.Join(root, "lock"))
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return flockExNB(f)
+	if ok, err := f.TryLock(lock.Exclusive); !ok {
+		return fmt.Errorf("store lock is held (%v)", err)
+	}
+	return nil
 }
-
-func flockExNB(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) }

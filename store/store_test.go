@@ -11,6 +11,7 @@ import (
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/internal/testenv"
+	"github.com/kiln-build/kiln/store/lock"
 	"github.com/kiln-build/kiln/store/snapshot"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -346,15 +347,15 @@ func TestStoresShareTheLock(t *testing.T) {
 	root := t.TempDir()
 	a := openStore(t, root)
 	b := openStore(t, root) // a shared lock does not block another shared lock
-	lf, err := os.OpenFile(filepath.Join(root, "lock"), os.O_RDWR, 0)
+	lf, err := lock.OpenExisting(filepath.Join(root, "lock"))
 	must(t, err)
 	defer lf.Close()
-	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+	if ok, _ := lf.TryLock(lock.Exclusive); ok {
 		t.Error("exclusive lock granted while two stores are open")
 	}
 	must(t, a.Close())
 	must(t, b.Close())
-	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if ok, err := lf.TryLock(lock.Exclusive); !ok {
 		t.Errorf("exclusive lock refused after both stores closed: %v", err)
 	}
 }

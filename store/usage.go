@@ -17,6 +17,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/atomicfile"
+	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -27,9 +28,10 @@ import (
 //
 //	index.json entry (tagged or not) → manifest → config, layers
 //	cache record (cache/<key>)        → layers
-//	layer (diffID)                    → its blob, its snapshot, its compressed
-//	                                    copies (content/compressed/*/<diffID>
-//	                                    and the blobs they name)
+//	layer (diffID)                    → its blob, its snapshot, its notes
+//	                                    (content.Store.Notes: compressed
+//	                                    copies with the blobs they name,
+//	                                    registry sources)
 //	cache mount (cachemounts/<h>)     → nothing refers to it; it is cache
 //
 // Everything else — blobs, snapshots and mappings no image or record leads
@@ -238,10 +240,7 @@ func (s *Store) scan(ctx context.Context) (*graph, error) {
 	if err := s.scanSnapshots(ctx, g); err != nil {
 		return nil, err
 	}
-	if err := s.scanMappings(g); err != nil {
-		return nil, err
-	}
-	if err := s.scanLayerNotes(g); err != nil {
+	if err := s.scanNotes(g); err != nil {
 		return nil, err
 	}
 	if err := s.scanImages(g); err != nil {
@@ -386,86 +385,29 @@ func (s *Store) writeSizeMemo(m map[string]int64) {
 	}
 }
 
-func (s *Store) scanMappings(g *graph) error {
-	dir := filepath.Join(s.Content.Dir(), "compressed")
-	algos, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+// scanNotes finds the layer notes (content.Store.Notes), which live and
+// die with their layer; a compressed-copy note also keeps the compressed
+// blob it names. A temp file or any other name among them is junk.
+func (s *Store) scanNotes(g *graph) error {
+	notes, err := s.Content.Notes()
 	if err != nil {
 		return err
 	}
-	for _, a := range algos {
-		if !a.IsDir() {
+	for _, n := range notes {
+		o := g.add(&object{kind: objMapping, path: n.Path, size: n.Size, rank: 2})
+		if n.DiffID == "" {
+			o.kind = objJunk
 			continue
 		}
-		ents, err := os.ReadDir(filepath.Join(dir, a.Name()))
-		if err != nil {
+		g.mappings[n.DiffID] = append(g.mappings[n.DiffID], o)
+		if n.Kind == content.NoteSources {
 			continue
 		}
-		for _, e := range ents {
-			p := filepath.Join(dir, a.Name(), e.Name())
-			fi, err := e.Info()
-			if err != nil {
-				continue
-			}
-			o := g.addLayerFile(p, fi.Size())
-			if o == nil {
-				continue
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				continue
-			}
-			if c, err := digest.Parse(strings.TrimSpace(string(b))); err == nil && c.Algorithm() == digest.SHA256 {
-				g.mapBlobs[o] = g.blobs[c.Encoded()]
-			}
+		if c, err := n.CompressedTarget(); err == nil && c.Algorithm() == digest.SHA256 {
+			g.mapBlobs[o] = g.blobs[c.Encoded()]
 		}
 	}
 	return nil
-}
-
-// scanLayerNotes finds per-layer notes that live and die with their layer:
-// content/sources/<diffID> (where a push found the layer's blob).
-func (s *Store) scanLayerNotes(g *graph) error {
-	dir := filepath.Join(s.Content.Dir(), "sources")
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil || e.IsDir() {
-			continue
-		}
-		g.addLayerFile(filepath.Join(dir, e.Name()), fi.Size())
-	}
-	return nil
-}
-
-// addLayerFile records a file that lives and dies with the layer its name
-// (a diffID's hex) names: a compressed-blob mapping or a source note. A
-// temp file or any other name is junk, and then it returns nil.
-func (g *graph) addLayerFile(p string, size int64) *object {
-	o := g.add(&object{kind: objMapping, path: p, size: size, rank: 2})
-	name := filepath.Base(p)
-	diffID := digest.NewDigestFromEncoded(digest.SHA256, name)
-	if atomicfile.IsTemp(name) || diffID.Validate() != nil {
-		o.kind = objJunk
-		return nil
-	}
-	g.mappings[diffID] = append(g.mappings[diffID], o)
-	return o
-}
-
-// manifestish is what kiln reads of a manifest or an index blob.
-type manifestish struct {
-	Config    *ocispec.Descriptor  `json:"config"`
-	Layers    []ocispec.Descriptor `json:"layers"`
-	Manifests []ocispec.Descriptor `json:"manifests"`
 }
 
 type configish struct {
@@ -490,7 +432,7 @@ func (s *Store) scanImages(g *graph) error {
 		h := byManifest[d]
 		if h == nil {
 			var f followed
-			id := s.followManifest(g, &f, d, 0)
+			id := s.followManifest(g, &f, d)
 			if id == "" {
 				id = d // unreadable: known by its manifest
 			}
@@ -534,59 +476,65 @@ type followed struct {
 func (f *followed) hold(o *object) { f.objs = append(f.objs, o) }
 
 // followManifest collects manifest (or index) d and what it refers to into
-// h, and returns the image ID (config digest) found.
-func (s *Store) followManifest(g *graph, h *followed, d digest.Digest, depth int) digest.Digest {
-	if d.Validate() != nil || depth > 4 {
-		return ""
+// f, and returns the image ID (config digest) found: of an index, the
+// first image's. What cannot be read adds nothing.
+func (s *Store) followManifest(g *graph, f *followed, d digest.Digest) digest.Digest {
+	blob := func(d digest.Digest) *object {
+		if d.Validate() != nil {
+			return nil
+		}
+		return g.blobs[d.Encoded()]
 	}
-	mb := g.blobs[d.Encoded()]
-	if mb == nil {
-		return ""
-	}
-	mb.rank = 0
-	h.hold(mb)
-	b, err := os.ReadFile(mb.path)
-	if err != nil {
-		return ""
-	}
-	var m manifestish
-	if json.Unmarshal(b, &m) != nil {
-		return ""
+	fetch := func(_ context.Context, desc ocispec.Descriptor) ([]byte, error) {
+		b := blob(desc.Digest)
+		if b == nil {
+			return nil, fs.ErrNotExist
+		}
+		return os.ReadFile(b.path)
 	}
 	var id digest.Digest
-	for _, c := range m.Manifests {
-		if got := s.followManifest(g, h, c.Digest, depth+1); id == "" {
-			id = got
-		}
-	}
-	for _, l := range m.Layers {
-		for _, o := range g.layerObjects(l.Digest) {
-			h.hold(o)
-		}
-	}
-	if m.Config == nil || m.Config.Digest.Validate() != nil {
-		return id
-	}
-	id = m.Config.Digest
-	cb := g.blobs[id.Encoded()]
-	if cb == nil {
-		return id
-	}
-	cb.rank = 1
-	h.hold(cb)
-	if b, err := os.ReadFile(cb.path); err == nil {
-		var c configish
-		if json.Unmarshal(b, &c) == nil {
+	content.Walk(context.Background(), fetch, []ocispec.Descriptor{{Digest: d}}, func(ctx context.Context, n *content.Node) error {
+		switch n.Role {
+		case content.RoleLayer:
+			for _, o := range g.layerObjects(n.Descriptor.Digest) {
+				f.hold(o)
+			}
+			return nil
+		case content.RoleConfig:
+			if n.Descriptor.Digest.Validate() != nil {
+				return nil
+			}
+			if id == "" {
+				id = n.Descriptor.Digest
+			}
+			cb := blob(n.Descriptor.Digest)
+			if cb == nil {
+				return nil
+			}
+			cb.rank = 1
+			f.hold(cb)
+			var c configish
+			if b, err := n.Blob(ctx); err != nil || json.Unmarshal(b, &c) != nil {
+				return nil
+			}
 			for _, diffID := range c.RootFS.DiffIDs {
 				for _, o := range g.layerObjects(diffID) {
-					h.hold(o)
+					f.hold(o)
 				}
 			}
-			if c.Created != nil && h.created.IsZero() {
-				h.created = *c.Created
+			if c.Created != nil && f.created.IsZero() {
+				f.created = *c.Created
 			}
+			return nil
 		}
-	}
+		mb := blob(n.Descriptor.Digest)
+		if mb == nil {
+			return content.SkipChildren
+		}
+		mb.rank = 0
+		f.hold(mb)
+		return nil
+	})
 	return id
 }
 
@@ -636,6 +584,13 @@ func (s *Store) scanRecords(g *graph) error {
 // CacheMountDir is the directory name under cachemounts/ of cache id.
 func CacheMountDir(id string) string {
 	return digest.FromString(id).Encoded()[:24]
+}
+
+// CacheMountPath is the directory of the RUN --mount=type=cache with id:
+// its lock file "lock" and its content "data" (the solver's exec op makes
+// them; df and GC measure and remove them).
+func (s *Store) CacheMountPath(id string) string {
+	return filepath.Join(s.Root, "cachemounts", CacheMountDir(id))
 }
 
 func (s *Store) scanMounts(ctx context.Context, g *graph) error {

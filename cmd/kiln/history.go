@@ -43,11 +43,11 @@ one JSON object per line.`,
 				return err
 			}
 			defer st.Close()
-			si, err := findImage(st, args[0])
+			si, err := st.LookupImage(args[0])
 			if err != nil {
 				return err
 			}
-			sizes := newLayerSizes(st)
+			sizes := st.NewLayerSizes()
 			var rows []*historyRow
 			layer := len(si.Manifest.Layers) - 1
 			hist := si.Config.History
@@ -55,7 +55,7 @@ one JSON object per line.`,
 				h := hist[i]
 				r := &historyRow{id: "<missing>", createdBy: h.CreatedBy, comment: h.Comment, trunc: !noTrunc, human: human}
 				if !h.EmptyLayer && layer >= 0 {
-					r.size = sizes.of(si.Manifest.Layers[layer])
+					r.size = sizes.Of(si.Manifest.Layers[layer])
 					layer--
 				}
 				if i == len(hist)-1 {

@@ -1,25 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"text/tabwriter"
-	"text/template"
 	"time"
 
 	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
 	"github.com/kiln-build/kiln/store"
-	"github.com/kiln-build/kiln/store/content"
-	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 )
 
@@ -64,15 +58,15 @@ TEMPLATE" for columns with headers, or "json" for one JSON object per line.`,
 				return err
 			}
 			defer st.Close()
-			imgs, err := loadImages(st, func(msg string) { fmt.Fprintln(os.Stderr, "WARNING:", msg) })
+			imgs, err := st.Images(func(msg string) { fmt.Fprintln(os.Stderr, "WARNING:", msg) })
 			if err != nil {
 				return err
 			}
-			// SIZE is measured here, not in loadImages, which finding an
+			// SIZE is measured here, not in st.Images, which finding an
 			// image by ID (run, tag, rmi...) uses too
-			sizes := newLayerSizes(st)
+			sizes := st.NewLayerSizes()
 			for _, im := range imgs {
-				im.Size = sizes.image(im.Image)
+				im.Size = sizes.Image(im.Image)
 			}
 			f, err := parseImageFilters(filters, imgs)
 			if err != nil {
@@ -93,101 +87,16 @@ TEMPLATE" for columns with headers, or "json" for one JSON object per line.`,
 	return cmd
 }
 
-// storedImage is one image as docker lists it: an image ID (config digest)
-// with every name that refers to it, whichever manifests they point at.
-type storedImage struct {
-	ID          digest.Digest
-	Image       *content.StoredImage // read from the first manifest seen
-	Manifests   []digest.Digest
-	Names       []string // full names: tags and NAME@DIGEST references
-	RepoDigests []string // REPOSITORY@DIGEST a pulled image came from
-	Created     time.Time
-	HasCreated  bool
-	Size        int64 // layer contents; set by kiln images only
-}
-
-// Tags are the image's tagged names, familiar form ("app:1").
-func (im *storedImage) Tags() []string {
-	var out []string
-	for _, n := range im.Names {
-		if ref, err := reference.ParseNormalizedNamed(n); err == nil {
-			if _, ok := ref.(reference.NamedTagged); ok {
-				out = append(out, reference.FamiliarString(ref))
-			}
-		}
-	}
-	return out
-}
-
-// loadImages reads index.json into images, newest first. An entry whose
-// manifest or config cannot be read is reported to warn and skipped, so a
-// damaged image does not hide the others.
-func loadImages(st *store.Store, warn func(string)) ([]*storedImage, error) {
-	entries, err := st.Content.Images()
-	if err != nil {
-		return nil, err
-	}
-	read := map[digest.Digest]*content.StoredImage{}
-	byID := map[digest.Digest]*storedImage{}
-	var out []*storedImage
-	for _, e := range entries {
-		d := e.Descriptor.Digest
-		si, seen := read[d]
-		if !seen {
-			si, err = st.Content.ReadImage(e.Descriptor)
-			if err != nil {
-				si = nil
-				if warn != nil {
-					name := "<none>"
-					if e.Name != "" {
-						name = content.FamiliarName(e.Name)
-					}
-					warn(fmt.Sprintf("image %s (manifest %s) is damaged: %v (run kiln doctor)", name, d, err))
-				}
-			}
-			read[d] = si
-		}
-		if si == nil {
-			continue
-		}
-		im := byID[si.ID()]
-		if im == nil {
-			im = &storedImage{ID: si.ID(), Image: si}
-			if si.Config.Created != nil {
-				im.Created, im.HasCreated = *si.Config.Created, true
-			}
-			byID[im.ID] = im
-			out = append(out, im)
-		}
-		if !slices.Contains(im.Manifests, d) {
-			im.Manifests = append(im.Manifests, d)
-		}
-		if e.Name != "" && !slices.Contains(im.Names, e.Name) {
-			im.Names = append(im.Names, e.Name)
-		}
-		if rd := e.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" && !slices.Contains(im.RepoDigests, rd) {
-			im.RepoDigests = append(im.RepoDigests, rd)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.After(out[j].Created)
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out, nil
-}
-
 // imageFilter is a parsed set of --filter values, with docker's semantics
 // (moby daemon/images: Images).
 type imageFilter struct {
 	danglingOnly, noDangling bool
 	refs                     []string
 	labels                   []string
-	before, since            *storedImage
+	before, since            *store.Image
 }
 
-func parseImageFilters(args []string, imgs []*storedImage) (*imageFilter, error) {
+func parseImageFilters(args []string, imgs []*store.Image) (*imageFilter, error) {
 	f := &imageFilter{}
 	var dangling []string
 	var before, since string
@@ -226,12 +135,12 @@ func parseImageFilters(args []string, imgs []*storedImage) (*imageFilter, error)
 	}
 	var err error
 	if before != "" {
-		if f.before, err = lookupImage(imgs, before); err != nil {
+		if f.before, err = store.FindImage(imgs, before); err != nil {
 			return nil, err
 		}
 	}
 	if since != "" {
-		if f.since, err = lookupImage(imgs, since); err != nil {
+		if f.since, err = store.FindImage(imgs, since); err != nil {
 			return nil, err
 		}
 	}
@@ -280,7 +189,7 @@ func (f *imageFilter) matchLabels(labels map[string]string) bool {
 // rows applies the filters and expands images into listing rows like
 // docker: one per repository and tag, a <none>:<none> row for an image
 // without names, and with digests shown a row per registry digest.
-func (f *imageFilter) rows(imgs []*storedImage, needDigest, digestRows, trunc bool) []*imageContext {
+func (f *imageFilter) rows(imgs []*store.Image, needDigest, digestRows, trunc bool) []*imageContext {
 	var out []*imageContext
 	for _, im := range imgs {
 		if f.before != nil && !im.Created.Before(f.before.Created) {
@@ -391,7 +300,7 @@ func imagesFormat(format string, quiet, digests bool) string {
 // imageContext is one row; its methods are the template fields, named and
 // computed as docker's (cli/command/formatter/image.go).
 type imageContext struct {
-	img               *storedImage
+	img               *store.Image
 	repo, tag, digest string
 	trunc             bool
 }
@@ -440,152 +349,7 @@ var imageHeaders = map[string]string{
 	"SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Containers": "CONTAINERS",
 }
 
-// Template functions of docker's templates package, and the versions used
-// for table headers, which leave the header text alone.
-var (
-	templateFuncs = template.FuncMap{
-		"json": func(v any) string {
-			var buf bytes.Buffer
-			enc := json.NewEncoder(&buf)
-			enc.SetEscapeHTML(false)
-			enc.Encode(v)
-			return strings.TrimSpace(buf.String())
-		},
-		"split": strings.Split,
-		"join":  strings.Join,
-		"title": strings.Title, //nolint:staticcheck // docker's function, ASCII only
-		"lower": strings.ToLower,
-		"upper": strings.ToUpper,
-		"pad": func(s string, prefix, suffix int) string {
-			if s == "" {
-				return s
-			}
-			return strings.Repeat(" ", prefix) + s + strings.Repeat(" ", suffix)
-		},
-		"truncate": func(s string, n int) string {
-			if len(s) < n {
-				return s
-			}
-			return s[:n]
-		},
-	}
-	headerFuncs = template.FuncMap{
-		"json":     func(v string) string { return v },
-		"split":    func(v, _ string) string { return v },
-		"join":     func(v, _ string) string { return v },
-		"title":    func(v string) string { return v },
-		"lower":    func(v string) string { return v },
-		"upper":    func(v string) string { return v },
-		"truncate": func(v string, _ int) string { return v },
-	}
-)
-
 // writeImages renders rows with format like docker's formatter.
 func writeImages(w io.Writer, format string, rows []*imageContext) error {
 	return writeFormatted(w, format, rows, imageHeaders)
-}
-
-// writeFormatted renders rows like docker's formatter: "table ..." gets a
-// header line (the template run on headers) and aligned columns, "json" one
-// object per line, anything else is a template executed once per row.
-func writeFormatted[T any](w io.Writer, format string, rows []T, headers any) error {
-	table := strings.HasPrefix(format, "table")
-	final := format
-	switch {
-	case table:
-		final = final[len("table"):]
-	case format == "json":
-		final = "{{json .}}"
-	}
-	final = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(strings.Trim(final, " "))
-	tmpl, err := template.New("").Funcs(templateFuncs).Parse(final)
-	if err != nil {
-		return fmt.Errorf("template parsing error: %w", err)
-	}
-	var buf bytes.Buffer
-	for _, r := range rows {
-		if err := tmpl.Execute(&buf, r); err != nil {
-			return fmt.Errorf("template parsing error: %w", err)
-		}
-		buf.WriteString("\n")
-	}
-	if !table {
-		_, err := buf.WriteTo(w)
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
-	var header bytes.Buffer
-	tmpl.Funcs(headerFuncs).Execute(&header, headers)
-	header.WriteString("\n")
-	header.WriteTo(tw)
-	buf.WriteTo(tw)
-	return tw.Flush()
-}
-
-func shortID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
-// ago formats a time like docker: "2 hours ago", "About a minute ago".
-func ago(t time.Time) string {
-	if t.IsZero() {
-		return "N/A"
-	}
-	return units.HumanDuration(time.Now().UTC().Sub(t)) + " ago"
-}
-
-// humanSize formats bytes like docker's SIZE columns (decimal units, 3
-// significant digits: "4.26MB").
-func humanSize(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }
-
-var hexPrefix = regexp.MustCompile(`^(sha256:)?[0-9a-f]{1,64}$`)
-
-// lookupImage finds what a user typed among imgs: a name (tag or
-// NAME@DIGEST), a full image ID or an unambiguous prefix of one (docker
-// accepts any length), or a full manifest digest. An ambiguous prefix is an
-// error naming the images it matches.
-func lookupImage(imgs []*storedImage, ref string) (*storedImage, error) {
-	if name, err := content.NormalizeName(ref); err == nil {
-		for _, im := range imgs {
-			if slices.Contains(im.Names, name) {
-				return im, nil
-			}
-		}
-	}
-	if !hexPrefix.MatchString(ref) {
-		return nil, fmt.Errorf("no such image: %s", ref)
-	}
-	hex := strings.TrimPrefix(ref, "sha256:")
-	var found []*storedImage
-	for _, im := range imgs {
-		if strings.HasPrefix(im.ID.Encoded(), hex) {
-			found = append(found, im)
-			continue
-		}
-		for _, m := range im.Manifests {
-			if m.Encoded() == hex {
-				found = append(found, im)
-				break
-			}
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("no such image: %s", ref)
-	case 1:
-		return found[0], nil
-	}
-	var desc []string
-	for _, im := range found {
-		d := shortID(string(im.ID))
-		if tags := im.Tags(); len(tags) > 0 {
-			d += " (" + strings.Join(tags, ", ") + ")"
-		}
-		desc = append(desc, d)
-	}
-	return nil, fmt.Errorf("image ID prefix %q is ambiguous: it matches %s", ref, strings.Join(desc, ", "))
 }

@@ -105,7 +105,7 @@ func runInspect(w io.Writer, format string, refs []string) (failed []string, err
 	if err != nil {
 		return nil, err
 	}
-	sizes := newLayerSizes(st)
+	sizes := st.NewLayerSizes()
 	var out []inspectOutput
 	var buf bytes.Buffer
 	for _, ref := range refs {
@@ -222,8 +222,8 @@ type templateParseError struct{ error }
 
 func (templateParseError) ExitCode() int { return 64 }
 
-func inspectImage(st *store.Store, sizes *layerSizes, imgs []content.Image, ref string) (*inspectOutput, error) {
-	si, err := findImage(st, ref)
+func inspectImage(st *store.Store, sizes *store.LayerSizes, imgs []content.Image, ref string) (*inspectOutput, error) {
+	si, err := st.LookupImage(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func inspectImage(st *store.Store, sizes *layerSizes, imgs []content.Image, ref 
 	if o.Comment == "" && len(cfg.History) > 0 {
 		o.Comment = cfg.History[len(cfg.History)-1].Comment
 	}
-	o.Size = sizes.image(si) // layer contents, as kiln images and docker count
+	o.Size = sizes.Image(si) // layer contents, as kiln images and docker count
 	for _, im := range imgs {
 		if im.Descriptor.Digest != si.ManifestDesc.Digest {
 			continue

@@ -56,7 +56,7 @@ plain HTTP only for localhost/127.0.0.1/::1 and --insecure-registry hosts.`,
 				return err
 			}
 			defer st.Close()
-			im, err := findImage(st, args[0])
+			im, err := st.LookupImage(args[0])
 			if err != nil {
 				if len(args) == 1 {
 					// docker's wording for a name that is not in the store

@@ -24,7 +24,7 @@ func runCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			si, err := findImage(st, args[0])
+			si, err := st.LookupImage(args[0])
 			if err != nil {
 				return err
 			}

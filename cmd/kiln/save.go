@@ -11,11 +11,9 @@ import (
 
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/internal/atomicfile"
-	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/store/content"
 	"github.com/kiln-build/kiln/transport/archive"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 )
 
@@ -33,7 +31,7 @@ func saveCmd() *cobra.Command {
 			defer st.Close()
 			var images []archive.SaveImage
 			for _, ref := range args {
-				si, err := findImage(st, ref)
+				si, err := st.LookupImage(ref)
 				if err != nil {
 					return err
 				}
@@ -86,14 +84,7 @@ func loadCmd() *cobra.Command {
 				defer f.Close()
 				r = f
 			}
-			before, err := st.Content.Blobs()
-			if err != nil {
-				return err
-			}
-			loaded, err := archive.Load(cmd.Context(), bufio.NewReaderSize(r, 1<<20), st.Content)
-			// Load stores every file of the archive as it streams by; what
-			// no image uses (all of it, for a broken archive) goes again.
-			removeNewBlobs(st, before)
+			loaded, err := archive.LoadInto(cmd.Context(), bufio.NewReaderSize(r, 1<<20), st)
 			if err != nil {
 				return err
 			}
@@ -179,26 +170,4 @@ func importCmd() *cobra.Command {
 	f.StringArrayVarP(&changes, "change", "c", nil, "apply a Dockerfile instruction to the image's config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)")
 	f.StringVarP(&message, "message", "m", "", "comment of the imported layer's history entry")
 	return cmd
-}
-
-// removeNewBlobs removes the blobs that are in the store now but were not
-// in before, unless something refers to them (see
-// store.Store.RemoveUnreferencedBlobs, which does nothing while other kiln
-// processes are running; prune collects them then).
-func removeNewBlobs(st *store.Store, before []digest.Digest) {
-	after, err := st.Content.Blobs()
-	if err != nil {
-		return
-	}
-	had := make(map[digest.Digest]bool, len(before))
-	for _, d := range before {
-		had[d] = true
-	}
-	var added []digest.Digest
-	for _, d := range after {
-		if !had[d] {
-			added = append(added, d)
-		}
-	}
-	st.RemoveUnreferencedBlobs(added)
 }

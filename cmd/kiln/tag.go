@@ -16,7 +16,7 @@ func tagCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			im, err := findImage(st, args[0])
+			im, err := st.LookupImage(args[0])
 			if err != nil {
 				return err
 			}

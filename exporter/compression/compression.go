@@ -2,13 +2,10 @@
 // send layers elsewhere (-o type=oci; later push and cache export). The
 // store keeps every layer uncompressed (its blob digest is its diffID); a
 // compressed copy is written into the same content store, atomically
-// (content.Writer), and remembered in a small mapping file
-//
-//	<root>/content/compressed/<algorithm>-<level>/<diffID hex>
-//
-// holding the compressed blob's digest, so that each layer is compressed
-// once per (algorithm, level) and reused by every later export for as long
-// as the blob is in the store.
+// (content.Writer), and remembered in one of the store's layer notes
+// (content.Store.RememberCompressed) holding the compressed blob's digest,
+// so that each layer is compressed once per (algorithm, level) and reused
+// by every later export for as long as the blob is in the store.
 //
 // Output is deterministic, so the same layer gives the same compressed
 // digest on any machine: gzip is written by pgzip in parallel with a fixed
@@ -21,14 +18,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/internal/readers"
 	"github.com/kiln-build/kiln/store/content"
 	"github.com/klauspost/compress/zstd"
@@ -122,17 +116,15 @@ func (o Options) String() string {
 	return fmt.Sprintf("%s (level %d)", o.Algorithm, o.Level)
 }
 
-// Cache compresses layers of a content store and remembers the results.
+// Cache compresses layers of a content store and remembers the results
+// as the store's compressed-copy notes.
 type Cache struct {
 	Content *content.Store
-	// Dir holds the mapping files (<root>/content/compressed).
-	Dir string
 }
 
-// New returns the cache of a content store, with its mappings in the
-// store's "compressed" directory.
+// New returns the cache of a content store.
 func New(cs *content.Store) *Cache {
-	return &Cache{Content: cs, Dir: filepath.Join(cs.Dir(), "compressed")}
+	return &Cache{Content: cs}
 }
 
 var flights singleflight.Group
@@ -140,17 +132,13 @@ var flights singleflight.Group
 // MappingPath is the file that remembers the compressed digest of layer
 // diffID under o.
 func (c *Cache) MappingPath(diffID digest.Digest, o Options) string {
-	return filepath.Join(c.Dir, o.key(), diffID.Encoded())
+	return c.Content.NotePath(content.NoteCompressed(o.key()), diffID)
 }
 
 // Lookup returns the descriptor of an earlier compression of diffID under
 // o, if it is remembered and its blob is still in the store.
 func (c *Cache) Lookup(diffID digest.Digest, o Options) (ocispec.Descriptor, bool) {
-	b, err := os.ReadFile(c.MappingPath(diffID, o))
-	if err != nil {
-		return ocispec.Descriptor{}, false
-	}
-	d, err := digest.Parse(strings.TrimSpace(string(b)))
+	d, err := c.Content.Compressed(diffID, o.key())
 	if err != nil {
 		return ocispec.Descriptor{}, false
 	}
@@ -213,33 +201,10 @@ func (c *Cache) compress(ctx context.Context, diffID digest.Digest, o Options) (
 		return ocispec.Descriptor{}, err
 	}
 	desc.MediaType = o.MediaType()
-	mapping := c.MappingPath(diffID, o)
-	if err := os.MkdirAll(filepath.Dir(mapping), 0o755); err != nil {
+	if err := c.Content.RememberCompressed(diffID, o.key(), desc.Digest); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if err := atomicfile.WriteFile(mapping, []byte(desc.Digest.String()+"\n"), 0o644); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	sweepTemps(filepath.Dir(mapping))
 	return desc, nil
-}
-
-// sweepTemps removes temp files that a killed kiln left in a mapping
-// directory (the store's own crash repair does not look here). A mapping
-// is a few bytes, so a temp file older than a minute belongs to nobody.
-func sweepTemps(dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if !atomicfile.IsTemp(e.Name()) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
 }
 
 // Write compresses r into w with o.

@@ -2,8 +2,6 @@ package ops
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path"
@@ -15,6 +13,7 @@ import (
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/filecopy"
+	"github.com/kiln-build/kiln/store/lock"
 	"github.com/kiln-build/kiln/store/snapshot"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -248,33 +247,33 @@ func contextRoot(h *contenthash.Hasher) string {
 // (and, with from=, seeding) it the first time. sharing=locked holds an
 // exclusive flock until done; shared and private share the directory.
 func (w *Worker) cacheMount(ctx context.Context, m Mount, inputs []solver.Result) (string, func(), error) {
-	sum := sha256.Sum256([]byte(m.CacheID))
-	base := filepath.Join(w.Store.Root, "cachemounts", hex.EncodeToString(sum[:12]))
+	base := w.Store.CacheMountPath(m.CacheID)
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return "", nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(base, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lf, err := lock.Open(filepath.Join(base, "lock"), 0o600)
 	if err != nil {
 		return "", nil, err
 	}
 	switch m.Sharing {
 	case "locked":
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
+		err = lf.Wait(ctx, lock.Exclusive, 0, nil)
 	case "private":
 		// private: the shared dir if nobody else has it, else a fresh
 		// throwaway one, like BuildKit
-		if err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
-			lock.Close()
+		var ok bool
+		if ok, err = lf.TryLock(lock.Exclusive); err == nil && !ok {
+			lf.Close()
 			return w.privateCacheDir(m)
 		}
 	default:
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_SH)
+		err = lf.Wait(ctx, lock.Shared, 0, nil)
 	}
 	if err != nil {
-		lock.Close()
+		lf.Close()
 		return "", nil, err
 	}
-	done := func() { lock.Close() }
+	done := func() { lf.Close() }
 	dir := filepath.Join(base, "data")
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		tmp := filepath.Join(base, ".tmp-data")

@@ -13,9 +13,11 @@ import (
 // Docker's media types, accepted on input alongside the OCI ones.
 const (
 	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerConfig   = "application/vnd.docker.container.image.v1+json"
-	MediaTypeDockerLayer    = "application/vnd.docker.image.rootfs.diff.tar"
-	MediaTypeDockerLayerGz  = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	// MediaTypeDockerManifestList is docker's multi-platform index.
+	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerConfig       = "application/vnd.docker.container.image.v1+json"
+	MediaTypeDockerLayer        = "application/vnd.docker.image.rootfs.diff.tar"
+	MediaTypeDockerLayerGz      = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 )
 
 // StoredImage is an image read back from the store.

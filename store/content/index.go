@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/internal/atomicfile"
+	"github.com/kiln-build/kiln/store/lock"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 )
 
 // Annotations naming a manifest in index.json, as containerd and docker
@@ -215,12 +215,12 @@ func (s *Store) updateIndex(fn func(*ocispec.Index)) error {
 // moment (rmi, repair). Atomic: if fn returns an error nothing is written,
 // and readers see the old or the new index, never a mix.
 func (s *Store) UpdateIndex(fn func(*ocispec.Index) error) error {
-	lf, err := os.OpenFile(filepath.Join(s.dir, "index.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	lf, err := lock.Open(filepath.Join(s.dir, "index.lock"), 0o644)
 	if err != nil {
 		return err
 	}
 	defer lf.Close()
-	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX); err != nil {
+	if err := lf.Lock(lock.Exclusive); err != nil {
 		return err
 	}
 	idx, err := s.readIndex()

@@ -41,11 +41,6 @@ const (
 	maxLinkDepth  = 32
 )
 
-// Media types of manifests and indexes Load understands.
-const (
-	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-)
-
 // entry is what Load learnt about one regular file of the archive.
 type entry struct {
 	name       string
@@ -578,21 +573,30 @@ func (l *loader) blobEntry(kind string, d ocispec.Descriptor) (*entry, string, e
 
 // readJSONBlob reads and decodes a manifest or index blob.
 func (l *loader) readJSONBlob(kind string, d ocispec.Descriptor, v any) error {
-	e, name, err := l.blobEntry(kind, d)
+	b, err := l.readBlob(kind, d)
 	if err != nil {
 		return err
 	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("load: %s %s: %w", kind, blobPath(d.Digest), err)
+	}
+	return nil
+}
+
+// readBlob reads a manifest, index or config blob.
+func (l *loader) readBlob(kind string, d ocispec.Descriptor) ([]byte, error) {
+	e, name, err := l.blobEntry(kind, d)
+	if err != nil {
+		return nil, err
+	}
 	if e.compressed != layer.Uncompressed {
-		return fmt.Errorf("load: %s %s: is %s compressed", kind, name, e.compressed)
+		return nil, fmt.Errorf("load: %s %s: is %s compressed", kind, name, e.compressed)
 	}
 	b, err := l.dataOf(e)
 	if err != nil {
-		return fmt.Errorf("load: %s %s: %w", kind, name, err)
+		return nil, fmt.Errorf("load: %s %s: %w", kind, name, err)
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("load: %s %s: %w", kind, name, err)
-	}
-	return nil
+	return b, nil
 }
 
 // fromIndex resolves an OCI layout's index.json.
@@ -615,7 +619,7 @@ func (l *loader) fromIndex() ([]pendingImage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load: index.json: %w", err)
 		}
-		md, err := l.pickManifest(d, 0)
+		md, err := l.pickManifest(d)
 		if err != nil {
 			return nil, err
 		}
@@ -656,59 +660,84 @@ func annotatedNames(a map[string]string) ([]string, error) {
 	return nil, nil
 }
 
-func isIndex(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == mediaTypeDockerManifestList
+// kindOf names a manifest-or-index blob in errors: by its media type, and
+// "manifest" while that is unknown.
+func kindOf(d ocispec.Descriptor) string {
+	if content.IsIndexType(d.MediaType) {
+		return "index"
+	}
+	return "manifest"
 }
 
 // pickManifest descends through (nested) indexes to the image manifest for
 // this machine: the only one, or the linux/GOARCH one.
-func (l *loader) pickManifest(d ocispec.Descriptor, depth int) (ocispec.Descriptor, error) {
-	if depth > 8 {
-		return ocispec.Descriptor{}, fmt.Errorf("load: index %s: nested too deep", d.Digest)
-	}
-	mt := d.MediaType
-	if mt == "" {
-		// Tell by the content.
-		var probe struct {
-			MediaType string          `json:"mediaType"`
-			Manifests json.RawMessage `json:"manifests"`
+func (l *loader) pickManifest(root ocispec.Descriptor) (ocispec.Descriptor, error) {
+	fetch := func(_ context.Context, d ocispec.Descriptor) ([]byte, error) { return l.readBlob(kindOf(d), d) }
+	chosen := map[*content.Node]int{} // index → the position of its pick
+	var picked ocispec.Descriptor
+	err := content.Walk(l.ctx, fetch, []ocispec.Descriptor{root}, func(ctx context.Context, n *content.Node) error {
+		if n.Role != content.RoleManifest {
+			return content.SkipChildren
 		}
-		if err := l.readJSONBlob("manifest", d, &probe); err != nil {
-			return ocispec.Descriptor{}, err
+		if n.Parent != nil && chosen[n.Parent] != n.Index {
+			return content.SkipChildren
 		}
-		mt = probe.MediaType
-		if mt == "" && probe.Manifests != nil {
-			mt = ocispec.MediaTypeImageIndex
+		d := n.Descriptor
+		r, err := n.Refs(ctx)
+		if d.MediaType == "" && err != nil {
+			return readError(kindOf(d), d, err) // telling by the content
 		}
+		if !n.IsIndex(ctx) {
+			picked = d
+			return content.SkipChildren
+		}
+		if err != nil {
+			return readError("index", d, err)
+		}
+		i, err := pickForMachine(d, r.Manifests)
+		chosen[n] = i
+		return err
+	})
+	if errors.Is(err, content.ErrTooDeep) {
+		return ocispec.Descriptor{}, fmt.Errorf("load: %w", err)
 	}
-	if !isIndex(mt) {
-		return d, nil
+	return picked, err
+}
+
+// readError is a Fetch's error as it reaches the user: readBlob's already
+// says what and where, a parse error gets that said.
+func readError(kind string, d ocispec.Descriptor, err error) error {
+	if strings.HasPrefix(err.Error(), "load: ") {
+		return err
 	}
-	var idx ocispec.Index
-	if err := l.readJSONBlob("index", d, &idx); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	var cands []ocispec.Descriptor
-	for _, m := range idx.Manifests {
+	return fmt.Errorf("load: %s %s: %w", kind, blobPath(d.Digest), err)
+}
+
+// pickForMachine returns the position in an index's manifests of the image
+// for this machine: the only candidate, or the linux/GOARCH one.
+func pickForMachine(d ocispec.Descriptor, ms []ocispec.Descriptor) (int, error) {
+	var cands []int
+	for i, m := range ms {
 		if m.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
 			continue
 		}
 		if m.Platform != nil && m.Platform.OS == "unknown" {
 			continue
 		}
-		cands = append(cands, m)
+		cands = append(cands, i)
 	}
 	if len(cands) == 1 {
-		return l.pickManifest(cands[0], depth+1)
+		return cands[0], nil
 	}
 	var have []string
-	for _, m := range cands {
+	for _, i := range cands {
+		m := ms[i]
 		if m.Platform == nil {
 			have = append(have, "?")
 			continue
 		}
 		if m.Platform.OS == "linux" && m.Platform.Architecture == runtime.GOARCH {
-			return l.pickManifest(m, depth+1)
+			return i, nil
 		}
 		p := m.Platform.OS + "/" + m.Platform.Architecture
 		if m.Platform.Variant != "" {
@@ -716,5 +745,5 @@ func (l *loader) pickManifest(d ocispec.Descriptor, depth int) (ocispec.Descript
 		}
 		have = append(have, p)
 	}
-	return ocispec.Descriptor{}, fmt.Errorf("load: index %s: no image for linux/%s (has %s)", blobPath(d.Digest), runtime.GOARCH, strings.Join(have, ", "))
+	return -1, fmt.Errorf("load: index %s: no image for linux/%s (has %s)", blobPath(d.Digest), runtime.GOARCH, strings.Join(have, ", "))
 }

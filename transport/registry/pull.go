@@ -20,13 +20,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/kiln-build/kiln/store/layer"
 	"io"
 	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kiln-build/kiln/store/layer"
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -138,7 +139,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts PullOptions) 
 		p.Printf("Pulling from %s\n", reference.Path(named))
 	}
 	repoDigest := reference.TrimNamed(named).String() + "@" + desc.Digest.String()
-	img, err := pickImage(desc, opts)
+	img, err := pickImage(ctx, desc, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +259,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts PullOptions) 
 
 // pickImage returns the image a descriptor stands for: itself, or from an
 // index (nested ones too) the manifest for opts' platform.
-func pickImage(desc *remote.Descriptor, opts PullOptions) (v1.Image, error) {
+func pickImage(ctx context.Context, desc *remote.Descriptor, opts PullOptions) (v1.Image, error) {
 	switch {
 	case desc.MediaType.IsImage():
 		return desc.Image()
@@ -267,23 +268,80 @@ func pickImage(desc *remote.Descriptor, opts PullOptions) (v1.Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		return pickFromIndex(idx, desc.Digest.String(), opts, 0)
+		return pickFromIndex(ctx, idx, opts)
 	case desc.MediaType == types.DockerManifestSchema1 || desc.MediaType == types.DockerManifestSchema1Signed:
 		return nil, fmt.Errorf("manifest %s: docker schema 1 images are not supported", desc.Digest)
 	}
 	return nil, fmt.Errorf("manifest %s: unsupported media type %q", desc.Digest, desc.MediaType)
 }
 
-func pickFromIndex(idx v1.ImageIndex, what string, opts PullOptions, depth int) (v1.Image, error) {
-	if depth > 4 {
-		return nil, fmt.Errorf("index %s: nested too deep", what)
-	}
-	im, err := idx.IndexManifest()
+// pickFromIndex walks from root down the indexes that hold opts' platform
+// to its image, fetching only the indexes on that path.
+func pickFromIndex(ctx context.Context, root v1.ImageIndex, opts PullOptions) (v1.Image, error) {
+	rootDigest, err := root.Digest()
 	if err != nil {
 		return nil, err
 	}
-	var cands []v1.Descriptor
-	for _, m := range im.Manifests {
+	rootType, err := root.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	indexes := map[digest.Digest]v1.ImageIndex{digest.Digest(rootDigest.String()): root}
+	// Only indexes are read through the walk, each once it is on the path.
+	fetch := func(_ context.Context, d ocispec.Descriptor) ([]byte, error) {
+		idx, ok := indexes[d.Digest]
+		if !ok {
+			return nil, fmt.Errorf("index %s: not on the path to the image", d.Digest)
+		}
+		return idx.RawManifest()
+	}
+	chosen := map[*content.Node]int{} // index → the position of its pick
+	var img v1.Image
+	rootDesc := ocispec.Descriptor{MediaType: string(rootType), Digest: digest.Digest(rootDigest.String())}
+	err = content.Walk(ctx, fetch, []ocispec.Descriptor{rootDesc}, func(ctx context.Context, n *content.Node) error {
+		if n.Role != content.RoleManifest {
+			return content.SkipChildren
+		}
+		d := n.Descriptor
+		if n.Parent != nil {
+			if chosen[n.Parent] != n.Index {
+				return content.SkipChildren
+			}
+			parent := indexes[n.Parent.Descriptor.Digest]
+			h, err := v1.NewHash(string(d.Digest))
+			if err != nil {
+				return err
+			}
+			if !content.IsIndexType(d.MediaType) {
+				img, err = parent.Image(h)
+				if err != nil {
+					return err
+				}
+				return content.SkipChildren
+			}
+			if indexes[d.Digest], err = parent.ImageIndex(h); err != nil {
+				return err
+			}
+		}
+		im, err := indexes[d.Digest].IndexManifest()
+		if err != nil {
+			return err
+		}
+		i, err := pickPlatform(im.Manifests, d.Digest.String(), opts)
+		chosen[n] = i
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// pickPlatform returns the position in an index's manifests of the image
+// (or index) for opts' platform.
+func pickPlatform(ms []v1.Descriptor, what string, opts PullOptions) (int, error) {
+	var cands []int
+	for i, m := range ms {
 		if m.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
 			continue
 		}
@@ -293,45 +351,39 @@ func pickFromIndex(idx v1.ImageIndex, what string, opts PullOptions, depth int) 
 		if !m.MediaType.IsImage() && !m.MediaType.IsIndex() {
 			continue
 		}
-		cands = append(cands, m)
+		cands = append(cands, i)
 	}
-	var match []v1.Descriptor
+	var match []int
 	var have []string
-	for _, m := range cands {
+	for _, i := range cands {
+		m := ms[i]
 		if m.Platform == nil {
 			have = append(have, "unknown")
 			continue
 		}
 		if m.Platform.OS == opts.OS && m.Platform.Architecture == opts.Arch {
-			match = append(match, m)
+			match = append(match, i)
 		}
 		have = append(have, platformString(m.Platform))
 	}
-	if len(match) == 0 && len(cands) == 1 && cands[0].Platform == nil {
+	if len(match) == 0 && len(cands) == 1 && ms[cands[0]].Platform == nil {
 		match = cands // a one-image index without platforms
 	}
 	if len(match) == 0 {
 		sort.Strings(have)
 		if len(have) == 0 {
-			return nil, fmt.Errorf("index %s lists no images", what)
+			return -1, fmt.Errorf("index %s lists no images", what)
 		}
-		return nil, fmt.Errorf("no image for %s/%s in index %s (it has %s)", opts.OS, opts.Arch, what, strings.Join(have, ", "))
+		return -1, fmt.Errorf("no image for %s/%s in index %s (it has %s)", opts.OS, opts.Arch, what, strings.Join(have, ", "))
 	}
 	pick := match[0]
-	for _, m := range match {
-		if opts.Variant != "" && m.Platform != nil && m.Platform.Variant == opts.Variant {
-			pick = m
+	for _, i := range match {
+		if m := ms[i]; opts.Variant != "" && m.Platform != nil && m.Platform.Variant == opts.Variant {
+			pick = i
 			break
 		}
 	}
-	if pick.MediaType.IsIndex() {
-		child, err := idx.ImageIndex(pick.Digest)
-		if err != nil {
-			return nil, err
-		}
-		return pickFromIndex(child, pick.Digest.String(), opts, depth+1)
-	}
-	return idx.Image(pick.Digest)
+	return pick, nil
 }
 
 func platformString(p *v1.Platform) string {

@@ -416,3 +416,34 @@ func TestRefusesPlainHTTPToRemoteHosts(t *testing.T) {
 		t.Errorf("busybox parses as %v (%v)", r, err)
 	}
 }
+
+func TestPullNestedIndexFollowsThePlatformsPath(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	host := newImage(t, runtime.GOARCH, newLayer(t, "gzip", map[string]string{"host": runtime.GOARCH}))
+	other := newImage(t, otherArch(), newLayer(t, "gzip", map[string]string{"other": otherArch()}))
+	inner := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: host, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}},
+	)
+	outer := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: other, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: otherArch()}}},
+		mutate.IndexAddendum{Add: inner, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}},
+	)
+	ref := reg.Ref("nested:1")
+	r, _ := name.ParseReference(ref)
+	if err := remote.WriteIndex(r, outer); err != nil {
+		t.Fatal(err)
+	}
+	cs := openStore(t)
+	res, err := Pull(context.Background(), cs, ref, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostID, _ := host.ConfigName()
+	si, err := cs.ReadImage(res.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.ID().String() != hostID.String() {
+		t.Errorf("pulled config %s, want the host image's %s", si.ID(), hostID)
+	}
+}

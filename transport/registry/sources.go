@@ -2,12 +2,9 @@ package registry
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -29,16 +26,11 @@ type Source struct {
 	Time       time.Time     `json:"time"` // when it was last seen there
 }
 
+// The records are the content store's layer notes of kind
+// content.NoteSources: one small JSON list per layer.
+
 // maxSources bounds the records kept per layer (the newest win).
 const maxSources = 16
-
-// sourcesDir is where the records live: one small JSON file per layer,
-// named by the diffID's hex, beside the compression mappings.
-func sourcesDir(cs *content.Store) string { return filepath.Join(cs.Dir(), "sources") }
-
-func sourcesPath(cs *content.Store, diffID digest.Digest) string {
-	return filepath.Join(sourcesDir(cs), diffID.Encoded())
-}
 
 // Sources returns what is known about where layer diffID is in registry
 // (all registries when registry is ""), newest first.
@@ -46,7 +38,7 @@ func Sources(cs *content.Store, diffID digest.Digest, registry string) []Source 
 	if diffID.Validate() != nil {
 		return nil
 	}
-	b, err := os.ReadFile(sourcesPath(cs, diffID))
+	b, err := cs.ReadNote(content.NoteSources, diffID)
 	if err != nil {
 		return nil
 	}
@@ -94,8 +86,5 @@ func RememberSources(cs *content.Store, diffID digest.Digest, srcs ...Source) er
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(sourcesDir(cs), 0o755); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(sourcesPath(cs, diffID), b, 0o644)
+	return cs.WriteNote(content.NoteSources, diffID, b)
 }

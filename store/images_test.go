@@ -1,0 +1,85 @@
+package store
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/store/content"
+)
+
+func TestImagesGroupsNamesByImageID(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	a := addTestImage(t, s, "app:1", "a")
+	b := addTestImage(t, s, "other:1", "b")
+	full, err := content.NormalizeName("app:latest")
+	must(t, err)
+	must(t, s.Content.Tag(full, a.manifest))
+	imgs, err := s.Images(nil)
+	must(t, err)
+	if len(imgs) != 2 {
+		t.Fatalf("Images = %d images, want 2", len(imgs))
+	}
+	for _, im := range imgs {
+		switch im.ID {
+		case a.config:
+			if tags := im.Tags(); !slices.Equal(tags, []string{"app:1", "app:latest"}) {
+				t.Errorf("tags of app = %q", tags)
+			}
+		case b.config:
+			if tags := im.Tags(); !slices.Equal(tags, []string{"other:1"}) {
+				t.Errorf("tags of other = %q", tags)
+			}
+		default:
+			t.Errorf("unexpected image %s", im.ID)
+		}
+	}
+}
+
+func TestFindImageByNameIDPrefixAndManifestDigest(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	a := addTestImage(t, s, "app:1", "a")
+	imgs, err := s.Images(nil)
+	must(t, err)
+	for _, ref := range []string{"app:1", string(a.config), a.config.Encoded()[:5], ShortID(string(a.config)), a.manifest.Digest.Encoded()} {
+		im, err := FindImage(imgs, ref)
+		if err != nil || im.ID != a.config {
+			t.Errorf("FindImage(%q) = %v, %v", ref, im, err)
+		}
+	}
+	if _, err := FindImage(imgs, "nothere:1"); err == nil || err.Error() != "no such image: nothere:1" {
+		t.Errorf("FindImage of a missing name = %v", err)
+	}
+	if si, err := s.LookupImage("app:1"); err != nil || si.ID() != a.config {
+		t.Errorf("LookupImage = %v, %v", si, err)
+	}
+}
+
+func TestRemoveImageFollowsDockersRules(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	a := addTestImage(t, s, "app:1", "a")
+	two, err := content.NormalizeName("web:2")
+	must(t, err)
+	must(t, s.Content.Tag(two, a.manifest))
+
+	// By ID, with names in two repositories: only with force.
+	_, err = s.RemoveImage(ShortID(string(a.config)), false)
+	if err == nil || !strings.Contains(err.Error(), "must be forced") {
+		t.Fatalf("RemoveImage by ID without force = %v", err)
+	}
+	// By name: untagged; the image stays while it has another name.
+	lines, err := s.RemoveImage("web:2", false)
+	must(t, err)
+	if !slices.Equal(lines, []string{"Untagged: web:2"}) {
+		t.Errorf("RemoveImage(web:2) = %q", lines)
+	}
+	// Its last name: untagged and deleted.
+	lines, err = s.RemoveImage("app:1", false)
+	must(t, err)
+	if !slices.Equal(lines, []string{"Untagged: app:1", "Deleted: " + string(a.config)}) {
+		t.Errorf("RemoveImage(app:1) = %q", lines)
+	}
+	if imgs, err := s.Images(nil); err != nil || len(imgs) != 0 {
+		t.Errorf("after removing every name Images = %d, %v", len(imgs), err)
+	}
+}
