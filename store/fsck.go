@@ -592,23 +592,13 @@ func (c *checker) snapshots(ctx context.Context) error {
 	}
 	// Index entries whose snapshot does not confirm them: Lookup already
 	// ignores them.
-	dir := filepath.Join(sn.Dir(), "diffids")
-	ents, err = os.ReadDir(dir)
+	stale, err := sn.StaleEntries()
 	if err != nil {
 		return err
 	}
-	for _, e := range ents {
-		if atomicfile.IsTemp(e.Name()) {
-			continue
-		}
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		id := strings.TrimSpace(string(b))
-		if got, err := sn.Lookup(d); err == nil && got == id {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: "snapshots/diffids/" + e.Name(), Problem: fmt.Sprintf("points at snapshot %q, which does not hold that layer", id)}, "removed", func() error {
+	for _, e := range stale {
+		p := e.Path
+		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: "snapshots/diffids/" + e.DiffID.Encoded(), Problem: fmt.Sprintf("points at snapshot %q, which does not hold that layer", e.ID)}, "removed", func() error {
 			return os.Remove(p)
 		})
 	}
@@ -619,16 +609,15 @@ func (c *checker) checkSnapshot(ctx context.Context, id string) error {
 	sn := c.s.Snapshots
 	subject := id
 	remove := func() error { return sn.Remove(id) }
-	b, err := os.ReadFile(filepath.Join(sn.Dir(), id, "diffid"))
+	d, err := sn.DiffIDOf(id)
 	if errors.Is(err, os.ErrNotExist) {
 		// Open's repair removes these when the store is idle; Check holds
 		// it idle, so this one appeared since or could not be removed.
 		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: subject, Problem: "uncommitted"}, "removed", remove)
 		return nil
 	}
-	d, perr := digest.Parse(strings.TrimSpace(string(b)))
-	if err != nil || perr != nil {
-		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: subject, Problem: fmt.Sprintf("unreadable diffid file (%v%v)", err, perr)}, "removed", remove)
+	if err != nil {
+		c.fix(Finding{Severity: Stale, Kind: "snapshot", Subject: subject, Problem: fmt.Sprintf("unreadable diffid file (%v)", err)}, "removed", remove)
 		return nil
 	}
 	subject += " (layer " + string(d) + ")"

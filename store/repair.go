@@ -56,10 +56,8 @@ func (s *Store) repair() ([]string, error) {
 		}
 		done = append(done, "removed uncommitted snapshot "+id)
 	}
-	for _, dir := range []string{
-		filepath.Join(s.Content.Dir(), "blobs", "sha256"), s.Content.Dir(),
-		filepath.Join(s.Root, "cache"), s.StatCacheDir(), filepath.Join(s.Snapshots.Dir(), "diffids"),
-	} {
+	dirs := append(s.Content.WriteDirs(), s.Records.Dir(), s.StatCacheDir())
+	for _, dir := range append(dirs, s.Snapshots.WriteDirs()...) {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			if atomicfile.IsTemp(e.Name()) {

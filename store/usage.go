@@ -302,10 +302,9 @@ func (s *Store) scanSnapshots(ctx context.Context, g *graph) error {
 		}
 		id := e.Name()
 		o := &object{kind: objJunk, path: filepath.Join(dir, id), snapID: id, rank: 3}
-		b, err := os.ReadFile(filepath.Join(dir, id, "diffid"))
-		d := digest.Digest(strings.TrimSpace(string(b)))
+		d, err := s.Snapshots.DiffIDOf(id)
 		key := ""
-		if err == nil && d.Validate() == nil {
+		if err == nil {
 			// committed, if the diffids entry agrees (an entry left by a
 			// removal that crashed half way does not)
 			if got, err := s.Snapshots.Lookup(d); err == nil && got == id {
@@ -323,17 +322,10 @@ func (s *Store) scanSnapshots(ctx context.Context, g *graph) error {
 		measure = append(measure, todo{o, key})
 	}
 	// Stale diffids entries (their snapshot gone or not confirming them).
-	if ents, err := os.ReadDir(filepath.Join(dir, "diffids")); err == nil {
-		for _, e := range ents {
-			if atomicfile.IsTemp(e.Name()) {
-				continue // repair's business: a commit may be writing it
-			}
-			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-			if g.snaps[d] == nil {
-				if _, err := s.Snapshots.Lookup(d); err == nil {
-					continue // committed after the listing above
-				}
-				g.add(&object{kind: objJunk, path: filepath.Join(dir, "diffids", e.Name()), size: 0, rank: 2})
+	if stale, err := s.Snapshots.StaleEntries(); err == nil {
+		for _, e := range stale {
+			if g.snaps[e.DiffID] == nil {
+				g.add(&object{kind: objJunk, path: e.Path, size: 0, rank: 2})
 			}
 		}
 	}

@@ -75,6 +75,10 @@ func Open(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
+// Dir is the directory of the records (one file per key, written
+// atomically there).
+func (s *Store) Dir() string { return s.dir }
+
 func (s *Store) path(key digest.Digest) string { return filepath.Join(s.dir, key.Encoded()) }
 
 // Get returns the record for key and marks it used (its mtime is the LRU

@@ -57,6 +57,13 @@ func Open(dir string) (*Store, error) {
 // Dir is the layout's directory.
 func (s *Store) Dir() string { return s.dir }
 
+// WriteDirs are the directories where the content store writes files
+// atomically (blob ingests, index.json), for the store's cleanup of temp
+// files.
+func (s *Store) WriteDirs() []string {
+	return []string{filepath.Join(s.dir, "blobs", "sha256"), s.dir}
+}
+
 // BlobPath is where the blob with digest d lives (whether or not it exists).
 func (s *Store) BlobPath(d digest.Digest) string {
 	return filepath.Join(s.dir, "blobs", d.Algorithm().String(), d.Encoded())

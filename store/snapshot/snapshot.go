@@ -148,6 +148,69 @@ func (s *Store) Uncommitted() ([]string, error) {
 	return out, nil
 }
 
+// DiffIDOf reads the layer snapshot id says it holds: the diffID written
+// by Commit (os.ErrNotExist for an uncommitted snapshot). Lookup is what
+// confirms it against the index.
+func (s *Store) DiffIDOf(id string) (digest.Digest, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, id, "diffid"))
+	if err != nil {
+		return "", err
+	}
+	return digest.Parse(strings.TrimSpace(string(b)))
+}
+
+// IDs lists the numbered snapshot directories, committed or not.
+func (s *Store) IDs() ([]string, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// Entry is one diffID → snapshot index entry.
+type Entry struct {
+	DiffID digest.Digest
+	ID     string // the snapshot it names
+	Path   string // its file, for reports and removal
+}
+
+// StaleEntries lists the index entries whose snapshot does not confirm
+// them (removed, or reused for another layer): Lookup already ignores
+// them, GC and doctor remove them. Temp files of a commit in progress are
+// not entries.
+func (s *Store) StaleEntries() ([]Entry, error) {
+	dir := filepath.Join(s.dir, "diffids")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, e := range ents {
+		if atomicfile.IsTemp(e.Name()) {
+			continue
+		}
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		id := strings.TrimSpace(string(b))
+		if got, err := s.Lookup(d); err == nil && got == id {
+			continue
+		}
+		out = append(out, Entry{DiffID: d, ID: id, Path: filepath.Join(dir, e.Name())})
+	}
+	return out, nil
+}
+
+// WriteDirs are the directories where the snapshot store writes files
+// atomically (the diffID index), for the store's cleanup of temp files.
+func (s *Store) WriteDirs() []string { return []string{filepath.Join(s.dir, "diffids")} }
+
 func (s *Store) diffIDPath(d digest.Digest) string {
 	return filepath.Join(s.dir, "diffids", d.Encoded())
 }

@@ -262,3 +262,32 @@ func TestUncommittedListsOnlyUncommittedSnapshots(t *testing.T) {
 		t.Errorf("Uncommitted = %v, want %v", got, want)
 	}
 }
+
+func TestStaleEntriesAreThoseTheirSnapshotDoesNotConfirm(t *testing.T) {
+	s := openStore(t)
+	kept, gone := newSnapshot(t, s), newSnapshot(t, s)
+	dKept, dGone := digest.FromString("kept"), digest.FromString("gone")
+	_, err := s.Commit(kept, dKept)
+	must(t, err)
+	_, err = s.Commit(gone, dGone)
+	must(t, err)
+	if d, err := s.DiffIDOf(kept); err != nil || d != dKept {
+		t.Errorf("DiffIDOf(%s) = %s, %v; want %s", kept, d, err, dKept)
+	}
+	if _, err := s.DiffIDOf(newSnapshot(t, s)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("DiffIDOf of an uncommitted snapshot: %v, want ErrNotExist", err)
+	}
+	if ids, err := s.IDs(); err != nil || len(ids) != 3 {
+		t.Errorf("IDs = %v, %v; want 3 snapshots", ids, err)
+	}
+	if stale, err := s.StaleEntries(); err != nil || len(stale) != 0 {
+		t.Fatalf("StaleEntries of a consistent store = %v, %v", stale, err)
+	}
+	// The snapshot goes but its entry stays, as after a crash mid-removal.
+	must(t, os.RemoveAll(filepath.Join(s.Dir(), gone)))
+	stale, err := s.StaleEntries()
+	must(t, err)
+	if len(stale) != 1 || stale[0].DiffID != dGone || stale[0].ID != gone || !exists(stale[0].Path) {
+		t.Errorf("StaleEntries = %+v, want the entry of %s naming snapshot %s", stale, dGone, gone)
+	}
+}
