@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
-	"text/template"
 
 	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
@@ -115,54 +113,13 @@ var dfHeaders = map[string]string{
 	"SizeBytes": "SIZE BYTES", "ReclaimableBytes": "RECLAIMABLE BYTES",
 }
 
+// writeDF prints the TYPE rows with the formatter every listing uses
+// (format.go): the default table, json, or the user's template.
 func writeDF(w io.Writer, format string, rows []dfRow) error {
-	switch format {
-	case "", "table":
+	if format == "" || format == "table" {
 		format = dfTableFormat
-	case "json":
-		for _, r := range rows {
-			b, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "%s\n", b)
-		}
-		return nil
 	}
-	table := false
-	if t, ok := strings.CutPrefix(format, "table"); ok {
-		table, format = true, strings.TrimLeft(t, " ")
-	}
-	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)
-	tmpl, err := template.New("df").Funcs(template.FuncMap{
-		"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
-	}).Parse(format + "\n")
-	if err != nil {
-		return fmt.Errorf("--format: %w", err)
-	}
-	out := w
-	var tw *tabwriter.Writer
-	if table {
-		tw = tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
-		out = tw
-		headers := map[string]string{}
-		for k, v := range dfHeaders {
-			headers[k] = v
-		}
-		htmpl, _ := template.New("h").Funcs(template.FuncMap{"json": func(v any) string { return "" }}).Parse(format + "\n")
-		if err := htmpl.Execute(out, headers); err != nil {
-			return fmt.Errorf("--format: %w", err)
-		}
-	}
-	for _, r := range rows {
-		if err := tmpl.Execute(out, r); err != nil {
-			return fmt.Errorf("--format: %w", err)
-		}
-	}
-	if tw != nil {
-		return tw.Flush()
-	}
-	return nil
+	return writeFormatted(w, format, rows, dfHeaders)
 }
 
 func writeDFVerbose(w io.Writer, u *store.Usage, limit int64) error {
