@@ -181,9 +181,7 @@ func (s *Store) referencedBlobs() (map[digest.Digest]bool, error) {
 		return nil, err
 	}
 	for _, im := range imgs {
-		// Each image on its own: one nested too deep keeps what it
-		// refers to so far, and the others are still walked.
-		content.Walk(context.Background(), s.Content.FetchBlobsUnverified, []ocispec.Descriptor{im.Descriptor}, func(_ context.Context, n *content.Node) error {
+		walkUsed(context.Background(), s.Content.FetchBlobsUnverified, im.Descriptor, func(_ context.Context, n *content.Node) error {
 			refs[n.Descriptor.Digest] = true
 			return nil
 		})

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // exclusive reopens the fixture's store exclusively (closing the shared one).
@@ -363,4 +366,48 @@ func TestCollectRemovesWhatAnInterruptedCollectionLeft(t *testing.T) {
 		t.Error("mapping of a removed layer left")
 	}
 	f.assertLayer("kept", keep, true)
+}
+
+// nestedIndex stores an index over ms and returns its descriptor.
+func (f *fixture) nestedIndex(ms ...ocispec.Descriptor) ocispec.Descriptor {
+	f.t.Helper()
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: ms}
+	if idx.Manifests == nil {
+		idx.Manifests = []ocispec.Descriptor{}
+	}
+	d, _, err := f.s.Content.WriteJSON(idx, ocispec.MediaTypeImageIndex)
+	must(f.t, err)
+	return d
+}
+
+// An index nested deeper than a walk goes ends that branch only: what the
+// index's other manifests refer to is still held, as before the one walk.
+func TestPruneKeepsTheSiblingsOfAnIndexNestedTooDeep(t *testing.T) {
+	f := newFixture(t)
+	l := f.layer(1000)
+	img := f.image("", l)
+	deep := f.nestedIndex()
+	for range content.MaxDepth {
+		deep = f.nestedIndex(deep)
+	}
+	root := f.nestedIndex(deep, img)
+	must(t, f.s.Content.Tag("multi:1", root))
+	must(t, f.s.Content.RemoveImage(img.Digest))
+	imgs, err := f.s.Content.Images()
+	must(t, err)
+	if len(imgs) != 1 || imgs[0].Descriptor.Digest != root.Digest {
+		t.Fatalf("index.json holds %+v, want only the index", imgs)
+	}
+	n, err := f.s.RemoveUnreferencedBlobs([]digest.Digest{l.DiffID, img.Digest})
+	must(t, err)
+	if n != 0 {
+		t.Errorf("RemoveUnreferencedBlobs removed %d blobs the index refers to", n)
+	}
+	f.exclusive()
+
+	f.collect(GCOptions{Records: true, DanglingImages: true, All: true})
+	f.assertLayer("the layer of the index's second image", l, true)
+	if !f.blobExists(img.Digest) {
+		t.Error("the index's second manifest was removed")
+	}
 }

@@ -459,6 +459,22 @@ func (s *Store) scanImages(g *graph) error {
 	return nil
 }
 
+// walkUsed is content.Walk for the questions of what is still used (usage,
+// GC, RemoveUnreferencedBlobs): an index at content.MaxDepth keeps what was
+// reached and the walk goes on with its siblings, where ErrTooDeep would end
+// it. Ending it would leave whatever the rest of the image refers to
+// unreferenced, and GC would delete blobs that an entry of index.json still
+// reaches.
+func walkUsed(ctx context.Context, fetch content.Fetch, root ocispec.Descriptor, fn content.WalkFunc) {
+	content.Walk(ctx, fetch, []ocispec.Descriptor{root}, func(ctx context.Context, n *content.Node) error {
+		err := fn(ctx, n)
+		if err == nil && n.Role == content.RoleManifest && n.Depth == content.MaxDepth && n.IsIndex(ctx) {
+			return content.SkipChildren
+		}
+		return err
+	})
+}
+
 // followed collects what a manifest refers to.
 type followed struct {
 	objs    []*object
@@ -485,7 +501,7 @@ func (s *Store) followManifest(g *graph, f *followed, d digest.Digest) digest.Di
 		return os.ReadFile(b.path)
 	}
 	var id digest.Digest
-	content.Walk(context.Background(), fetch, []ocispec.Descriptor{{Digest: d}}, func(ctx context.Context, n *content.Node) error {
+	walkUsed(context.Background(), fetch, ocispec.Descriptor{Digest: d}, func(ctx context.Context, n *content.Node) error {
 		switch n.Role {
 		case content.RoleLayer:
 			for _, o := range g.layerObjects(n.Descriptor.Digest) {
