@@ -168,7 +168,7 @@ func (s *Store) CollectOverBudget(ctx context.Context, budget int64, protect ...
 func (s *Store) Collect(ctx context.Context, opts GCOptions) (*GCReport, error) {
 	start := time.Now()
 	if !s.exclusive {
-		return nil, errors.New("garbage collection needs the store to itself (cache.OpenExclusive)")
+		return nil, errors.New("garbage collection needs the store to itself (store.OpenExclusive)")
 	}
 	g, err := s.scan(ctx)
 	if err != nil {
