@@ -293,6 +293,30 @@ func (s *Store) RemoveImage(ref string, force bool) ([]string, error) {
 	return lines, nil
 }
 
+// ManifestNames are the names index.json gives manifest m, as docker
+// inspect shows them: its tags in familiar form (NAME@DIGEST references
+// left out) and, each once, the repository digests it was pulled or pushed
+// as. Both are empty, not nil, for an image without names.
+func (s *Store) ManifestNames(m digest.Digest) (tags, repoDigests []string, err error) {
+	entries, err := s.Content.Images()
+	if err != nil {
+		return nil, nil, err
+	}
+	tags, repoDigests = []string{}, []string{}
+	for _, e := range entries {
+		if e.Descriptor.Digest != m {
+			continue
+		}
+		if e.Name != "" && !strings.Contains(e.Name, "@") {
+			tags = append(tags, content.FamiliarName(e.Name))
+		}
+		if rd := e.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" && !slices.Contains(repoDigests, content.FamiliarName(rd)) {
+			repoDigests = append(repoDigests, content.FamiliarName(rd))
+		}
+	}
+	return tags, repoDigests, nil
+}
+
 // configOf is the config digest of manifest m, "" if it cannot be read.
 func (s *Store) configOf(m digest.Digest) digest.Digest {
 	var id digest.Digest

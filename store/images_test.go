@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/store/content"
+	digest "github.com/opencontainers/go-digest"
 )
 
 func TestImagesGroupsNamesByImageID(t *testing.T) {
@@ -81,5 +82,31 @@ func TestRemoveImageFollowsDockersRules(t *testing.T) {
 	}
 	if imgs, err := s.Images(nil); err != nil || len(imgs) != 0 {
 		t.Errorf("after removing every name Images = %d, %v", len(imgs), err)
+	}
+}
+
+func TestManifestNamesAreTheManifestsTagsAndRepoDigests(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	a := addTestImage(t, s, "app:1", "a")
+	addTestImage(t, s, "other:1", "b")
+	byDigest, err := content.NormalizeName("app@" + a.manifest.Digest.String())
+	must(t, err)
+	must(t, s.Content.Tag(byDigest, a.manifest))
+	pushed, err := content.NormalizeName("app:2")
+	must(t, err)
+	rd := "registry.example/app@" + a.manifest.Digest.String()
+	must(t, s.Content.TagWith(pushed, a.manifest, map[string]string{content.AnnotationRepoDigest: rd}))
+	tags, rds, err := s.ManifestNames(a.manifest.Digest)
+	must(t, err)
+	if !slices.Equal(tags, []string{"app:1", "app:2"}) {
+		t.Errorf("tags = %q, want app:1 and app:2 (not the digest reference)", tags)
+	}
+	if !slices.Equal(rds, []string{rd}) {
+		t.Errorf("repo digests = %q, want %q", rds, rd)
+	}
+	tags, rds, err = s.ManifestNames(digest.FromString("nothing"))
+	must(t, err)
+	if tags == nil || rds == nil || len(tags)+len(rds) != 0 {
+		t.Errorf("unknown manifest: %q, %q; want two empty lists", tags, rds)
 	}
 }

@@ -7,14 +7,12 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 	"text/template"
 	"time"
 
 	"github.com/kiln-build/kiln/store"
-	"github.com/kiln-build/kiln/store/content"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -101,15 +99,11 @@ func runInspect(w io.Writer, format string, refs []string) (failed []string, err
 		return nil, err
 	}
 	defer st.Close()
-	imgs, err := st.Content.Images()
-	if err != nil {
-		return nil, err
-	}
 	sizes := st.NewLayerSizes()
 	var out []inspectOutput
 	var buf bytes.Buffer
 	for _, ref := range refs {
-		o, err := inspectImage(st, sizes, imgs, ref)
+		o, err := inspectImage(st, sizes, ref)
 		if err != nil {
 			msg := err.Error()
 			if strings.HasPrefix(msg, "no such image: ") {
@@ -222,14 +216,14 @@ type templateParseError struct{ error }
 
 func (templateParseError) ExitCode() int { return 64 }
 
-func inspectImage(st *store.Store, sizes *store.LayerSizes, imgs []content.Image, ref string) (*inspectOutput, error) {
+func inspectImage(st *store.Store, sizes *store.LayerSizes, ref string) (*inspectOutput, error) {
 	si, err := st.LookupImage(ref)
 	if err != nil {
 		return nil, err
 	}
 	cfg := si.Config
 	o := &inspectOutput{
-		ID: string(si.ID()), RepoTags: []string{}, RepoDigests: []string{},
+		ID:     string(si.ID()),
 		Author: cfg.Author, Config: &cfg.Config,
 		Architecture: cfg.Architecture, Variant: cfg.Variant, Os: cfg.OS, OsVersion: cfg.OSVersion,
 		RootFS:         inspectRootFS{Type: cfg.RootFS.Type, Layers: []string{}},
@@ -257,16 +251,8 @@ func inspectImage(st *store.Store, sizes *store.LayerSizes, imgs []content.Image
 		o.Comment = cfg.History[len(cfg.History)-1].Comment
 	}
 	o.Size = sizes.Image(si) // layer contents, as kiln images and docker count
-	for _, im := range imgs {
-		if im.Descriptor.Digest != si.ManifestDesc.Digest {
-			continue
-		}
-		if im.Name != "" && !strings.Contains(im.Name, "@") {
-			o.RepoTags = append(o.RepoTags, content.FamiliarName(im.Name))
-		}
-		if rd := im.Descriptor.Annotations[content.AnnotationRepoDigest]; rd != "" && !slices.Contains(o.RepoDigests, content.FamiliarName(rd)) {
-			o.RepoDigests = append(o.RepoDigests, content.FamiliarName(rd))
-		}
+	if o.RepoTags, o.RepoDigests, err = st.ManifestNames(si.ManifestDesc.Digest); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
