@@ -79,11 +79,7 @@ plain HTTP only for localhost/127.0.0.1/::1 and --insecure-registry hosts.`,
 			if len(args) == 2 {
 				// the local name pushed under another name records where
 				// it now is too (inspect's RepoDigests), like dest does
-				if src, err := content.NormalizeName(args[0]); err == nil {
-					if cur, err := st.Content.Resolve(src); err == nil && cur.Digest == im.ManifestDesc.Digest {
-						_ = st.Content.TagWith(src, cur, map[string]string{content.AnnotationRepoDigest: res.RepoDigest})
-					}
-				}
+				_ = st.Content.RecordRepoDigest(args[0], im.ManifestDesc.Digest, res.RepoDigest)
 			}
 			fmt.Printf("%s: digest: %s size: %d\n", res.Tag, res.Digest, res.Size)
 			return nil

@@ -85,6 +85,22 @@ func (s *Store) TagWith(name string, desc ocispec.Descriptor, extra map[string]s
 	})
 }
 
+// RecordRepoDigest notes on name's entry, if name (as a user typed it)
+// still points at manifest m, that the image is repoDigest
+// ("REPOSITORY@sha256:...") in a registry now, like docker after a push
+// (RepoDigests). It does nothing for a name that is not a tag of m.
+func (s *Store) RecordRepoDigest(name string, m digest.Digest, repoDigest string) error {
+	full, err := NormalizeName(name)
+	if err != nil {
+		return nil
+	}
+	cur, err := s.Resolve(full)
+	if err != nil || cur.Digest != m {
+		return nil
+	}
+	return s.TagWith(full, cur, map[string]string{AnnotationRepoDigest: repoDigest})
+}
+
 // AddUntagged records an image with no name (a build without -t), unless
 // the manifest is already in the index.
 func (s *Store) AddUntagged(desc ocispec.Descriptor) error {

@@ -401,3 +401,29 @@ func TestImagesOfDamagedIndexIsAnError(t *testing.T) {
 		t.Error("Tag over a truncated index.json succeeded (tags would be lost)")
 	}
 }
+
+func TestRecordRepoDigestAnnotatesOnlyANameOfThatManifest(t *testing.T) {
+	s := openStore(t)
+	must(t, s.Tag("docker.io/library/app:1", manA))
+	must(t, s.Tag("docker.io/library/other:1", manB))
+	const rd = "registry.example/app@sha256:0123"
+	must(t, s.RecordRepoDigest("app:1", manA.Digest, rd))
+	must(t, s.RecordRepoDigest("other:1", manA.Digest, rd)) // names B: untouched
+	must(t, s.RecordRepoDigest("missing:1", manA.Digest, rd))
+	must(t, s.RecordRepoDigest("NOT A NAME", manA.Digest, rd))
+	imgs, err := s.Images()
+	must(t, err)
+	if len(imgs) != 2 {
+		t.Fatalf("index = %d entries, want 2", len(imgs))
+	}
+	for _, im := range imgs {
+		got := im.Descriptor.Annotations[AnnotationRepoDigest]
+		want := ""
+		if im.Name == "docker.io/library/app:1" {
+			want = rd
+		}
+		if got != want || im.Descriptor.Digest != map[string]digest.Digest{"docker.io/library/app:1": manA.Digest, "docker.io/library/other:1": manB.Digest}[im.Name] {
+			t.Errorf("%s → %s, repo digest %q; want %q", im.Name, label(im.Descriptor.Digest), got, want)
+		}
+	}
+}

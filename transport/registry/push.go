@@ -292,11 +292,7 @@ func push(ctx context.Context, cs *content.Store, desc ocispec.Descriptor, dest 
 	}
 	// Like docker, a local name that is the pushed reference records the
 	// digest it has in the registry (RepoDigests).
-	if full, err := content.NormalizeName(dest); err == nil {
-		if cur, err := cs.Resolve(full); err == nil && cur.Digest == desc.Digest {
-			_ = cs.TagWith(full, cur, map[string]string{content.AnnotationRepoDigest: res.RepoDigest})
-		}
-	}
+	_ = cs.RecordRepoDigest(dest, desc.Digest, res.RepoDigest)
 	return res, nil
 }
 
