@@ -185,9 +185,17 @@ func (w *Writer) Close() error {
 
 // Write ingests r as one blob, verifying it against expected if not empty.
 func (s *Store) Write(ctx context.Context, r io.Reader, expected digest.Digest) (ocispec.Descriptor, error) {
+	return s.WriteSized(ctx, r, expected, UnknownSize)
+}
+
+// WriteSized is Write checking the size as well, for blobs a descriptor
+// names (digest and size, both from a manifest): a blob of another size is
+// refused at commit even where the digest cannot tell (size UnknownSize
+// checks nothing).
+func (s *Store) WriteSized(ctx context.Context, r io.Reader, expected digest.Digest, size int64) (ocispec.Descriptor, error) {
 	if expected != "" {
-		if size, ok := s.Has(expected); ok {
-			return ocispec.Descriptor{Digest: expected, Size: size}, nil
+		if have, ok := s.Has(expected); ok && (size == UnknownSize || have == size) {
+			return ocispec.Descriptor{Digest: expected, Size: have}, nil
 		}
 	}
 	w, err := s.NewWriter()
@@ -198,7 +206,7 @@ func (s *Store) Write(ctx context.Context, r io.Reader, expected digest.Digest) 
 	if _, err := io.Copy(w, readers.WithContext(ctx, r)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	return w.Commit(expected, UnknownSize)
+	return w.Commit(expected, size)
 }
 
 // WriteJSON marshals v and stores it as a blob of the given media type.

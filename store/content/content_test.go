@@ -196,6 +196,26 @@ func TestWriterCommitRejectsSizeMismatch(t *testing.T) {
 	}
 }
 
+func TestWriteSizedRefusesABlobOfAnotherSize(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	d := digest.FromString("config")
+	if _, err := s.WriteSized(ctx, strings.NewReader("config"), d, 7); err == nil || !strings.Contains(err.Error(), "size mismatch") {
+		t.Errorf("WriteSized of 6 bytes said to be 7: %v, want a size mismatch", err)
+	}
+	if _, ok := s.Has(d); ok {
+		t.Error("the refused blob is in the store")
+	}
+	desc, err := s.WriteSized(ctx, strings.NewReader("config"), d, 6)
+	if err != nil || desc.Digest != d || desc.Size != 6 {
+		t.Fatalf("WriteSized with the right size = %v, %v", desc, err)
+	}
+	// Present already: the size still has to agree.
+	if _, err := s.WriteSized(ctx, strings.NewReader("config"), d, 5); err == nil {
+		t.Error("WriteSized of a stored blob with a wrong size succeeded")
+	}
+}
+
 func TestWriterCloseAbandonsIngest(t *testing.T) {
 	s := openStore(t)
 	w, err := s.NewWriter()

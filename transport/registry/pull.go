@@ -220,7 +220,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts PullOptions) 
 	}
 
 	// Everything is in: config, manifest, then the tag.
-	if _, err := cs.Write(ctx, bytes.NewReader(rawConfig), configDigest); err != nil {
+	if _, err := cs.WriteSized(ctx, bytes.NewReader(rawConfig), configDigest, m.Config.Size); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	layers := make([]ocispec.Descriptor, len(diffIDs))
