@@ -14,6 +14,7 @@ import (
 	"github.com/kiln-build/kiln/exporter/compression"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -136,7 +137,7 @@ func ImportLocal(ctx context.Context, st *store.Store, dir, tag string) (*Source
 	if mdesc == nil {
 		return nil, 0, fmt.Errorf("cache %s: no cache tagged %q", dir, tag)
 	}
-	blob := func(d ocispec.Descriptor) ([]byte, error) {
+	fetch := func(_ context.Context, d ocispec.Descriptor) ([]byte, error) {
 		b, err := os.ReadFile(filepath.Join(dir, "blobs", d.Digest.Algorithm().String(), d.Digest.Encoded()))
 		if err != nil {
 			return nil, err
@@ -146,21 +147,30 @@ func ImportLocal(ctx context.Context, st *store.Store, dir, tag string) (*Source
 		}
 		return b, nil
 	}
-	mb, err := blob(*mdesc)
-	if err != nil {
-		return nil, 0, fmt.Errorf("cache %s: %w", dir, err)
-	}
+	// The manifest and its records (the config), through the one walk;
+	// layers are fetched later, only when a cache hit needs them.
 	var m ocispec.Manifest
-	if err := json.Unmarshal(mb, &m); err != nil || m.ArtifactType != ArtifactType {
-		return nil, 0, fmt.Errorf("cache %s: not a kiln build cache", dir)
-	}
-	cb, err := blob(m.Config)
-	if err != nil {
-		return nil, 0, fmt.Errorf("cache %s: %w", dir, err)
-	}
 	var cfg Config
-	if err := json.Unmarshal(cb, &cfg); err != nil {
-		return nil, 0, fmt.Errorf("cache %s: records: %w", dir, err)
+	err := content.Walk(ctx, fetch, []ocispec.Descriptor{*mdesc}, func(ctx context.Context, n *content.Node) error {
+		b, err := n.Blob(ctx)
+		switch {
+		case n.Role == content.RoleLayer:
+			return nil
+		case err != nil:
+			return fmt.Errorf("cache %s: %w", dir, err)
+		case n.Role == content.RoleManifest:
+			if err := json.Unmarshal(b, &m); err != nil || m.ArtifactType != ArtifactType {
+				return fmt.Errorf("cache %s: not a kiln build cache", dir)
+			}
+		case n.Role == content.RoleConfig:
+			if err := json.Unmarshal(b, &cfg); err != nil {
+				return fmt.Errorf("cache %s: records: %w", dir, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	open := func(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
 		return os.Open(filepath.Join(dir, "blobs", d.Digest.Algorithm().String(), d.Digest.Encoded()))
