@@ -590,7 +590,7 @@ func (c *checker) snapshots(ctx context.Context) error {
 	}
 	// Index entries whose snapshot does not confirm them: Lookup already
 	// ignores them.
-	stale, err := sn.StaleEntries()
+	stale, err := sn.StaleEntries(nil)
 	if err != nil {
 		return err
 	}

@@ -322,11 +322,10 @@ func (s *Store) scanSnapshots(ctx context.Context, g *graph) error {
 		measure = append(measure, todo{o, key})
 	}
 	// Stale diffids entries (their snapshot gone or not confirming them).
-	if stale, err := s.Snapshots.StaleEntries(); err == nil {
+	known := func(d digest.Digest) bool { return g.snaps[d] != nil }
+	if stale, err := s.Snapshots.StaleEntries(known); err == nil {
 		for _, e := range stale {
-			if g.snaps[e.DiffID] == nil {
-				g.add(&object{kind: objJunk, path: e.Path, size: 0, rank: 2})
-			}
+			g.add(&object{kind: objJunk, path: e.Path, size: 0, rank: 2})
 		}
 	}
 	// du of the new ones, a few at a time (each is one directory walk).

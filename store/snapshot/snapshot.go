@@ -184,8 +184,9 @@ type Entry struct {
 // StaleEntries lists the index entries whose snapshot does not confirm
 // them (removed, or reused for another layer): Lookup already ignores
 // them, GC and doctor remove them. Temp files of a commit in progress are
-// not entries.
-func (s *Store) StaleEntries() ([]Entry, error) {
+// not entries. Entries whose diffID known reports true are taken as
+// confirmed without reading them (known may be nil).
+func (s *Store) StaleEntries(known func(digest.Digest) bool) ([]Entry, error) {
 	dir := filepath.Join(s.dir, "diffids")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -197,6 +198,9 @@ func (s *Store) StaleEntries() ([]Entry, error) {
 			continue
 		}
 		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		if known != nil && known(d) {
+			continue
+		}
 		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
 		id := strings.TrimSpace(string(b))
 		if got, err := s.Lookup(d); err == nil && got == id {

@@ -280,14 +280,17 @@ func TestStaleEntriesAreThoseTheirSnapshotDoesNotConfirm(t *testing.T) {
 	if ids, err := s.IDs(); err != nil || len(ids) != 3 {
 		t.Errorf("IDs = %v, %v; want 3 snapshots", ids, err)
 	}
-	if stale, err := s.StaleEntries(); err != nil || len(stale) != 0 {
+	if stale, err := s.StaleEntries(nil); err != nil || len(stale) != 0 {
 		t.Fatalf("StaleEntries of a consistent store = %v, %v", stale, err)
 	}
 	// The snapshot goes but its entry stays, as after a crash mid-removal.
 	must(t, os.RemoveAll(filepath.Join(s.Dir(), gone)))
-	stale, err := s.StaleEntries()
+	stale, err := s.StaleEntries(nil)
 	must(t, err)
 	if len(stale) != 1 || stale[0].DiffID != dGone || stale[0].ID != gone || !exists(stale[0].Path) {
 		t.Errorf("StaleEntries = %+v, want the entry of %s naming snapshot %s", stale, dGone, gone)
+	}
+	if stale, err := s.StaleEntries(func(d digest.Digest) bool { return d == dGone }); err != nil || len(stale) != 0 {
+		t.Errorf("StaleEntries skipping the known %s = %v, %v", dGone, stale, err)
 	}
 }
