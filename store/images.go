@@ -124,6 +124,38 @@ func (s *Store) LookupImage(ref string) (*content.StoredImage, error) {
 	return im.Image, nil
 }
 
+// LookupImageNamed finds ref as LookupImage does, with the names the image
+// keeps when written out under ref (save): ref's full name when it is a name
+// of that very manifest, none when ref is an image ID or a digest.
+func (s *Store) LookupImageNamed(ref string) (*content.StoredImage, []string, error) {
+	si, err := s.LookupImage(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	if name, err := content.NormalizeName(ref); err == nil {
+		if d, err := s.Content.Resolve(name); err == nil && d.Digest == si.ManifestDesc.Digest {
+			names = []string{name}
+		}
+	}
+	return si, names, nil
+}
+
+// AddImage makes desc, a manifest already in the content store (import
+// writes one), an image: named name (a full tagged name, see
+// content.NormalizeTag), or without a name when name is "". It returns the
+// image as stored.
+func (s *Store) AddImage(desc ocispec.Descriptor, name string) (*content.StoredImage, error) {
+	if name != "" {
+		if err := s.Content.Tag(name, desc); err != nil {
+			return nil, err
+		}
+	} else if err := s.Content.AddUntagged(desc); err != nil {
+		return nil, err
+	}
+	return s.Content.ReadImage(desc)
+}
+
 var hexPrefix = regexp.MustCompile(`^(sha256:)?[0-9a-f]{1,64}$`)
 
 // FindImage finds what a user typed among imgs: a name (tag or

@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/store/content"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func TestImagesGroupsNamesByImageID(t *testing.T) {
@@ -108,5 +110,70 @@ func TestManifestNamesAreTheManifestsTagsAndRepoDigests(t *testing.T) {
 	must(t, err)
 	if tags == nil || rds == nil || len(tags)+len(rds) != 0 {
 		t.Errorf("unknown manifest: %q, %q; want two empty lists", tags, rds)
+	}
+}
+
+// writeManifest stores an image's manifest and config without naming it,
+// as import does.
+func writeManifest(t *testing.T, s *Store, osName string) ocispec.Descriptor {
+	t.Helper()
+	cfg := dockerspec.DockerOCIImage{}
+	cfg.OS, cfg.Architecture = osName, "amd64"
+	cfg.RootFS.Type = "layers"
+	desc, err := s.Content.WriteImage(cfg, nil)
+	must(t, err)
+	return desc
+}
+
+func TestAddImageNamesOrKeepsAnUntaggedImage(t *testing.T) {
+	for _, tc := range []struct {
+		name, tag string
+		want      []string // tags listed afterwards
+	}{
+		{"a name tags the image", "docker.io/library/imported:1", []string{"imported:1"}},
+		{"no name keeps it untagged", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t, t.TempDir())
+			desc := writeManifest(t, s, "linux")
+			si, err := s.AddImage(desc, tc.tag)
+			must(t, err)
+			if si.ManifestDesc.Digest != desc.Digest || si.Config.OS != "linux" {
+				t.Errorf("AddImage read back manifest %s (os %q), want %s", si.ManifestDesc.Digest, si.Config.OS, desc.Digest)
+			}
+			imgs, err := s.Images(nil)
+			must(t, err)
+			if len(imgs) != 1 || imgs[0].ID != si.ID() || !slices.Equal(imgs[0].Tags(), tc.want) {
+				t.Fatalf("after AddImage images = %v, want one %s tagged %q", imgs, si.ID(), tc.want)
+			}
+		})
+	}
+}
+
+func TestLookupImageNamedKeepsOnlyTheNameTyped(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	a := addTestImage(t, s, "app:1", "a")
+	full, err := content.NormalizeName("app:latest")
+	must(t, err)
+	must(t, s.Content.Tag(full, a.manifest))
+	for _, tc := range []struct {
+		name, ref string
+		want      []string
+	}{
+		{"a name keeps that name only", "app:latest", []string{"docker.io/library/app:latest"}},
+		{"an image ID keeps none", string(a.config), nil},
+		{"an ID prefix keeps none", a.config.Encoded()[:6], nil},
+		{"a manifest digest keeps none", a.manifest.Digest.Encoded(), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			si, names, err := s.LookupImageNamed(tc.ref)
+			must(t, err)
+			if si.ID() != a.config || !slices.Equal(names, tc.want) {
+				t.Errorf("LookupImageNamed(%q) = %s %q, want %s %q", tc.ref, si.ID(), names, a.config, tc.want)
+			}
+		})
+	}
+	if _, _, err := s.LookupImageNamed("nothere:1"); err == nil || err.Error() != "no such image: nothere:1" {
+		t.Errorf("LookupImageNamed of a missing name = %v", err)
 	}
 }

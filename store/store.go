@@ -11,7 +11,10 @@
 //	                   cleanup, GC and kiln doctor exclusive
 //
 // Beside open and close (this file): the image model — images grouped by
-// ID, lookup, docker's removal rules (images.go); usage (usage.go), garbage
+// ID, lookup, docker's removal rules, adding an imported image
+// (images.go), what `images` lists under docker's filters
+// (imagefilter.go), which layer each history entry made (history.go);
+// usage (usage.go), garbage
 // collection (gc.go), the consistency check (fsck.go) and crash repair
 // (repair.go). Every question of what refers to what is answered by one
 // walk, content.Walk; every lock is a lock.File.

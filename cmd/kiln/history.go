@@ -43,28 +43,20 @@ one JSON object per line.`,
 				return err
 			}
 			defer st.Close()
-			si, err := st.LookupImage(args[0])
+			si, entries, err := st.History(args[0])
 			if err != nil {
 				return err
 			}
-			sizes := st.NewLayerSizes()
-			var rows []*historyRow
-			layer := len(si.Manifest.Layers) - 1
-			hist := si.Config.History
-			for i := len(hist) - 1; i >= 0; i-- {
-				h := hist[i]
-				r := &historyRow{id: "<missing>", createdBy: h.CreatedBy, comment: h.Comment, trunc: !noTrunc, human: human}
-				if !h.EmptyLayer && layer >= 0 {
-					r.size = sizes.Of(si.Manifest.Layers[layer])
-					layer--
-				}
-				if i == len(hist)-1 {
+			rows := make([]*historyRow, len(entries))
+			for i, h := range entries {
+				r := &historyRow{id: "<missing>", createdBy: h.CreatedBy, comment: h.Comment, size: h.Size, trunc: !noTrunc, human: human}
+				if i == 0 {
 					r.id = string(si.ID())
 				}
 				if h.Created != nil {
 					r.created = h.Created.Unix()
 				}
-				rows = append(rows, r)
+				rows[i] = r
 			}
 			return writeHistory(os.Stdout, historyFormat(format, quiet, human), rows)
 		},

@@ -5,13 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
 	"github.com/kiln-build/kiln/store"
 	"github.com/spf13/cobra"
@@ -58,23 +54,13 @@ TEMPLATE" for columns with headers, or "json" for one JSON object per line.`,
 				return err
 			}
 			defer st.Close()
-			imgs, err := st.Images(func(msg string) { fmt.Fprintln(os.Stderr, "WARNING:", msg) })
-			if err != nil {
-				return err
-			}
-			// SIZE is measured here, not in st.Images, which finding an
-			// image by ID (run, tag, rmi...) uses too
-			sizes := st.NewLayerSizes()
-			for _, im := range imgs {
-				im.Size = sizes.Image(im.Image)
-			}
-			f, err := parseImageFilters(filters, imgs)
-			if err != nil {
-				return err
-			}
 			format = imagesFormat(format, quiet, digests)
-			showDigests := digests || strings.Contains(format, "{{.Digest}}")
-			return writeImages(os.Stdout, format, f.rows(imgs, showDigests, digests, !noTrunc))
+			opts := store.SelectOptions{All: all, DigestColumn: digests || strings.Contains(format, "{{.Digest}}"), DigestRows: digests}
+			rows, err := st.ListImages(filters, opts, func(msg string) { fmt.Fprintln(os.Stderr, "WARNING:", msg) })
+			if err != nil {
+				return err
+			}
+			return writeImages(os.Stdout, format, imageContexts(rows, !noTrunc))
 		},
 	}
 	fl := cmd.Flags()
@@ -85,190 +71,6 @@ TEMPLATE" for columns with headers, or "json" for one JSON object per line.`,
 	fl.StringArrayVarP(&filters, "filter", "f", nil, "filter output based on conditions provided")
 	fl.StringVar(&format, "format", "", `format output: "table", "table TEMPLATE", "json" or a Go TEMPLATE`)
 	return cmd
-}
-
-// imageFilter is a parsed set of --filter values, with docker's semantics
-// (moby daemon/images: Images).
-type imageFilter struct {
-	danglingOnly, noDangling bool
-	refs                     []string
-	labels                   []string
-	before, since            *store.Image
-}
-
-func parseImageFilters(args []string, imgs []*store.Image) (*imageFilter, error) {
-	f := &imageFilter{}
-	var dangling []string
-	var before, since string
-	for _, a := range args {
-		k, v, ok := strings.Cut(a, "=")
-		if !ok {
-			return nil, fmt.Errorf("bad format of filter %q (expected name=value)", a)
-		}
-		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
-		switch k {
-		case "dangling":
-			dangling = append(dangling, v)
-		case "reference":
-			if _, err := path.Match(v, ""); err != nil {
-				return nil, fmt.Errorf("invalid filter 'reference=%s': %v", v, err)
-			}
-			f.refs = append(f.refs, v)
-		case "label":
-			f.labels = append(f.labels, v)
-		case "before":
-			before = v
-		case "since":
-			since = v
-		default:
-			return nil, fmt.Errorf("invalid filter '%s'", k)
-		}
-	}
-	switch {
-	case len(dangling) == 0:
-	case slices.Contains(dangling, "true"):
-		f.danglingOnly = true
-	case slices.Contains(dangling, "false"):
-		f.noDangling = true
-	default:
-		return nil, fmt.Errorf("invalid filter 'dangling=%s' (true or false)", strings.Join(dangling, ","))
-	}
-	var err error
-	if before != "" {
-		if f.before, err = store.FindImage(imgs, before); err != nil {
-			return nil, err
-		}
-	}
-	if since != "" {
-		if f.since, err = store.FindImage(imgs, since); err != nil {
-			return nil, err
-		}
-	}
-	return f, nil
-}
-
-// matchRef is docker's reference.FamiliarMatch against every pattern: the
-// familiar string ("app:1") or the familiar name ("app") must match.
-func (f *imageFilter) matchRef(name string) bool {
-	if len(f.refs) == 0 {
-		return true
-	}
-	ref, err := reference.ParseNormalizedNamed(name)
-	if err != nil {
-		return false
-	}
-	for _, p := range f.refs {
-		if ok, _ := path.Match(p, reference.FamiliarString(ref)); ok {
-			return true
-		}
-		if ok, _ := path.Match(p, reference.FamiliarName(ref)); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// matchLabels: every label filter must hold (docker's MatchKVList).
-func (f *imageFilter) matchLabels(labels map[string]string) bool {
-	if len(f.labels) == 0 {
-		return true
-	}
-	if len(labels) == 0 {
-		return false
-	}
-	for _, l := range f.labels {
-		k, v, hasValue := strings.Cut(l, "=")
-		got, ok := labels[k]
-		if !ok || hasValue && got != v {
-			return false
-		}
-	}
-	return true
-}
-
-// rows applies the filters and expands images into listing rows like
-// docker: one per repository and tag, a <none>:<none> row for an image
-// without names, and with digests shown a row per registry digest.
-func (f *imageFilter) rows(imgs []*store.Image, needDigest, digestRows, trunc bool) []*imageContext {
-	var out []*imageContext
-	for _, im := range imgs {
-		if f.before != nil && !im.Created.Before(f.before.Created) {
-			continue
-		}
-		if f.since != nil && !im.Created.After(f.since.Created) {
-			continue
-		}
-		if !f.matchLabels(im.Image.Config.Config.Labels) {
-			continue
-		}
-		repoTags := map[string][]string{}
-		repoDigests := map[string][]string{}
-		for _, n := range append(append([]string(nil), im.Names...), im.RepoDigests...) {
-			if !f.matchRef(n) {
-				continue
-			}
-			ref, err := reference.ParseNormalizedNamed(n)
-			if err != nil {
-				continue
-			}
-			repo := reference.FamiliarName(ref)
-			if t, ok := ref.(reference.NamedTagged); ok && !slices.Contains(repoTags[repo], t.Tag()) {
-				repoTags[repo] = append(repoTags[repo], t.Tag())
-			}
-			if c, ok := ref.(reference.Canonical); ok && !slices.Contains(repoDigests[repo], c.Digest().String()) {
-				repoDigests[repo] = append(repoDigests[repo], c.Digest().String())
-			}
-		}
-		if len(repoTags) == 0 && len(repoDigests) == 0 {
-			if f.noDangling || len(f.refs) > 0 {
-				continue
-			}
-			out = append(out, &imageContext{img: im, repo: "<none>", tag: "<none>", digest: "<none>", trunc: trunc})
-			continue
-		}
-		if f.danglingOnly && len(repoTags) > 0 {
-			continue
-		}
-		add := func(repo, tag, dg string) {
-			out = append(out, &imageContext{img: im, repo: repo, tag: tag, digest: dg, trunc: trunc})
-		}
-		for _, repo := range sortedKeys(repoTags) {
-			digests := repoDigests[repo]
-			delete(repoDigests, repo)
-			if !needDigest {
-				digests = nil
-			}
-			tags := repoTags[repo]
-			sort.Strings(tags)
-			for _, tag := range tags {
-				if len(digests) == 0 {
-					add(repo, tag, "<none>")
-				}
-				for _, dg := range digests {
-					add(repo, tag, dg)
-				}
-			}
-		}
-		for _, repo := range sortedKeys(repoDigests) {
-			if !digestRows {
-				add(repo, "<none>", "")
-				continue
-			}
-			for _, dg := range repoDigests[repo] {
-				add(repo, "<none>", dg)
-			}
-		}
-	}
-	return out
-}
-
-func sortedKeys(m map[string][]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // imagesFormat picks the template like docker's NewImageFormat.
@@ -300,34 +102,41 @@ func imagesFormat(format string, quiet, digests bool) string {
 // imageContext is one row; its methods are the template fields, named and
 // computed as docker's (cli/command/formatter/image.go).
 type imageContext struct {
-	img               *store.Image
-	repo, tag, digest string
-	trunc             bool
+	row   store.ImageRow
+	trunc bool
+}
+
+func imageContexts(rows []store.ImageRow, trunc bool) []*imageContext {
+	out := make([]*imageContext, len(rows))
+	for i, r := range rows {
+		out[i] = &imageContext{row: r, trunc: trunc}
+	}
+	return out
 }
 
 func (c *imageContext) ID() string {
 	if c.trunc {
-		return shortID(string(c.img.ID))
+		return shortID(string(c.row.Image.ID))
 	}
-	return string(c.img.ID)
+	return string(c.row.Image.ID)
 }
-func (c *imageContext) Repository() string { return c.repo }
-func (c *imageContext) Tag() string        { return c.tag }
-func (c *imageContext) Digest() string     { return c.digest }
+func (c *imageContext) Repository() string { return c.row.Repository }
+func (c *imageContext) Tag() string        { return c.row.Tag }
+func (c *imageContext) Digest() string     { return c.row.Digest }
 func (c *imageContext) CreatedSince() string {
-	if !c.img.HasCreated {
+	if !c.row.Image.HasCreated {
 		return ""
 	}
-	return ago(c.img.Created)
+	return ago(c.row.Image.Created)
 }
 func (c *imageContext) CreatedAt() string {
-	if !c.img.HasCreated {
+	if !c.row.Image.HasCreated {
 		return time.Unix(0, 0).String()
 	}
-	return time.Unix(c.img.Created.Unix(), 0).String()
+	return time.Unix(c.row.Image.Created.Unix(), 0).String()
 }
-func (c *imageContext) Size() string        { return humanSize(c.img.Size) }
-func (c *imageContext) VirtualSize() string { return units.HumanSize(float64(c.img.Size)) }
+func (c *imageContext) Size() string        { return humanSize(c.row.Image.Size) }
+func (c *imageContext) VirtualSize() string { return units.HumanSize(float64(c.row.Image.Size)) }
 func (c *imageContext) SharedSize() string  { return "N/A" }
 func (c *imageContext) UniqueSize() string  { return "N/A" }
 func (c *imageContext) Containers() string  { return "N/A" }

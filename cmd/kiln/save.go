@@ -31,17 +31,11 @@ func saveCmd() *cobra.Command {
 			defer st.Close()
 			var images []archive.SaveImage
 			for _, ref := range args {
-				si, err := st.LookupImage(ref)
+				si, names, err := st.LookupImageNamed(ref)
 				if err != nil {
 					return err
 				}
-				img := archive.SaveImage{Manifest: si.ManifestDesc}
-				if name, err := content.NormalizeName(ref); err == nil {
-					if d, err := st.Content.Resolve(name); err == nil && d.Digest == si.ManifestDesc.Digest {
-						img.Names = []string{name}
-					}
-				}
-				images = append(images, img)
+				images = append(images, archive.SaveImage{Manifest: si.ManifestDesc, Names: names})
 			}
 			if output == "" {
 				if stdoutIsTerminal() {
@@ -151,14 +145,7 @@ func importCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if name != "" {
-				if err := st.Content.Tag(name, desc); err != nil {
-					return err
-				}
-			} else if err := st.Content.AddUntagged(desc); err != nil {
-				return err
-			}
-			si, err := st.Content.ReadImage(desc)
+			si, err := st.AddImage(desc, name)
 			if err != nil {
 				return err
 			}
