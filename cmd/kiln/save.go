@@ -138,14 +138,10 @@ func importCmd() *cobra.Command {
 			} else if epoch != nil {
 				created = *epoch
 			}
-			desc, err := archive.Import(cmd.Context(), bufio.NewReaderSize(r, 1<<20), st.Content, archive.ImportOptions{
+			si, err := archive.ImportInto(cmd.Context(), bufio.NewReaderSize(r, 1<<20), st, name, archive.ImportOptions{
 				Created: created, Message: message,
 				Edit: func(img *dockerspec.DockerOCIImage) error { return dockerfile.ApplyChanges(img, changes) },
 			})
-			if err != nil {
-				return err
-			}
-			si, err := st.AddImage(desc, name)
 			if err != nil {
 				return err
 			}

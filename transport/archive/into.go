@@ -1,3 +1,6 @@
+// The calls that work on a whole store rather than its content alone:
+// load with rollback, import under a name.
+
 package archive
 
 import (
@@ -5,6 +8,7 @@ import (
 	"io"
 
 	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/store/content"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -42,4 +46,15 @@ func removeNewBlobs(st *store.Store, before []digest.Digest) {
 		}
 	}
 	st.RemoveUnreferencedBlobs(added)
+}
+
+// ImportInto is `kiln import`: Import of the rootfs tar r into st's
+// content, then the image tagged name (untagged when name is ""), read
+// back as stored.
+func ImportInto(ctx context.Context, r io.Reader, st *store.Store, name string, opts ImportOptions) (*content.StoredImage, error) {
+	desc, err := Import(ctx, r, st.Content, opts)
+	if err != nil {
+		return nil, err
+	}
+	return st.AddImage(desc, name)
 }
