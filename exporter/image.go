@@ -1,7 +1,8 @@
 // Package exporter turns build results into images: it writes the config
 // and manifest of a result into the store (the store is the cache, so a
-// tag costs one manifest write) and, in its sub-packages, writes images out
-// as tarballs and reads them back in.
+// tag costs one manifest write). Its sub-packages carry out `kiln build -o`
+// (output, local) and make the compressed copies of layers that leave the
+// machine (compression); tarballs and registries are transport/'s.
 package exporter
 
 import (

@@ -1,5 +1,5 @@
 // Package compression makes compressed copies of layers for exports that
-// send layers elsewhere (-o type=oci; later push and cache export). The
+// send layers elsewhere (-o type=oci, push, cache export). The
 // store keeps every layer uncompressed (its blob digest is its diffID); a
 // compressed copy is written into the same content store, atomically
 // (content.Writer), and remembered in one of the store's layer notes

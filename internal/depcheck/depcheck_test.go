@@ -1,7 +1,3 @@
-// Package depcheck holds the test that keeps kiln's packages layered: data
-// flows one way (Dockerfile → graph → results → image), so a package may
-// import only the layers below its own. docs/architecture.md draws the
-// same picture.
 package depcheck
 
 import (
