@@ -547,31 +547,21 @@ func (s *Store) followManifest(g *graph, f *followed, d digest.Digest) digest.Di
 }
 
 func (s *Store) scanRecords(g *graph) error {
-	dir := filepath.Join(s.Root, "cache")
-	ents, err := os.ReadDir(dir)
+	ents, err := s.Records.Entries()
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil {
+		o := g.add(&object{kind: objRecord, path: e.Path, size: e.Size, rank: 4})
+		if e.Temp || e.Dir || e.Damaged {
+			o.kind = objJunk // a damaged record is a miss for the solver, garbage for us
 			continue
 		}
-		o := g.add(&object{kind: objRecord, path: filepath.Join(dir, e.Name()), size: fi.Size(), rank: 4})
-		if atomicfile.IsTemp(e.Name()) || e.IsDir() {
-			o.kind = objJunk
-			continue
+		if e.Record == nil {
+			continue // unreadable
 		}
-		b, err := os.ReadFile(o.path)
-		if err != nil {
-			continue
-		}
-		var r record.Record
-		if json.Unmarshal(b, &r) != nil || r.Key.Validate() != nil || r.Key.Encoded() != e.Name() {
-			o.kind = objJunk // a miss for the solver, garbage for us
-			continue
-		}
-		h := &holder{kind: holdRecord, rec: &r, lastUsed: fi.ModTime()}
+		r := e.Record
+		h := &holder{kind: holdRecord, rec: r, lastUsed: e.ModTime}
 		h.hold(o)
 		for _, l := range r.Layers {
 			g.layer(h, l.DiffID)
