@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/internal/readers"
 	"github.com/kiln-build/kiln/store/content"
@@ -491,40 +490,30 @@ func (c *checker) checkImage(ctx context.Context, desc ocispec.Descriptor) strin
 }
 
 func (c *checker) records(context.Context) error {
-	dir := filepath.Join(c.s.Root, "cache")
-	ents, err := os.ReadDir(dir)
+	ents, err := c.s.Records.Entries()
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		name := e.Name()
-		if atomicfile.IsTemp(name) {
+		if e.Temp {
 			continue
 		}
 		c.r.Records++
-		p := filepath.Join(dir, name)
+		p := e.Path
 		remove := func() error { return os.Remove(p) }
-		var r record.Record
-		b, err := os.ReadFile(p)
-		if err == nil {
-			err = json.Unmarshal(b, &r)
-		}
-		if err == nil && r.Key.Encoded() != name {
-			err = fmt.Errorf("its key is %s", r.Key)
-		}
-		if err != nil {
-			c.fix(Finding{Severity: Stale, Kind: "record", Subject: name, Problem: "unreadable (a cache miss): " + err.Error()}, "removed", remove)
+		if e.Record == nil {
+			c.fix(Finding{Severity: Stale, Kind: "record", Subject: e.Name, Problem: "unreadable (a cache miss): " + e.Err.Error()}, "removed", remove)
 			continue
 		}
 		problem := ""
-		for _, l := range r.Layers {
+		for _, l := range e.Record.Layers {
 			c.referenced[l.DiffID] = true
 			if problem == "" {
 				problem = c.blobProblem("layer", l.DiffID)
 			}
 		}
 		if problem != "" {
-			c.fix(Finding{Severity: Stale, Kind: "record", Subject: name, Problem: problem + " (a cache miss)"}, "removed", remove)
+			c.fix(Finding{Severity: Stale, Kind: "record", Subject: e.Name, Problem: problem + " (a cache miss)"}, "removed", remove)
 		}
 	}
 	return nil

@@ -328,7 +328,7 @@ func (s *Store) apply(ctx context.Context, p gcPlan, rep *GCReport) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		n, err := removeCacheMount(filepath.Join(s.Root, "cachemounts", h.dir))
+		n, err := removeCacheMount(s.cacheMountAt(h.dir))
 		if err != nil {
 			return err
 		}
@@ -402,13 +402,14 @@ func (s *Store) removeIndexEntries(images []*holder) error {
 	})
 }
 
-// removeCacheMount removes a cache mount directory unless a build holds
+// removeCacheMount removes a cache mount's directory unless a build holds
 // its lock (it returns -1 then) and returns the bytes it took. The
 // directory is first renamed to a temp name, so that a crash half way
 // leaves a leftover the next collection removes, never a half-emptied
 // cache that a build would mount.
-func removeCacheMount(dir string) (int64, error) {
-	lf, err := lock.OpenExisting(filepath.Join(dir, "lock"))
+func removeCacheMount(m CacheMount) (int64, error) {
+	dir := m.Dir
+	lf, err := lock.OpenExisting(m.LockPath())
 	if err == nil {
 		defer lf.Close()
 		if ok, _ := lf.TryLock(lock.Exclusive); !ok {

@@ -272,6 +272,15 @@ func TestCheckReportsStaleEntriesAndRepairRemovesThem(t *testing.T) {
 	assertConsistent(t, s)
 }
 
+func TestCheckCallsARecordWithoutAKeyStale(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	// JSON that decodes to a record of no key (it once made Check panic).
+	name := record.NewKey([]record.Component{{Name: "keyless"}}).Digest.Encoded()
+	writeFile(t, filepath.Join(s.Records.Dir(), name), "{}")
+	r := check(t, s, CheckOptions{})
+	assertFinding(t, r, Stale, "record", name, "unreadable")
+}
+
 func TestCheckCleansUpAfterAKilledProcess(t *testing.T) {
 	testenv.RequireRoot(t)
 	root := t.TempDir()

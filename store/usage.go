@@ -546,31 +546,21 @@ func (s *Store) followManifest(g *graph, f *followed, d digest.Digest) digest.Di
 }
 
 func (s *Store) scanRecords(g *graph) error {
-	dir := filepath.Join(s.Root, "cache")
-	ents, err := os.ReadDir(dir)
+	ents, err := s.Records.Entries()
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil {
+		o := g.add(&object{kind: objRecord, path: e.Path, size: e.Size, rank: 4})
+		if e.Temp || e.Dir || e.Damaged {
+			o.kind = objJunk // a damaged record is a miss for the solver, garbage for us
 			continue
 		}
-		o := g.add(&object{kind: objRecord, path: filepath.Join(dir, e.Name()), size: fi.Size(), rank: 4})
-		if atomicfile.IsTemp(e.Name()) || e.IsDir() {
-			o.kind = objJunk
-			continue
+		if e.Record == nil {
+			continue // unreadable
 		}
-		b, err := os.ReadFile(o.path)
-		if err != nil {
-			continue
-		}
-		var r record.Record
-		if json.Unmarshal(b, &r) != nil || r.Key.Validate() != nil || r.Key.Encoded() != e.Name() {
-			o.kind = objJunk // a miss for the solver, garbage for us
-			continue
-		}
-		h := &holder{kind: holdRecord, rec: &r, lastUsed: fi.ModTime()}
+		r := e.Record
+		h := &holder{kind: holdRecord, rec: r, lastUsed: e.ModTime}
 		h.hold(o)
 		for _, l := range r.Layers {
 			g.layer(h, l.DiffID)
@@ -588,21 +578,8 @@ func (s *Store) scanRecords(g *graph) error {
 	return nil
 }
 
-// CacheMountDir is the directory name under cachemounts/ of cache id.
-func CacheMountDir(id string) string {
-	return digest.FromString(id).Encoded()[:24]
-}
-
-// CacheMountPath is the directory of the RUN --mount=type=cache with id:
-// its lock file "lock" and its content "data" (the solver's exec op makes
-// them; df and GC measure and remove them).
-func (s *Store) CacheMountPath(id string) string {
-	return filepath.Join(s.Root, "cachemounts", CacheMountDir(id))
-}
-
 func (s *Store) scanMounts(ctx context.Context, g *graph) error {
-	dir := filepath.Join(s.Root, "cachemounts")
-	ents, err := os.ReadDir(dir)
+	ents, err := os.ReadDir(s.cacheMountsDir())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -614,22 +591,22 @@ func (s *Store) scanMounts(ctx context.Context, g *graph) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		p := filepath.Join(dir, e.Name())
-		size, _ := du(p)
-		o := g.add(&object{kind: objMount, path: p, size: size, rank: 4})
+		m := s.cacheMountAt(e.Name())
+		size, _ := du(m.Dir)
+		o := g.add(&object{kind: objMount, path: m.Dir, size: size, rank: 4})
 		if !e.IsDir() || atomicfile.IsTemp(e.Name()) || strings.HasPrefix(e.Name(), ".") {
 			o.kind = objJunk // e.g. a removal a crash interrupted
 			continue
 		}
 		h := &holder{kind: holdMount, dir: e.Name(), cacheID: g.mountByID[e.Name()]}
-		for _, sub := range []string{"data", ""} {
-			if fi, err := os.Stat(filepath.Join(p, sub)); err == nil {
+		for _, p := range []string{m.DataDir(), m.Dir} {
+			if fi, err := os.Stat(p); err == nil {
 				h.lastUsed = fi.ModTime()
 				break
 			}
 		}
 		var st unix.Stat_t
-		if unix.Stat(filepath.Join(p, "lock"), &st) == nil && locked[st.Ino] {
+		if unix.Stat(m.LockPath(), &st) == nil && locked[st.Ino] {
 			h.inUse = true
 		}
 		h.hold(o)

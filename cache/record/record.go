@@ -110,27 +110,91 @@ func (s *Store) Put(r *Record) error {
 	return atomicfile.WriteFile(s.path(r.Key), b, 0o600)
 }
 
-// All lists every record (for explain, df and GC).
+// All lists every record (for explain, df and GC). It skips what is not
+// a readable record, as Entries tells; a record filed under another key's
+// name is still listed.
 func (s *Store) All() ([]*Record, error) {
-	ents, err := os.ReadDir(s.dir)
+	ents, err := s.Entries()
 	if err != nil {
 		return nil, err
 	}
 	var out []*Record
 	for _, e := range ents {
-		if atomicfile.IsTemp(e.Name()) {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		var r Record
-		if json.Unmarshal(b, &r) == nil {
-			out = append(out, &r)
+		if e.parsed != nil {
+			out = append(out, e.parsed)
 		}
 	}
 	return out, nil
+}
+
+// Entry is one name in the records directory and what it holds, as
+// Entries finds it: the store's usage, GC and fsck go by it.
+type Entry struct {
+	Name    string // a record's key (its hex), or whatever else is there
+	Path    string
+	Size    int64
+	ModTime time.Time // a record's last use: Get touches it, GC goes by it
+	Temp    bool      // a Put's temp file (in progress, or left by a killed one); not read
+	Dir     bool      // a directory: never a record
+
+	// Record is the record the file holds, if it is the record of the key
+	// it is named after. Otherwise (and not Temp) Err says why not: the
+	// file could not be read (Damaged false), or it holds no record of
+	// that key (Damaged true: Get takes it for a miss).
+	Record  *Record
+	Err     error
+	Damaged bool
+
+	parsed *Record // what the file decodes to, whatever its key
+}
+
+// Entries lists everything in the records directory, temp files and
+// damaged records included, and reads each file that is not a temp file.
+// A name that is gone before it can be looked at is left out.
+func (s *Store) Entries() ([]Entry, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, 0, len(ents))
+	for _, de := range ents {
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		e := Entry{
+			Name:    de.Name(),
+			Path:    filepath.Join(s.dir, de.Name()),
+			Size:    fi.Size(),
+			ModTime: fi.ModTime(),
+			Temp:    atomicfile.IsTemp(de.Name()),
+			Dir:     de.IsDir(),
+		}
+		if !e.Temp {
+			e.read()
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (e *Entry) read() {
+	b, err := os.ReadFile(e.Path)
+	if err != nil {
+		e.Err = err
+		return
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		e.Err, e.Damaged = err, true
+		return
+	}
+	e.parsed = &r
+	if r.Key.Validate() != nil || r.Key.Encoded() != e.Name {
+		e.Err, e.Damaged = fmt.Errorf("its key is %s", r.Key), true
+		return
+	}
+	e.Record = &r
 }
 
 // Delete removes a record.

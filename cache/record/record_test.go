@@ -244,3 +244,107 @@ func TestPutLeavesNoTempFiles(t *testing.T) {
 }
 
 func jsonOf(r *Record) ([]byte, error) { return json.Marshal(r) }
+
+func TestEntriesTellsRecordsFromEverythingElse(t *testing.T) {
+	s := openStore(t)
+	good := newRecord(Component{"op", "good"})
+	must(t, s.Put(good))
+	used := time.Date(2024, 6, 1, 8, 0, 0, 0, time.UTC)
+	must(t, os.Chtimes(filepath.Join(s.dir, good.Key.Encoded()), used, used))
+
+	misnamed := newRecord(Component{"op", "misnamed"})
+	b, err := jsonOf(misnamed)
+	must(t, err)
+	other := NewKey([]Component{{"op", "other"}}).Digest.Encoded()
+	must(t, os.WriteFile(filepath.Join(s.dir, other), b, 0o600))
+	write := func(name, content string) {
+		t.Helper()
+		must(t, os.WriteFile(filepath.Join(s.dir, name), []byte(content), 0o600))
+	}
+	write("notjson", "{")
+	write("empty", "{}")                       // no key at all
+	write("null", "null")                      // decodes to nothing
+	write("badkey", `{"key":"sha256:badkey"}`) // named after its key, but the key is no digest
+	tmpName := ".tmp-" + good.Key.Encoded() + "-123"
+	write(tmpName, "{")
+	must(t, os.Mkdir(filepath.Join(s.dir, "somedir"), 0o700))
+
+	ents, err := s.Entries()
+	must(t, err)
+	byName := map[string]Entry{}
+	for _, e := range ents {
+		if e.Path != filepath.Join(s.dir, e.Name) {
+			t.Errorf("%s: path %s", e.Name, e.Path)
+		}
+		byName[e.Name] = e
+	}
+	if len(byName) != 8 {
+		t.Errorf("Entries has %d names, want 8: %v", len(byName), byName)
+	}
+
+	g := byName[good.Key.Encoded()]
+	fi, err := os.Stat(g.Path)
+	must(t, err)
+	if !reflect.DeepEqual(g.Record, good) || g.Err != nil || g.Damaged || g.Temp || g.Dir {
+		t.Errorf("the good record's entry is %+v", g)
+	}
+	if g.Size != fi.Size() || !g.ModTime.Equal(used) {
+		t.Errorf("the good record's entry has size %d, mtime %v; want %d, %v", g.Size, g.ModTime, fi.Size(), used)
+	}
+
+	for _, name := range []string{other, "notjson", "empty", "null", "badkey"} {
+		e := byName[name]
+		if e.Record != nil || e.Err == nil || !e.Damaged || e.Temp || e.Dir {
+			t.Errorf("%s: entry %+v, want a damaged record with its error", name, e)
+		}
+	}
+	if e := byName[other]; e.Err.Error() != "its key is "+string(misnamed.Key) {
+		t.Errorf("misnamed record: error %q", e.Err)
+	}
+
+	if e := byName[tmpName]; !e.Temp || e.Record != nil || e.Err != nil || e.Damaged {
+		t.Errorf("temp file: entry %+v, want Temp and not read", e)
+	}
+	if e := byName["somedir"]; !e.Dir || e.Record != nil || e.Err == nil || e.Damaged {
+		t.Errorf("directory: entry %+v, want Dir with its read error", e)
+	}
+}
+
+func TestEntriesTellsUnreadableFromDamaged(t *testing.T) {
+	s := openStore(t)
+	r := newRecord(baseComponents...)
+	must(t, s.Put(r))
+	p := filepath.Join(s.dir, r.Key.Encoded())
+	// A name whose file cannot be opened: a dangling symlink.
+	must(t, os.Remove(p))
+	must(t, os.Symlink(filepath.Join(s.dir, "nowhere"), p))
+	ents, err := s.Entries()
+	must(t, err)
+	if len(ents) != 1 {
+		t.Fatalf("Entries = %+v, want one", ents)
+	}
+	if e := ents[0]; e.Record != nil || !errors.Is(e.Err, os.ErrNotExist) || e.Damaged {
+		t.Errorf("unreadable file: entry %+v, want its read error and not Damaged", e)
+	}
+}
+
+func TestEntriesOfNoDirectoryIsAnError(t *testing.T) {
+	s := openStore(t)
+	must(t, os.Remove(s.dir))
+	if _, err := s.Entries(); err == nil {
+		t.Error("Entries of a missing directory succeeded")
+	}
+}
+
+func TestAllListsMisnamedRecordsEntriesCallsDamaged(t *testing.T) {
+	s := openStore(t)
+	r := newRecord(baseComponents...)
+	b, err := jsonOf(r)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(s.dir, "elsewhere"), b, 0o600))
+	all, err := s.All()
+	must(t, err)
+	if len(all) != 1 || !reflect.DeepEqual(all[0], r) {
+		t.Errorf("All = %+v, want the record filed under another name", all)
+	}
+}

@@ -247,11 +247,12 @@ func contextRoot(h *contenthash.Hasher) string {
 // (and, with from=, seeding) it the first time. sharing=locked holds an
 // exclusive flock until done; shared and private share the directory.
 func (w *Worker) cacheMount(ctx context.Context, m Mount, inputs []solver.Result) (string, func(), error) {
-	base := w.Store.CacheMountPath(m.CacheID)
+	cm := w.Store.CacheMount(m.CacheID)
+	base := cm.Dir
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return "", nil, err
 	}
-	lf, err := lock.Open(filepath.Join(base, "lock"), 0o600)
+	lf, err := lock.Open(cm.LockPath(), 0o600)
 	if err != nil {
 		return "", nil, err
 	}
@@ -274,7 +275,7 @@ func (w *Worker) cacheMount(ctx context.Context, m Mount, inputs []solver.Result
 		return "", nil, err
 	}
 	done := func() { lf.Close() }
-	dir := filepath.Join(base, "data")
+	dir := cm.DataDir()
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		tmp := filepath.Join(base, ".tmp-data")
 		os.RemoveAll(tmp)
