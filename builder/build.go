@@ -232,7 +232,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 	if parallel <= 0 {
 		parallel = runtime.NumCPU()
 	}
-	jr, err := newJournal(st.Root, opts, ctxDir, dfPath)
+	jr, err := newJournal(st.BuildsDir(), opts, ctxDir, dfPath)
 	if err != nil {
 		return nil, err
 	}

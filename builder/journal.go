@@ -57,12 +57,12 @@ type journal struct {
 	logs  map[*solver.Vertex]*os.File
 }
 
-func newJournal(root string, opts Options, ctxDir, dockerfile string) (*journal, error) {
+func newJournal(buildsDir string, opts Options, ctxDir, dockerfile string) (*journal, error) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	now := time.Now().UTC()
 	id := now.Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
-	dir := filepath.Join(root, "builds", id)
+	dir := filepath.Join(buildsDir, id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@
 //	<root>/cache/      cache key → result records (package record)
 //	<root>/statcache/  file stat → content digest memo (package contenthash)
 //	<root>/run/        per-step bundles and mounts; removed after each step
+//	<root>/builds/     build journals (written by package builder)
+//	<root>/cachemounts/ RUN --mount=type=cache directories (cachemount.go)
 //	<root>/lock        the store lock (package lock): commands hold it shared,
 //	                   cleanup, GC and kiln doctor exclusive
 //
@@ -122,6 +124,10 @@ func (s *Store) Close() error { return s.lock.Close() }
 
 // RunDir is the scratch space for running steps.
 func (s *Store) RunDir() string { return filepath.Join(s.Root, "run") }
+
+// BuildsDir holds the build journals, one directory per build, which
+// package builder writes and `kiln builds` will read.
+func (s *Store) BuildsDir() string { return filepath.Join(s.Root, "builds") }
 
 // StatCacheDir holds the per-context stat caches.
 func (s *Store) StatCacheDir() string { return filepath.Join(s.Root, "statcache") }
