@@ -285,7 +285,7 @@ func (s *Store) scanBlobs(g *graph) error {
 // only once.
 func (s *Store) scanSnapshots(ctx context.Context, g *graph) error {
 	dir := s.Snapshots.Dir()
-	ents, err := os.ReadDir(dir)
+	ids, err := s.Snapshots.IDs()
 	if err != nil {
 		return err
 	}
@@ -296,11 +296,7 @@ func (s *Store) scanSnapshots(ctx context.Context, g *graph) error {
 	}
 	var measure []todo
 	newMemo := map[string]int64{}
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil || !e.IsDir() {
-			continue
-		}
-		id := e.Name()
+	for _, id := range ids {
 		o := &object{kind: objJunk, path: filepath.Join(dir, id), snapID: id, rank: 3}
 		d, err := s.Snapshots.DiffIDOf(id)
 		key := ""

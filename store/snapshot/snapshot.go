@@ -132,17 +132,14 @@ func (s *Store) Remove(id string) error {
 // failed step or of a killed process. Only call Remove on them while no
 // build can be running (the store's exclusive lock).
 func (s *Store) Uncommitted() ([]string, error) {
-	ents, err := os.ReadDir(s.dir)
+	ids, err := s.IDs()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(s.dir, e.Name(), "diffid")); os.IsNotExist(err) {
-			out = append(out, e.Name())
+	for _, id := range ids {
+		if _, err := s.DiffIDOf(id); errors.Is(err, os.ErrNotExist) {
+			out = append(out, id)
 		}
 	}
 	return out, nil
