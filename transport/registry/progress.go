@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // Progress serializes the per-layer lines of concurrent pulls and pushes,
@@ -38,4 +40,15 @@ func HumanSize(n int64) string {
 		}
 	}
 	return fmt.Sprintf("%.1f%s", f, suffix)
+}
+
+// short is the first 12 hex digits of a digest, as docker pull and push
+// name a layer in their progress lines (pull by its blob digest, push by
+// its diffID).
+func short(d digest.Digest) string {
+	s := d.Encoded()
+	if len(s) > 12 {
+		s = s[:12]
+	}
+	return s
 }

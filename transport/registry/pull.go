@@ -198,7 +198,7 @@ func pull(ctx context.Context, cs *content.Store, ref string, opts PullOptions) 
 		}
 		seen[d] = true
 		if _, ok := cs.Has(d); ok {
-			p.Printf("%s: Already exists\n", shortHex(l.Digest.String()))
+			p.Printf("%s: Already exists\n", short(digest.Digest(l.Digest.String())))
 			continue
 		}
 		jobs = append(jobs, job{layer: l, diffID: d})
@@ -473,19 +473,6 @@ func fetchLayer(ctx context.Context, cs *content.Store, img v1.Image, l v1.Descr
 	if _, err := w.Commit(diffID, content.UnknownSize); err != nil {
 		return fmt.Errorf("layer %s: uncompressed content does not match rootfs.diff_id %s: %w", l.Digest, diffID, err)
 	}
-	p.Printf("%s: Pull complete  %s in %.1fs\n", shortHex(l.Digest.String()), HumanSize(counted.N), time.Since(start).Seconds())
+	p.Printf("%s: Pull complete  %s in %.1fs\n", short(digest.Digest(l.Digest.String())), HumanSize(counted.N), time.Since(start).Seconds())
 	return nil
-}
-
-// progress serializes lines from concurrent downloads.
-
-// shortHex is the first 12 hex digits of a digest, as docker shows layers.
-func shortHex(d string) string {
-	if i := strings.IndexByte(d, ':'); i >= 0 {
-		d = d[i+1:]
-	}
-	if len(d) > 12 {
-		d = d[:12]
-	}
-	return d
 }

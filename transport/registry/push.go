@@ -571,13 +571,3 @@ func innermost(err error) string {
 		err = next
 	}
 }
-
-// short is the first 12 hex digits of a digest, as docker shows layers
-// (docker push names a layer by its diffID).
-func short(d digest.Digest) string {
-	s := d.Encoded()
-	if len(s) > 12 {
-		s = s[:12]
-	}
-	return s
-}
