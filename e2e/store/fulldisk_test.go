@@ -53,7 +53,7 @@ func TestFullDiskFailsOnceAndLeavesTheStoreConsistent(t *testing.T) {
 
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=64m,mode=0700"); err != nil {
-		missing(t, "cannot mount a tmpfs: %v", err)
+		testenv.Missing(t, "cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
 	s.Root = filepath.Join(mnt, "root")
@@ -169,15 +169,4 @@ func saysNoSpaceOnce(t *testing.T, stderr, want string) {
 	if n := strings.Count(stderr, "ERROR: "); n != 1 {
 		t.Errorf("stderr holds %d errors, want one:\n%s", n, stderr)
 	}
-}
-
-// missing reports a requirement the test cannot do without: a
-// skip, but a failure under CI=true (as internal/testenv's Require*
-// helpers do), so CI cannot pass by skipping.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("requirement not met (CI=true): "+format, args...)
-	}
-	t.Skipf("skipping: "+format, args...)
 }

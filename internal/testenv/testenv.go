@@ -36,8 +36,8 @@ var (
 	dockerClient      = "/usr/bin/docker"
 )
 
-// missing reports an unmet requirement: fatal under CI=true, a skip otherwise.
-func missing(t testing.TB, format string, args ...any) {
+// Missing reports an unmet requirement: fatal under CI=true, a skip otherwise.
+func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("requirement not met (CI=true): "+format, args...)
@@ -49,7 +49,7 @@ func missing(t testing.TB, format string, args ...any) {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "test needs root (euid %d)", os.Geteuid())
+		Missing(t, "test needs root (euid %d)", os.Geteuid())
 	}
 }
 
@@ -63,7 +63,7 @@ func RequireCommand(t testing.TB, name string) string {
 	t.Helper()
 	p, err := LookCommand(name)
 	if err != nil {
-		missing(t, "%v (run scripts/install-deps.sh)", err)
+		Missing(t, "%v (run scripts/install-deps.sh)", err)
 	}
 	return p
 }
