@@ -247,30 +247,14 @@ func TestPullIndexPicksPlatform(t *testing.T) {
 		mutate.IndexAddendum{Add: host, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}},
 	)
 	ref := reg.Ref("multi:1")
-	r, _ := name.ParseReference(ref)
-	if err := remote.WriteIndex(r, idx); err != nil {
-		t.Fatal(err)
-	}
-	cs := openStore(t)
-	res, err := Pull(context.Background(), cs, ref, PullOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostID, _ := host.ConfigName()
-	si, err := cs.ReadImage(res.Manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if si.ID().String() != hostID.String() {
-		t.Errorf("pulled config %s, want the host image's %s", si.ID(), hostID)
-	}
+	res := pullIndexWantingImage(t, ref, idx, host)
 	idxDigest, _ := idx.Digest()
 	if res.Digest.String() != idxDigest.String() {
 		t.Errorf("repo digest is %s, want the index's %s", res.Digest, idxDigest)
 	}
 
 	// No image for the platform: the error lists what there is.
-	_, err = Pull(context.Background(), openStore(t), ref, PullOptions{Arch: "s390x"})
+	_, err := Pull(context.Background(), openStore(t), ref, PullOptions{Arch: "s390x"})
 	if err == nil || !strings.Contains(err.Error(), "no image for linux/s390x") ||
 		!strings.Contains(err.Error(), "linux/"+runtime.GOARCH) || !strings.Contains(err.Error(), "linux/"+otherArch()) {
 		t.Errorf("pull for s390x: %v", err)
@@ -428,9 +412,15 @@ func TestPullNestedIndexFollowsThePlatformsPath(t *testing.T) {
 		mutate.IndexAddendum{Add: other, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: otherArch()}}},
 		mutate.IndexAddendum{Add: inner, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}},
 	)
-	ref := reg.Ref("nested:1")
+	pullIndexWantingImage(t, reg.Ref("nested:1"), outer, host)
+}
+
+// pullIndexWantingImage writes idx to ref, pulls ref into a new store and
+// checks that the image stored is want (by its config digest).
+func pullIndexWantingImage(t *testing.T, ref string, idx v1.ImageIndex, want v1.Image) *PullResult {
+	t.Helper()
 	r, _ := name.ParseReference(ref)
-	if err := remote.WriteIndex(r, outer); err != nil {
+	if err := remote.WriteIndex(r, idx); err != nil {
 		t.Fatal(err)
 	}
 	cs := openStore(t)
@@ -438,12 +428,13 @@ func TestPullNestedIndexFollowsThePlatformsPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostID, _ := host.ConfigName()
+	wantID, _ := want.ConfigName()
 	si, err := cs.ReadImage(res.Manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if si.ID().String() != hostID.String() {
-		t.Errorf("pulled config %s, want the host image's %s", si.ID(), hostID)
+	if si.ID().String() != wantID.String() {
+		t.Errorf("pulled config %s, want %s", si.ID(), wantID)
 	}
+	return res
 }
