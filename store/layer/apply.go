@@ -49,7 +49,7 @@ import (
 func Apply(ctx context.Context, r io.Reader, dir string) (digest.Digest, int64, error) {
 	digester := digest.Canonical.Digester()
 	cr := &readers.Counting{R: io.TeeReader(r, digester.Hash())}
-	if err := apply(ctx, tar.NewReader(cr), dir); err != nil {
+	if err := unpack(ctx, tar.NewReader(cr), dir, true); err != nil {
 		return "", cr.N, fmt.Errorf("apply layer to %s: %w", dir, err)
 	}
 	// The diffID covers the whole stream, and tar writers may pad past the
@@ -69,10 +69,6 @@ func Extract(ctx context.Context, r io.Reader, dir string) error {
 		return fmt.Errorf("extract to %s: %w", dir, err)
 	}
 	return nil
-}
-
-func apply(ctx context.Context, tr *tar.Reader, dir string) error {
-	return unpack(ctx, tr, dir, true)
 }
 
 // unpack writes tr's entries below dir; with whiteouts set, ".wh." names
