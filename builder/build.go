@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/cache/contenthash"
+	"github.com/kiln-build/kiln/explain"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/exporter/output"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
@@ -57,6 +58,9 @@ type Options struct {
 	// Events and Log feed progress output.
 	Events func(solver.Event)
 	Log    func(v *solver.Vertex) solver.Logger
+	// Explained, if set, hears for each step that runs why it missed the
+	// cache (the journal records the same).
+	Explained func(v *solver.Vertex, why []explain.Change)
 	// Plan, if set, is called with the compiled graph before solving.
 	Plan func(b *dockerfile.Build)
 

@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/explain"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/solver"
 )
@@ -47,6 +49,8 @@ type StepRecord struct {
 	Started    *time.Time         `json:"started,omitempty"`
 	Duration   time.Duration      `json:"duration,omitempty"`
 	Log        string             `json:"log,omitempty"`
+	// Why says, for a step that ran, what made it miss the cache.
+	Why []explain.Change `json:"why,omitempty"`
 }
 
 type journal struct {
@@ -179,4 +183,68 @@ func (jr *journal) finish(image string, err error) {
 		os.RemoveAll(filepath.Join(parent, names[0]))
 		names = names[1:]
 	}
+}
+
+// Journals reads the build journals in buildsDir, newest first. A build
+// still running (no build.json yet) or a damaged journal is left out.
+func Journals(buildsDir string) ([]*Journal, error) {
+	ents, err := os.ReadDir(buildsDir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Journal
+	for i := len(ents) - 1; i >= 0; i-- { // ids start with a UTC timestamp
+		if !ents[i].IsDir() {
+			continue
+		}
+		if j, err := readJournal(filepath.Join(buildsDir, ents[i].Name())); err == nil {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+func readJournal(dir string) (*Journal, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "build.json"))
+	if err != nil {
+		return nil, err
+	}
+	var j Journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return &j, nil
+}
+
+// FindJournal finds one build by ref: "" is the newest build, otherwise a
+// build ID or an unambiguous prefix of it or of its random part (the hex
+// after the dash).
+func FindJournal(buildsDir, ref string) (*Journal, error) {
+	js, err := Journals(buildsDir)
+	if err != nil {
+		return nil, err
+	}
+	if ref == "" {
+		if len(js) == 0 {
+			return nil, fmt.Errorf("no build on record")
+		}
+		return js[0], nil
+	}
+	var found []*Journal
+	for _, j := range js {
+		_, suffix, _ := strings.Cut(j.ID, "-")
+		if strings.HasPrefix(j.ID, ref) || strings.HasPrefix(suffix, ref) {
+			found = append(found, j)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("no such build: %s", ref)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("build %s is ambiguous: %d builds match", ref, len(found))
 }

@@ -33,6 +33,8 @@ type buildFlags struct {
 	platform, metadataFile  string
 	cacheMax                string
 	quiet                   bool
+	explain, check          bool
+	call                    string
 }
 
 // buildRequest is one kiln build, checked: the library's options as far
@@ -47,6 +49,11 @@ type buildRequest struct {
 	quiet               bool // -q: no progress, the image ID on stdout
 	progressMode        string
 	iidfile             string
+	// explain prints, for each step that ran, why it missed the cache.
+	explain bool
+	// call is what the build does: "build", or "check" (--check,
+	// --call=check: lint the Dockerfile, build nothing).
+	call string
 }
 
 func (f *buildFlags) register(fs *pflag.FlagSet) {
@@ -79,6 +86,9 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.cacheFrom, "cache-from", nil, "import a build cache: type=local,src=DIR | type=registry,ref=REF (or just REF); repeatable")
 	fs.StringArrayVar(&f.cacheTo, "cache-to", nil, "export the build cache: type=local,dest=DIR | type=registry,ref=REF, with mode=min (target stage) or mode=max (every stage)")
 	fs.StringVar(&f.cacheMax, "cache-max", "", "build cache budget enforced when the build ends, least recently used first (e.g. 10GB, 2GiB, off; env KILN_CACHE_MAX; default 10% of the store's filesystem, at most 20GB)")
+	fs.BoolVar(&f.explain, "explain", false, "say for each step that ran why it missed the cache (the build's journal always records it: kiln explain)")
+	fs.BoolVar(&f.check, "check", false, "lint the Dockerfile and build nothing (short for --call=check)")
+	fs.StringVar(&f.call, "call", "build", "what to do: build, check")
 	fs.StringArrayVar(&f.allow, "allow", nil, "allow an entitlement: security.insecure (RUN --security=insecure), network.host")
 }
 
@@ -155,6 +165,13 @@ func (f *buildFlags) request(contextArg string, stdoutTerminal bool) (*buildRequ
 	if err != nil {
 		return nil, err
 	}
+	call := f.call
+	if f.check {
+		call = "check"
+	}
+	if call != "build" && call != "check" {
+		return nil, fmt.Errorf("--call=%s: kiln knows build and check", f.call)
+	}
 	file := f.file
 	if file == "-" {
 		if contextArg == "-" {
@@ -191,6 +208,8 @@ func (f *buildFlags) request(contextArg string, stdoutTerminal bool) (*buildRequ
 		quiet:               f.quiet,
 		progressMode:        f.progressMode,
 		iidfile:             f.iidfile,
+		explain:             f.explain,
+		call:                call,
 	}, nil
 }
 
