@@ -166,6 +166,9 @@ func (f *buildFlags) request(contextArg string, stdoutTerminal bool) (*buildRequ
 		return nil, err
 	}
 	call := f.call
+	if call == "" {
+		call = "build"
+	}
 	if f.check {
 		call = "check"
 	}
