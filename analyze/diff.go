@@ -155,7 +155,9 @@ func finalFiles(t *tree) map[string]*entry {
 	return m
 }
 
-func isRegular(e *entry) bool { return e.typ == tar.TypeReg || (e.typ == tar.TypeLink && e.target != nil) }
+func isRegular(e *entry) bool {
+	return e.typ == tar.TypeReg || (e.typ == tar.TypeLink && e.target != nil)
+}
 
 // compare names what differs between two entries of a path, contents
 // aside; an implied directory matches any directory.
