@@ -228,7 +228,9 @@ func TestLayersRefusesBrokenLayers(t *testing.T) {
 	}
 }
 
-func sha(s string) digest.Digest { return digest.Digest(fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(s)))) }
+func sha(s string) digest.Digest {
+	return digest.Digest(fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(s))))
+}
 
 func changeLines(cs []Change) string {
 	var out []string
