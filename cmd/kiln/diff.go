@@ -39,11 +39,9 @@ Modification times are not compared. No output means no differences.`,
 			defer st.Close()
 			var layers [2][]analyze.Layer
 			for i, ref := range args {
-				si, err := st.LookupImage(ref)
-				if err != nil {
+				if layers[i], err = analyze.StoredLayers(st, ref); err != nil {
 					return err
 				}
-				layers[i] = analyze.StoredLayers(st, si)
 			}
 			changes, err := analyze.Diff(cmd.Context(), layers[0], layers[1])
 			if err != nil {

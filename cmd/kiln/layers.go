@@ -34,11 +34,11 @@ image's size, as dive reports it. Only layer tar headers are read.`,
 				return err
 			}
 			defer st.Close()
-			si, err := st.LookupImage(args[0])
+			layers, err := analyze.StoredLayers(st, args[0])
 			if err != nil {
 				return err
 			}
-			rep, err := analyze.Layers(cmd.Context(), analyze.StoredLayers(st, si), analyze.LayersOptions{Top: top})
+			rep, err := analyze.Layers(cmd.Context(), layers, analyze.LayersOptions{Top: top})
 			if err != nil {
 				return fmt.Errorf("layers of %s: %w", args[0], err)
 			}
