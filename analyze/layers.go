@@ -204,11 +204,18 @@ func (w *wasteBook) rows() []Waste {
 	for _, k := range w.keys {
 		out = append(out, *w.byKey[k])
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Size != out[j].Size {
-			return out[i].Size > out[j].Size
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Size != b.Size {
+			return a.Size > b.Size
 		}
-		return out[i].Path < out[j].Path
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		if a.AddedBy != b.AddedBy {
+			return a.AddedBy < b.AddedBy
+		}
+		return a.RemovedBy < b.RemovedBy
 	})
 	return out
 }
