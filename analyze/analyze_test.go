@@ -341,3 +341,17 @@ func TestLayersReadsHeadersAndSeeksOverContents(t *testing.T) {
 		t.Errorf("read %d bytes of an 8 MiB layer: contents were not skipped", read)
 	}
 }
+
+func TestDiffHashesOnlyTheLayersThatHoldDifferingFiles(t *testing.T) {
+	var base, topA, topB int
+	l1 := layer(t, "base", &base, reg("etc/passwd", "root"), zeros("bin/busybox", 1000))
+	a := layer(t, "a", &topA, reg("app", "one"), reg("same", "s"))
+	b := layer(t, "b", &topB, reg("app", "two"), reg("same", "s"))
+	cs := mustDiff(t, []Layer{l1, a}, []Layer{l1, b})
+	if got := changeLines(cs); got != "C /app content" {
+		t.Errorf("changes:\n%s", got)
+	}
+	if base != 1 || topA != 2 || topB != 2 {
+		t.Errorf("opened base %d, a %d, b %d times; want 1 (headers), 2 and 2 (headers, then the hashed files)", base, topA, topB)
+	}
+}
