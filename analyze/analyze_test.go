@@ -164,11 +164,12 @@ func TestLayersKeepsTheBytesOfADeletedFileThatAHardLinkStillHolds(t *testing.T) 
 		t.Errorf("size %d, wasted:\n%s", rep.Size, wasteRows(rep))
 	}
 	rep = mustLayers(t,
-		layer(t, "one", nil, zeros("a", 100), hardlink("b", "a")),
+		layer(t, "one", nil, zeros("a", 100), hardlink("b", "a"), hardlink("c", "b")),
 		layer(t, "rm a", nil, wh(".wh.a")),
 		layer(t, "rm b", nil, wh(".wh.b")),
+		layer(t, "rm c", nil, wh(".wh.c")),
 	)
-	if got, want := wasteRows(rep), "/b 100 1 files deleted by 3 (added by 1)"; got != want {
+	if got, want := wasteRows(rep), "/c 100 1 files deleted by 4 (added by 1)"; got != want {
 		t.Errorf("wasted:\n%s\nwant\n%s", got, want)
 	}
 }

@@ -97,7 +97,7 @@ func parse(ctx context.Context, l Layer, pos int) (*parsed, error) {
 	}
 	defer f.Close()
 	p := &parsed{layer: l, pos: pos}
-	regs := map[string]*entry{}
+	regs := map[string]*entry{} // regular files (and links to them) by path, for hard links
 	tr := tar.NewReader(f)
 	for i := 0; ; i++ {
 		if i%1024 == 0 {
@@ -140,12 +140,14 @@ func parse(ctx context.Context, l Layer, pos int) (*parsed, error) {
 				return nil, fmt.Errorf("layer %d (%s): hard link %q: %w", pos+1, l.DiffID, hdr.Name, err)
 			}
 			e.linkname = target
+			// a link to another link's name shares the first file's bytes
 			if t := regs[target]; t != nil {
-				for t.target != nil {
+				if t.target != nil {
 					t = t.target
 				}
 				e.target, e.size = t, t.size
 				t.links = append(t.links, e)
+				regs[rel] = e
 			}
 		}
 		p.bytes += e.bytes
