@@ -103,13 +103,29 @@ func writeLayers(w io.Writer, rep *analyze.Report, trunc bool) error {
 		return nil
 	}
 	var waste []wasteRow
-	for _, x := range rep.Wasted {
+	shown := rep.Wasted[:min(len(rep.Wasted), maxWasteRows)]
+	for _, x := range shown {
 		waste = append(waste, wasteRow{humanSize(x.Size), strconv.Itoa(x.Files), x.Path, x.How,
 			strconv.Itoa(x.AddedBy) + ": " + line(x.AddedByLine), strconv.Itoa(x.RemovedBy) + ": " + line(x.RemovedByLine)})
 	}
 	fmt.Fprintln(w)
-	return writeFormatted(w, wasteTableFormat, waste, wasteRow{"WASTED", "FILES", "PATH", "HOW", "ADDED BY", "REMOVED BY"})
+	if err := writeFormatted(w, wasteTableFormat, waste, wasteRow{"WASTED", "FILES", "PATH", "HOW", "ADDED BY", "REMOVED BY"}); err != nil {
+		return err
+	}
+	if rest := rep.Wasted[len(shown):]; len(rest) > 0 {
+		var n int64
+		for _, x := range rest {
+			n += x.Size
+		}
+		_, err := fmt.Fprintf(w, "… and %d more rows (%s); --json lists them all\n", len(rest), humanSize(n))
+		return err
+	}
+	return nil
 }
+
+// maxWasteRows is how many wasted rows the table shows, the largest: an
+// upgrade of many packages overwrites hundreds of files one by one.
+const maxWasteRows = 20
 
 // shortLine is a history line as docker history shows it (tabs as
 // spaces, cut to 45 characters), less BuildKit's " # buildkit" marker.

@@ -247,3 +247,37 @@ func TestLayersAndDiffRefuseBadArgumentsClearly(t *testing.T) {
 		}
 	}
 }
+
+func TestLayersNamesEveryFileALaterRunOverwroteAndShowsTheLargestInTheTable(t *testing.T) {
+	s := e2etest.NewStore(t)
+	s.MustKiln("build", "-q", "-t", "rewritten", e2etest.TextContext(t, map[string]string{"Dockerfile": `FROM busybox
+RUN mkdir /data && for i in $(seq 30); do echo first-$i > /data/f$i; done
+RUN for i in $(seq 30); do echo second > /data/f$i; done
+`}))
+	var rep report
+	if err := json.Unmarshal([]byte(s.MustKiln("layers", "--json", "rewritten")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Wasted) != 30 {
+		t.Fatalf("%d wasted rows, want one per overwritten file: %+v", len(rep.Wasted), rep.Wasted)
+	}
+	var total int64
+	for _, w := range rep.Wasted {
+		if w.How != "overwritten" || w.AddedBy != 2 || w.RemovedBy != 3 || !strings.HasPrefix(w.Path, "/data/f") {
+			t.Errorf("waste %+v", w)
+		}
+		total += w.Size
+	}
+	// "first-N\n" for N in 1..30: 9 of 8 bytes, 21 of 9
+	if total != 9*8+21*9 || rep.WastedBytes != total {
+		t.Errorf("wasted %d (rows add up to %d), want %d", rep.WastedBytes, total, 9*8+21*9)
+	}
+	text := s.MustKiln("layers", "rewritten")
+	if rows := strings.Count(text, " overwritten "); rows != 20 {
+		t.Errorf("table shows %d wasted rows, want the 20 largest:\n%s", rows, text)
+	}
+	// the rows left out: the last of the 9-byte files and the nine 8-byte ones
+	if !strings.Contains(text, "… and 10 more rows (81B); --json lists them all") {
+		t.Errorf("table does not say what it left out:\n%s", text)
+	}
+}
