@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/explain"
 	"github.com/kiln-build/kiln/solver"
 )
@@ -31,76 +31,6 @@ func vertices(names ...string) []*solver.Vertex {
 		vs[i] = &solver.Vertex{Name: n, Location: fmt.Sprintf("Dockerfile:%d", i+1)}
 	}
 	return vs
-}
-
-// screen replays what the TTY renderer writes the way a terminal would
-// (cursor up, carriage return, erase line, erase below, newline), so a
-// test can check what a person sees.
-type screen struct {
-	rows     [][]rune
-	row, col int
-}
-
-func (s *screen) Write(b []byte) (int, error) {
-	str := string(b)
-	for i := 0; i < len(str); {
-		if strings.HasPrefix(str[i:], "\x1b[") {
-			j := i + 2
-			for j < len(str) && str[j] >= '0' && str[j] <= '9' {
-				j++
-			}
-			n, _ := strconv.Atoi(str[i+2 : j])
-			switch str[j] {
-			case 'A':
-				s.row -= n
-				if s.row < 0 {
-					s.row = 0
-				}
-			case 'K':
-				s.line()
-				s.rows[s.row] = s.rows[s.row][:min(s.col, len(s.rows[s.row]))]
-			case 'J':
-				s.line()
-				s.rows[s.row] = s.rows[s.row][:min(s.col, len(s.rows[s.row]))]
-				s.rows = s.rows[:s.row+1]
-			default:
-				panic("unexpected escape " + strconv.Quote(str[i:j+1]))
-			}
-			i = j + 1
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(str[i:])
-		i += size
-		switch r {
-		case '\r':
-			s.col = 0
-		case '\n':
-			s.row, s.col = s.row+1, 0
-		default:
-			s.line()
-			for len(s.rows[s.row]) <= s.col {
-				s.rows[s.row] = append(s.rows[s.row], ' ')
-			}
-			s.rows[s.row][s.col] = r
-			s.col++
-		}
-	}
-	return len(b), nil
-}
-
-func (s *screen) line() {
-	for len(s.rows) <= s.row {
-		s.rows = append(s.rows, nil)
-	}
-}
-
-func (s *screen) String() string {
-	var b strings.Builder
-	for _, r := range s.rows {
-		b.WriteString(strings.TrimRight(string(r), " "))
-		b.WriteString("\n")
-	}
-	return strings.TrimRight(b.String(), "\n")
 }
 
 func TestParseModeNamesTheValidOnes(t *testing.T) {
@@ -256,9 +186,9 @@ func TestJSONIsOneEventPerLine(t *testing.T) {
 
 // ttyAt is a TTY Progress drawn on a fake screen of the given size, with
 // no redraw loop: the test calls Redraw.
-func ttyAt(width, height int) (*Progress, *clock, *screen, *bytes.Buffer) {
+func ttyAt(width, height int) (*Progress, *clock, *e2etest.Screen, *bytes.Buffer) {
 	c := newClock()
-	scr := &screen{}
+	scr := &e2etest.Screen{}
 	var raw bytes.Buffer
 	p := New(writers{scr, &raw}, TTY, Options{Now: c.now, Interval: -1, Size: func() (int, int) { return width, height }})
 	return p, c, scr, &raw
