@@ -211,7 +211,12 @@ func (p *Progress) Info(text string) {
 
 // Writer is an io.Writer whose every line is shown with Info (for pull
 // progress).
-func (p *Progress) Writer() io.Writer { return &messageWriter{p: p} }
+func (p *Progress) Writer() io.Writer { return &messageWriter{show: p.Info} }
+
+// MessageWriter is an io.Writer whose every line is shown with Message,
+// in every mode (for reports that are not progress, such as the build
+// cache's collection).
+func (p *Progress) MessageWriter() io.Writer { return &messageWriter{show: p.Message} }
 
 // Logger is the writer for one step's output.
 func (p *Progress) Logger(v *solver.Vertex) solver.Logger {
@@ -288,9 +293,9 @@ func (l *stepLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// messageWriter turns written lines into messages.
+// messageWriter turns written lines into Info or Message lines.
 type messageWriter struct {
-	p       *Progress
+	show    func(string)
 	mu      sync.Mutex
 	partial []byte
 }
@@ -304,7 +309,7 @@ func (w *messageWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		w.p.Info(string(data[:i]))
+		w.show(string(data[:i]))
 		data = data[i+1:]
 	}
 	w.partial = append([]byte(nil), data...)

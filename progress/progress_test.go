@@ -129,8 +129,9 @@ func TestQuietShowsWarningsOnly(t *testing.T) {
 	fmt.Fprintf(p.Writer(), "busybox: Pulling from library/busybox\n")
 	p.Info("stage x SKIPPED (not needed for the target)")
 	p.Message("WARNING: careful")
+	fmt.Fprintf(p.MessageWriter(), "build cache 2GB over its budget 1GB: removed 3 cache records\n")
 	p.Done(Result{ID: "sha256:abc"})
-	if out.String() != "WARNING: careful\n" {
+	if out.String() != "WARNING: careful\nbuild cache 2GB over its budget 1GB: removed 3 cache records\n" {
 		t.Errorf("quiet output: %q", out.String())
 	}
 }

@@ -68,7 +68,7 @@ func runBuild(ctx context.Context, req *buildRequest) error {
 	if req.explain {
 		opts.Explained = p.Explained
 	}
-	opts.GC = func(r *store.GCReport, err error) { reportBuildGC(p.Writer(), r, err) }
+	opts.GC = func(r *store.GCReport, err error) { reportBuildGC(p.MessageWriter(), r, err) }
 	opts.Plan = func(b *dockerfile.Build) {
 		p.Plan(b.Vertices)
 		for _, s := range b.SkippedStages {
