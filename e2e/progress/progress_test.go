@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/e2e/e2etest"
+	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/kiln-build/kiln/progress"
 )
 
@@ -240,5 +241,54 @@ func TestAutoWithoutATerminalIsPlain(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^#1 \[1/2\] FROM busybox CACHED\n#2 \[2/2\] RUN echo plain-line\n#2 \d+\.\d{3} plain-line\n#2 DONE \d+\.\ds\nwriting image sha256:[0-9a-f]{64} done in \d+\.\ds\n$`).MatchString(stderr) ||
 		strings.Contains(stderr, "\x1b") {
 		t.Errorf("auto without a terminal:\n%q", stderr)
+	}
+}
+
+func TestTTYPrintsPullProgressAboveTheView(t *testing.T) {
+	src := e2etest.NewStore(t)
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	ref := reg.Ref("library/bb:1")
+	e2etest.PushWithSkopeo(t, src, "busybox:latest", ref)
+
+	// The store holds busybox's layer already; the pull fetches the rest.
+	s := e2etest.NewStore(t)
+	ctx := e2etest.DockerfileContext(t, "FROM busybox AS a\nRUN echo a > /a.txt\nFROM "+ref+"\nRUN echo b-built\nCOPY --from=a /a.txt /a.txt\n")
+	_, raw, err := s.KilnTerminal(120, 40, "build", "--progress", "tty", ctx)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, raw)
+	}
+	fs := frames(t, raw)
+	final := fs[len(fs)-1]
+	header := strings.Index(final, "[+] Building ")
+	if header < 0 || strings.Count(final, "[+] Building ") != 1 {
+		t.Fatalf("the view is not drawn once:\n%s", final)
+	}
+	for _, want := range []string{"1: Pulling from library/bb", ": Already exists", "Status: Downloaded newer image for " + ref} {
+		if i := strings.Index(final, want); i < 0 || i > header {
+			t.Errorf("%q is not above the view:\n%s", want, final)
+		}
+	}
+	if !strings.Contains(final, "\n5 steps: 3 ran, 2 cached, 0 deduped, 0 skipped in ") {
+		t.Errorf("summary:\n%s", final)
+	}
+}
+
+// The build cache is collected when the steps are done, while the view is
+// on the screen: its report goes above the view, which is drawn again.
+func TestTTYPrintsTheCacheCollectionAboveTheView(t *testing.T) {
+	s := e2etest.NewStore(t)
+	ctx := e2etest.DockerfileContext(t, "FROM busybox\nRUN echo a > /a.txt && sleep 1\n")
+	_, raw, err := s.KilnTerminal(100, 30, "build", "--progress", "tty", "--cache-max", "1kB", ctx)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, raw)
+	}
+	if !regexp.MustCompile(`\x1b\[\d+A\r\x1b\[Jbuild cache `).Match(raw) {
+		t.Errorf("the view was not erased before the report:\n%q", raw)
+	}
+	fs := frames(t, raw)
+	final := fs[len(fs)-1]
+	report, header := strings.Index(final, "build cache "), strings.Index(final, "[+] Building ")
+	if report < 0 || report > header || strings.Count(final, "[+] Building ") != 1 || !strings.Contains(final, "over its budget 1kB") {
+		t.Errorf("the report is not above the one view:\n%s", final)
 	}
 }
