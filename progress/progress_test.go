@@ -33,6 +33,16 @@ func vertices(names ...string) []*solver.Vertex {
 	return vs
 }
 
+// begin plans steps with these names, the first cached (a FROM) and the
+// second started.
+func begin(p *Progress, names ...string) []*solver.Vertex {
+	vs := vertices(names...)
+	p.Plan(vs)
+	p.Event(solver.Event{Vertex: vs[0], State: solver.StateCached})
+	p.Event(solver.Event{Vertex: vs[1], State: solver.StateStarted})
+	return vs
+}
+
 func TestParseModeNamesTheValidOnes(t *testing.T) {
 	for _, m := range Modes {
 		if got, err := ParseMode(string(m)); err != nil || got != m {
@@ -71,10 +81,7 @@ func TestPlainPrintsWhatKilnAlwaysPrinted(t *testing.T) {
 	c := newClock()
 	var out bytes.Buffer
 	p := New(&out, Plain, Options{Now: c.now})
-	vs := vertices("[1/4] FROM busybox", "[2/4] RUN make", "[3/4] RUN test", "[4/4] COPY x /x")
-	p.Plan(vs)
-	p.Event(solver.Event{Vertex: vs[0], State: solver.StateCached})
-	p.Event(solver.Event{Vertex: vs[1], State: solver.StateStarted})
+	vs := begin(p, "[1/4] FROM busybox", "[2/4] RUN make", "[3/4] RUN test", "[4/4] COPY x /x")
 	c.advance(123 * time.Millisecond)
 	log := p.Logger(vs[1])
 	log.Write([]byte("compiling\nlin"))
@@ -119,10 +126,7 @@ func TestPlainSaysNothingMoreOnFailure(t *testing.T) {
 func TestQuietShowsWarningsOnly(t *testing.T) {
 	var out bytes.Buffer
 	p := New(&out, Quiet, Options{})
-	vs := vertices("[1/2] FROM busybox", "[2/2] RUN make")
-	p.Plan(vs)
-	p.Event(solver.Event{Vertex: vs[0], State: solver.StateCached})
-	p.Event(solver.Event{Vertex: vs[1], State: solver.StateStarted})
+	vs := begin(p, "[1/2] FROM busybox", "[2/2] RUN make")
 	p.Logger(vs[1]).Write([]byte("output\n"))
 	p.Explained(vs[1], []explain.Change{{Text: "new"}})
 	p.Event(solver.Event{Vertex: vs[1], State: solver.StateRan})
@@ -240,10 +244,7 @@ func TestTTYShowsRunningStepsSideBySideWithClocksAndTails(t *testing.T) {
 
 func TestTTYRewritesOnlyLinesThatChanged(t *testing.T) {
 	p, c, scr, raw := ttyAt(60, 0)
-	vs := vertices("[1/3] FROM busybox", "[2/3] RUN make", "[3/3] RUN test")
-	p.Plan(vs)
-	p.Event(solver.Event{Vertex: vs[0], State: solver.StateCached})
-	p.Event(solver.Event{Vertex: vs[1], State: solver.StateStarted})
+	vs := begin(p, "[1/3] FROM busybox", "[2/3] RUN make", "[3/3] RUN test")
 	p.Logger(vs[1]).Write([]byte("one\n"))
 	p.Redraw()
 	raw.Reset()
@@ -271,10 +272,7 @@ func TestTTYRewritesOnlyLinesThatChanged(t *testing.T) {
 
 func TestTTYLinesFitTheTerminalWidth(t *testing.T) {
 	p, c, scr, _ := ttyAt(30, 0)
-	vs := vertices("[1/2] FROM busybox", "[2/2] RUN "+strings.Repeat("x", 100))
-	p.Plan(vs)
-	p.Event(solver.Event{Vertex: vs[0], State: solver.StateCached})
-	p.Event(solver.Event{Vertex: vs[1], State: solver.StateStarted})
+	vs := begin(p, "[1/2] FROM busybox", "[2/2] RUN "+strings.Repeat("x", 100))
 	p.Logger(vs[1]).Write([]byte(strings.Repeat("é", 200) + "\n"))
 	c.advance(3 * time.Second)
 	p.Redraw()
@@ -321,10 +319,7 @@ func TestTTYKeepsTheViewWithinTheTerminalHeight(t *testing.T) {
 
 func TestTTYPrintsMessagesAboveTheView(t *testing.T) {
 	p, _, scr, _ := ttyAt(60, 0)
-	vs := vertices("[1/2] FROM busybox", "[2/2] RUN make")
-	p.Plan(vs)
-	p.Event(solver.Event{Vertex: vs[0], State: solver.StateCached})
-	p.Event(solver.Event{Vertex: vs[1], State: solver.StateStarted})
+	vs := begin(p, "[1/2] FROM busybox", "[2/2] RUN make")
 	p.Redraw()
 	p.Message("WARNING: first")
 	fmt.Fprintf(p.Writer(), "busybox: Pulling from library/busybox\n")
@@ -343,10 +338,7 @@ busybox: Pulling from library/busybox
 
 func TestTTYEndsWithASummary(t *testing.T) {
 	p, c, scr, _ := ttyAt(60, 0)
-	vs := vertices("[1/4] FROM busybox", "[2/4] RUN make", "[3/4] RUN make", "[4/4] COPY x /x")
-	p.Plan(vs)
-	p.Event(solver.Event{Vertex: vs[0], State: solver.StateCached})
-	p.Event(solver.Event{Vertex: vs[1], State: solver.StateStarted})
+	vs := begin(p, "[1/4] FROM busybox", "[2/4] RUN make", "[3/4] RUN make", "[4/4] COPY x /x")
 	p.Logger(vs[1]).Write([]byte("building\n"))
 	p.Explained(vs[1], []explain.Change{{Text: "file a.c changed"}, {Text: "build arg V changed"}})
 	c.advance(1500 * time.Millisecond)
@@ -372,10 +364,7 @@ naming to docker.io/library/app:latest`
 
 func TestTTYLeavesTheFailedStepsOutputOnScreen(t *testing.T) {
 	p, _, scr, _ := ttyAt(60, 0)
-	vs := vertices("[1/2] FROM busybox", "[2/2] RUN make")
-	p.Plan(vs)
-	p.Event(solver.Event{Vertex: vs[0], State: solver.StateCached})
-	p.Event(solver.Event{Vertex: vs[1], State: solver.StateStarted})
+	vs := begin(p, "[1/2] FROM busybox", "[2/2] RUN make")
 	for i := 1; i <= 20; i++ {
 		fmt.Fprintf(p.Logger(vs[1]), "line %d\n", i)
 	}
