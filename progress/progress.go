@@ -233,13 +233,7 @@ func (p *Progress) Done(r Result) {
 	p.r.done(p, r)
 }
 
-// Counts are the steps' final states so far.
-func (p *Progress) Counts() Counts {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.counts()
-}
-
+// counts are the steps' final states so far.
 func (p *Progress) counts() Counts {
 	var c Counts
 	for _, s := range p.order {

@@ -388,6 +388,28 @@ func TestTTYLeavesTheFailedStepsOutputOnScreen(t *testing.T) {
 	}
 }
 
+func TestTTYDrawsNothingForABuildThatFailedBeforeItsFirstStep(t *testing.T) {
+	p, _, scr, _ := ttyAt(60, 0)
+	p.Message("busybox: Pulling from library/busybox")
+	p.Redraw()
+	p.Done(Result{Err: errors.New("pull busybox: unauthorized")})
+	if scr.String() != "busybox: Pulling from library/busybox" {
+		t.Errorf("screen:\n%s", scr)
+	}
+}
+
+func TestTTYMessageAfterTheEndGoesBelowTheSummary(t *testing.T) {
+	p, _, scr, _ := ttyAt(60, 0)
+	vs := begin(p, "[1/2] FROM busybox", "[2/2] RUN make")
+	p.Event(solver.Event{Vertex: vs[1], State: solver.StateRan})
+	p.Redraw()
+	p.Done(Result{ID: "sha256:abc"})
+	p.Message("WARNING: late")
+	if s := scr.String(); !strings.HasSuffix(s, "writing image sha256:abc done in 0.0s\nWARNING: late") || !strings.HasPrefix(s, "[+] Building 0.0s (2/2) FINISHED\n") {
+		t.Errorf("screen:\n%s", s)
+	}
+}
+
 func TestTTYRedrawLoopDrawsUntilDone(t *testing.T) {
 	var out lockedBuffer
 	p := New(&out, TTY, Options{Interval: time.Millisecond})

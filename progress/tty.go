@@ -116,7 +116,17 @@ func (t *ttyRenderer) done(p *Progress, res Result) {
 	if t.stop != nil {
 		close(t.stop)
 	}
+	if res.Err != nil && len(p.order) == 0 {
+		// failed before the first step (a Dockerfile error, a failed
+		// pull): no view to leave, main says why
+		var b bytes.Buffer
+		t.erase(&b)
+		t.out.Write(b.Bytes())
+		t.prev = nil
+		return
+	}
 	t.paint(t.frame(p, res.Err == nil))
+	t.prev = nil // what follows stays: a later message goes below it
 	for _, s := range p.order {
 		if s.why != nil {
 			fmt.Fprintf(t.out, "#%d WHY %s\n", s.num, clean(whyText(s.why)))
@@ -169,12 +179,12 @@ func (t *ttyRenderer) paint(lines []string) {
 	t.prev = lines
 }
 
-// frame is the view's lines: the header, then each step that started or
-// finished, in step order, with the last lines of output of the running
-// ones (and, in the final frame, of the failed ones). A live frame fits
+// frame is the view's lines: the header (FINISHED once the build
+// succeeded), then each step that started or finished, in step order,
+// with the last lines of output of the running and the failed ones. A live frame fits
 // the terminal's height: the first finished steps are left out when it
 // would not.
-func (t *ttyRenderer) frame(p *Progress, finished bool) []string {
+func (t *ttyRenderer) frame(p *Progress, succeeded bool) []string {
 	width, height := t.size()
 	if width <= 0 {
 		width = 80
@@ -208,7 +218,7 @@ func (t *ttyRenderer) frame(p *Progress, finished bool) []string {
 		running = append(running, s.state == solver.StateStarted)
 	}
 	header := fmt.Sprintf("[+] Building %.1fs (%d/%d)", p.elapsed().Seconds(), done, total)
-	if finished {
+	if succeeded {
 		header += " FINISHED"
 	}
 	lines := []string{fit(header, width)}
