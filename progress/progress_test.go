@@ -388,13 +388,14 @@ func TestTTYLeavesTheFailedStepsOutputOnScreen(t *testing.T) {
 	}
 }
 
-func TestTTYDrawsNothingForABuildThatFailedBeforeItsFirstStep(t *testing.T) {
-	p, _, scr, _ := ttyAt(60, 0)
-	p.Message("busybox: Pulling from library/busybox")
+func TestTTYDrawsNoViewBeforeTheFirstStep(t *testing.T) {
+	p, _, scr, raw := ttyAt(60, 0)
+	p.Info("busybox: Pulling from library/busybox")
 	p.Redraw()
-	p.Done(Result{Err: errors.New("pull busybox: unauthorized")})
-	if scr.String() != "busybox: Pulling from library/busybox" {
-		t.Errorf("screen:\n%s", scr)
+	p.Info("Status: Downloaded newer image for busybox:latest")
+	p.Done(Result{Err: errors.New("Dockerfile:3: unknown instruction: FORM")})
+	if want := "busybox: Pulling from library/busybox\nStatus: Downloaded newer image for busybox:latest"; scr.String() != want || strings.Contains(raw.String(), "\x1b") {
+		t.Errorf("screen:\n%s\nwant:\n%s\n(raw %q)", scr, want, raw)
 	}
 }
 

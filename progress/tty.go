@@ -58,9 +58,7 @@ func (t *ttyRenderer) loop(p *Progress, interval time.Duration) {
 			return
 		case <-tick.C:
 			p.mu.Lock()
-			if !t.finished {
-				t.paint(t.frame(p, false))
-			}
+			t.live(p)
 			p.mu.Unlock()
 		}
 	}
@@ -70,7 +68,15 @@ func (t *ttyRenderer) loop(p *Progress, interval time.Duration) {
 func (p *Progress) Redraw() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t, ok := p.r.(*ttyRenderer); ok && !t.finished {
+	if t, ok := p.r.(*ttyRenderer); ok {
+		t.live(p)
+	}
+}
+
+// live draws the view while the build runs, once there are steps to show
+// (before that, pulls of base images print their lines alone).
+func (t *ttyRenderer) live(p *Progress) {
+	if !t.finished && len(p.order) > 0 {
 		t.paint(t.frame(p, false))
 	}
 }
@@ -103,9 +109,7 @@ func (t *ttyRenderer) message(p *Progress, text string) {
 	b.WriteString("\n")
 	t.out.Write(b.Bytes())
 	t.prev = nil
-	if !t.finished {
-		t.paint(t.frame(p, false))
-	}
+	t.live(p)
 }
 
 func (t *ttyRenderer) done(p *Progress, res Result) {
@@ -117,13 +121,7 @@ func (t *ttyRenderer) done(p *Progress, res Result) {
 		close(t.stop)
 	}
 	if res.Err != nil && len(p.order) == 0 {
-		// failed before the first step (a Dockerfile error, a failed
-		// pull): no view to leave, main says why
-		var b bytes.Buffer
-		t.erase(&b)
-		t.out.Write(b.Bytes())
-		t.prev = nil
-		return
+		return // failed before there were steps (a Dockerfile error): main says why
 	}
 	t.paint(t.frame(p, res.Err == nil))
 	t.prev = nil // what follows stays: a later message goes below it
