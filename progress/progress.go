@@ -112,7 +112,6 @@ type step struct {
 	state    solver.State // "" until an event arrives
 	started  time.Time
 	duration time.Duration
-	err      error
 	why      []explain.Change
 	tail     []string // the last lines of output (TTY)
 	partial  []byte   // output after the last newline
@@ -177,7 +176,7 @@ func (p *Progress) Event(e solver.Event) {
 	case solver.StateStarted:
 		s.started = p.now()
 	case solver.StateRan, solver.StateFailed:
-		s.duration, s.err = e.Duration, e.Err
+		s.duration = e.Duration
 	}
 	p.r.event(p, s, e)
 }
