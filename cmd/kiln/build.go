@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/kiln-build/kiln/builder"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/transport/registry"
 	"github.com/spf13/cobra"
@@ -60,46 +60,41 @@ func runBuild(ctx context.Context, req *buildRequest) error {
 		}
 		opts.ContextDir, opts.DockerfileSource = dir, src
 	}
-	var progressOut io.Writer = os.Stderr
-	if req.quiet {
-		progressOut = io.Discard
+	p := newProgress(req.progressMode)
+	opts.PullOptions = registry.PullOptions{Registry: registryConfig(), Progress: p.Writer()}
+	opts.Warn = func(s string) { p.Message("WARNING: " + s) }
+	opts.Events = p.Event
+	opts.Log = p.Logger
+	if req.explain {
+		opts.Explained = p.Explained
 	}
-	p := newProgress(progressOut, req.progressMode)
-	opts.PullOptions = registry.PullOptions{Registry: registryConfig(), Progress: progressOut}
-	opts.Warn = func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) }
-	opts.Events = p.event
-	opts.Log = p.logger
-	opts.GC = func(r *store.GCReport, err error) { reportBuildGC(os.Stderr, r, err) }
+	opts.GC = func(r *store.GCReport, err error) { reportBuildGC(p.MessageWriter(), r, err) }
 	opts.Plan = func(b *dockerfile.Build) {
-		p.number(b.Vertices)
+		p.Plan(b.Vertices)
 		for _, s := range b.SkippedStages {
-			fmt.Fprintf(os.Stderr, "stage %s SKIPPED (not needed for the target)\n", s)
+			p.Info(fmt.Sprintf("stage %s SKIPPED (not needed for the target)", s))
 		}
 	}
-	start := time.Now()
 	res, err := builder.Run(ctx, st, opts)
 	if err != nil {
+		p.Done(progress.Result{Err: err})
 		return err
 	}
-	return printBuildResult(os.Stdout, os.Stderr, req, res, time.Since(start))
+	p.Done(progress.Result{ID: res.ID, Names: res.Names})
+	return printBuildResult(os.Stdout, req, res)
 }
 
-// printBuildResult writes the --iidfile and says what was built as docker
-// build does: with -q the image ID alone on stdout, else the ID, the time
-// taken and the names on stderr.
-func printBuildResult(stdout, stderr io.Writer, req *buildRequest, res *builder.Result, took time.Duration) error {
+// printBuildResult writes the --iidfile and, in quiet mode (-q, --progress
+// quiet), the image ID on stdout as docker build -q does, unless stdout
+// already carries an exported tar.
+func printBuildResult(stdout io.Writer, req *buildRequest, res *builder.Result) error {
 	if req.iidfile != "" {
 		if err := os.WriteFile(req.iidfile, []byte(res.ID), 0o644); err != nil {
 			return err
 		}
 	}
-	if req.quiet {
-		fmt.Fprintln(stdout, res.ID) // docker build -q: the image ID on stdout
-		return nil
-	}
-	fmt.Fprintf(stderr, "writing image %s done in %.1fs\n", res.ID, took.Seconds())
-	for _, n := range res.Names {
-		fmt.Fprintf(stderr, "naming to %s\n", n)
+	if req.progressMode == progress.Quiet && !writesStdout(req.opts.Outputs) {
+		fmt.Fprintln(stdout, res.ID)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/progress"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
@@ -46,9 +47,10 @@ type buildRequest struct {
 	// dockerfileFromStdin is -f -: the Dockerfile is read from stdin
 	// (opts.Dockerfile is then empty).
 	dockerfileFromStdin bool
-	quiet               bool // -q: no progress, the image ID on stdout
-	progressMode        string
-	iidfile             string
+	// progressMode is --progress, Quiet with -q: no progress, the image
+	// ID on stdout.
+	progressMode progress.Mode
+	iidfile      string
 	// explain prints, for each step that ran, why it missed the cache.
 	explain bool
 	// call is what the build does: "build", or "check" (--check,
@@ -67,7 +69,7 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.push, "push", false, "push the image to its registry under each -t name after the build (short for -o type=image,push=true)")
 	fs.BoolVar(&f.pullAlways, "pull", false, "always look up FROM images in their registry (without it a stored image is used; missing ones are pulled)")
 	fs.StringVar(&f.network, "network", "host", "network for RUN: host, none")
-	fs.StringVar(&f.progressMode, "progress", "auto", "progress output: auto, plain, tty, quiet")
+	fs.StringVar(&f.progressMode, "progress", "auto", "progress output: auto (tty on a terminal, else plain), plain, tty, json, quiet (only the image ID, on stdout)")
 	fs.StringVar(&f.iidfile, "iidfile", "", "write the image ID to this file")
 	fs.StringVar(&f.runtime, "runtime", "runc", "OCI runtime binary")
 	fs.StringArrayVarP(&f.outputs, "output", "o", nil, "also export the result; repeatable: "+
@@ -165,9 +167,18 @@ func (f *buildFlags) request(contextArg string, stdoutTerminal bool) (*buildRequ
 	if err != nil {
 		return nil, err
 	}
+	mode := progress.Auto
+	if f.progressMode != "" {
+		if mode, err = progress.ParseMode(f.progressMode); err != nil {
+			return nil, err
+		}
+	}
+	if f.quiet {
+		mode = progress.Quiet
+	}
 	call := f.call
 	if call == "" {
-		call = "build"
+		call = "build" // the flag's default, for buildFlags made without cobra
 	}
 	if f.check {
 		call = "check"
@@ -208,8 +219,7 @@ func (f *buildFlags) request(contextArg string, stdoutTerminal bool) (*buildRequ
 			CacheMax:      budget,
 		},
 		dockerfileFromStdin: f.file == "-",
-		quiet:               f.quiet,
-		progressMode:        f.progressMode,
+		progressMode:        mode,
 		iidfile:             f.iidfile,
 		explain:             f.explain,
 		call:                call,
@@ -301,14 +311,24 @@ func parseOutputs(in []string) ([]builder.Output, error) {
 	return outs, nil
 }
 
-// checkStdoutOutputs refuses to write a tar to a terminal.
-func checkStdoutOutputs(outs []builder.Output, terminal bool) error {
+// writesStdout tells whether an output writes its tar to stdout.
+func writesStdout(outs []builder.Output) bool {
 	for _, o := range outs {
 		switch o.Type {
 		case "tar", "oci", "docker":
-			if (o.Dest == "" || o.Dest == "-") && terminal {
-				return fmt.Errorf("-o type=%s: output file is required (dest=FILE); refusing to write a tar to a terminal", o.Type)
+			if o.Dest == "" || o.Dest == "-" {
+				return true
 			}
+		}
+	}
+	return false
+}
+
+// checkStdoutOutputs refuses to write a tar to a terminal.
+func checkStdoutOutputs(outs []builder.Output, terminal bool) error {
+	for _, o := range outs {
+		if terminal && writesStdout([]builder.Output{o}) {
+			return fmt.Errorf("-o type=%s: output file is required (dest=FILE); refusing to write a tar to a terminal", o.Type)
 		}
 	}
 	return nil

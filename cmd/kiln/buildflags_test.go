@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/progress"
 )
 
 func TestParseOutputs(t *testing.T) {
@@ -365,7 +366,7 @@ func TestBuildRequestFromFlags(t *testing.T) {
 	if !reflect.DeepEqual(req.opts, want) {
 		t.Errorf("options:\n%+v\nwant:\n%+v", req.opts, want)
 	}
-	if !req.dockerfileFromStdin || !req.quiet || req.progressMode != "plain" || req.iidfile != "iid" {
+	if !req.dockerfileFromStdin || req.progressMode != progress.Quiet || req.iidfile != "iid" {
 		t.Errorf("request: %+v", req)
 	}
 
@@ -388,6 +389,7 @@ func TestBuildRequestFromFlags(t *testing.T) {
 		{"a tar to a terminal", buildFlags{outputs: []string{"-"}}, ".", true, "refusing to write a tar to a terminal"},
 		{"a bad cache spec", buildFlags{cacheTo: []string{"type=s3"}}, ".", false, `--cache-to "type=s3": cache type "s3" is not supported`},
 		{"an unknown entitlement", buildFlags{allow: []string{"everything"}}, ".", false, "--allow everything: invalid entitlement"},
+		{"an unknown --progress", buildFlags{progressMode: "fancy"}, ".", false, `--progress "fancy": unknown progress mode (valid: auto, plain, tty, json, quiet)`},
 		{"a bad --cache-max", buildFlags{cacheMax: "lots"}, ".", false, "--cache-max lots"},
 		{"Dockerfile and context both from stdin", buildFlags{file: "-"}, "-", false, "cannot read both the Dockerfile (-f -) and the context (-) from stdin"},
 	} {

@@ -38,13 +38,15 @@ var layers = []layer{
 		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver/filecopy", "exporter", "transport"}},
 	{name: "explanations and image analysis", pkgs: []string{"explain", "analyze"},
 		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver", "explain", "analyze"}},
+	{name: "progress", pkgs: []string{"progress"},
+		may: []string{"cache", "solver", "explain", "progress"}},
 	{name: "builder", pkgs: []string{"builder"},
 		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "builder"}},
 	{name: "CLI", pkgs: []string{"cmd"},
-		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "builder"}},
+		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "progress", "builder"}},
 	// test helpers: imported by tests only (checked below)
 	{name: "test helpers", pkgs: []string{"internal/testenv", "internal/depcheck", "e2e"},
-		may: []string{"internal", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "builder"}},
+		may: []string{"internal", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "progress", "builder"}},
 }
 
 func under(pkg, prefix string) bool { return pkg == prefix || strings.HasPrefix(pkg, prefix+"/") }
