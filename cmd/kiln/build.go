@@ -60,6 +60,9 @@ func runBuild(ctx context.Context, req *buildRequest) error {
 		}
 		opts.ContextDir, opts.DockerfileSource = dir, src
 	}
+	if req.call == "check" {
+		return runCheck(ctx, st, req)
+	}
 	var progressOut io.Writer = os.Stderr
 	if req.quiet {
 		progressOut = io.Discard
