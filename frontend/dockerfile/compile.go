@@ -23,8 +23,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
-	"github.com/moby/patternmatcher"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/patternmatcher"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -201,7 +201,7 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 }
 
 type compiler struct {
-	lint     *linter.Linter
+	lint   *linter.Linter
 	opts   Options
 	lex    *shell.Lex
 	fail   func(int, error) error
@@ -212,18 +212,18 @@ type compiler struct {
 }
 
 type stageState struct {
-	name     string
-	vertex   *solver.Vertex
-	image    dockerspec.DockerOCIImage
-	runEnv   []string // image env + ARGs in scope, what RUN sees
-	shell    []string
-	argsUsed []string // K=V of ARGs with values, for RUN history
-	noCache  bool     // --no-cache-filter names this stage
-	cmdSet   bool     // CMD given in this stage
-	declared map[string]bool // ARGs of the stage, with a value or not
-	workdirSet            bool
-	cmd, entrypoint, hc   usedOnce
-	vertices []*solver.Vertex
+	name                string
+	vertex              *solver.Vertex
+	image               dockerspec.DockerOCIImage
+	runEnv              []string // image env + ARGs in scope, what RUN sees
+	shell               []string
+	argsUsed            []string        // K=V of ARGs with values, for RUN history
+	noCache             bool            // --no-cache-filter names this stage
+	cmdSet              bool            // CMD given in this stage
+	declared            map[string]bool // ARGs of the stage, with a value or not
+	workdirSet          bool
+	cmd, entrypoint, hc usedOnce
+	vertices            []*solver.Vertex
 }
 
 func stageName(s instructions.Stage, i int) string {
