@@ -22,12 +22,12 @@ var (
 	// a directory of it) before a dependency install in the same stage.
 	// Every edit of any copied file changes the COPY's key, so the
 	// install after it runs again.
-	RuleContextCopiedBeforeInstall = linter.LinterRule[func(src string, copyLine int, install string, installLine int) string]{
+	RuleContextCopiedBeforeInstall = linter.LinterRule[func(copy string, copyLine int, install string, installLine int) string]{
 		Name:        "ContextCopiedBeforeInstall",
 		Description: "Copying the whole build context (or a directory of it) before a dependency install re-runs the install on every edit",
-		Format: func(src string, copyLine int, install string, installLine int) string {
-			return fmt.Sprintf("COPY %s on line %d comes before %q on line %d: any change to a copied file re-runs the install; copy the dependency manifests first, install, then copy the rest",
-				src, copyLine, install, installLine)
+		Format: func(copy string, copyLine int, install string, installLine int) string {
+			return fmt.Sprintf("%s on line %d comes before %q on line %d: any change to a copied file re-runs the install; copy the dependency manifests first, install, then copy the rest",
+				copy, copyLine, install, installLine)
 		},
 	}
 	// RuleVolatileArgEarly: an ARG whose value changes from build to
@@ -69,6 +69,7 @@ type cacheLint struct {
 }
 
 type broadCopy struct {
+	name string // COPY or ADD
 	src  string
 	loc  []parser.Range
 	done bool
@@ -118,14 +119,14 @@ func (cl *cacheLint) observe(cmd instructions.Command, wd string, l *linter.Lint
 		layer = true
 		if len(cmd.SourceContents) == 0 {
 			if cmd.From == "" {
-				cl.noteBroad(cmd.SourcePaths, cmd.Location())
+				cl.noteBroad("COPY", cmd.SourcePaths, cmd.Location())
 			}
 			cl.noteAdded(cmd.SourcePaths, cmd.DestPath, wd, "COPY", cmd.Location())
 		}
 	case *instructions.AddCommand:
 		layer = true
 		if len(cmd.SourceContents) == 0 {
-			cl.noteBroad(cmd.SourcePaths, cmd.Location())
+			cl.noteBroad("ADD", cmd.SourcePaths, cmd.Location())
 			cl.noteAdded(cmd.SourcePaths, cmd.DestPath, wd, "ADD", cmd.Location())
 		}
 	case *instructions.RunCommand:
@@ -139,7 +140,7 @@ func (cl *cacheLint) observe(cmd instructions.Command, wd string, l *linter.Lint
 				bc := &cl.broadCopies[i]
 				if !bc.done {
 					bc.done = true
-					l.Run(&RuleContextCopiedBeforeInstall, bc.loc, RuleContextCopiedBeforeInstall.Format(bc.src, line(bc.loc), install, line(cmd.Location())))
+					l.Run(&RuleContextCopiedBeforeInstall, bc.loc, RuleContextCopiedBeforeInstall.Format(bc.name+" "+bc.src, line(bc.loc), install, line(cmd.Location())))
 				}
 			}
 		}
@@ -174,7 +175,7 @@ func (cl *cacheLint) finish() {
 	}
 }
 
-func (cl *cacheLint) noteBroad(srcs []string, loc []parser.Range) {
+func (cl *cacheLint) noteBroad(name string, srcs []string, loc []parser.Range) {
 	for _, src := range srcs {
 		if isURL(src) {
 			continue
@@ -186,7 +187,7 @@ func (cl *cacheLint) noteBroad(srcs []string, loc []parser.Range) {
 			broad = err == nil && fi.IsDir()
 		}
 		if broad {
-			cl.broadCopies = append(cl.broadCopies, broadCopy{src: src, loc: loc})
+			cl.broadCopies = append(cl.broadCopies, broadCopy{name: name, src: src, loc: loc})
 			return
 		}
 	}
@@ -198,6 +199,9 @@ func (cl *cacheLint) noteAdded(srcs []string, dest, wd, how string, loc []parser
 	d := destPath(wd, dest)
 	dir := strings.HasSuffix(d, "/") || len(srcs) > 1
 	for _, src := range srcs {
+		if how == "ADD" && !isURL(src) && isArchiveName(src) {
+			continue // unpacked: its files land, not it
+		}
 		p := strings.TrimSuffix(d, "/")
 		if dir {
 			base := path.Base(filepath.ToSlash(src))
@@ -355,3 +359,13 @@ func unquote(s string) string { return strings.Trim(s, `"'`) }
 func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
 
 func sameLine(a, b []parser.Range) bool { return line(a) == line(b) }
+
+// isArchiveName says whether ADD would unpack a local file of this name.
+func isArchiveName(p string) bool {
+	for _, ext := range []string{".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst"} {
+		if strings.HasSuffix(p, ext) {
+			return true
+		}
+	}
+	return false
+}

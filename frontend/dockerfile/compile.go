@@ -160,8 +160,8 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 	if err := c.globalArgs(metaArgs); err != nil {
 		return nil, err
 	}
-	c.lintFroms(metaArgs)
 	c.stages = stages
+	c.lintFroms(metaArgs)
 	target := len(stages) - 1
 	if opts.Target != "" {
 		target = c.stageIndex(opts.Target, len(stages))
