@@ -327,4 +327,3 @@ func sortByLine(s []string) {
 		}
 	}
 }
-
