@@ -2,8 +2,10 @@ package dockerfile
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -181,8 +183,8 @@ func lintDefaultBaseNames(stages []instructions.Stage, lex *shell.Lex, platform 
 // lintFromArgs: UndefinedArgInFrom for each variable of a FROM (its base
 // name or --platform) that is neither a global ARG nor predefined.
 func lintFromArgs(unmatched map[string]struct{}, known []string, loc []parser.Range, l *linter.Linter) {
-	for _, arg := range sortedKeys(unmatched) {
-		if containsString(known, arg) {
+	for _, arg := range slices.Sorted(maps.Keys(unmatched)) {
+		if slices.Contains(known, arg) {
 			continue
 		}
 		s, _ := suggest.Search(arg, known, true)
@@ -229,7 +231,7 @@ func normalizeArch(arch string) string {
 // lintUndefinedVars: UndefinedVar for each variable a word used that is
 // neither in the environment nor a bare `ARG NAME` of the stage.
 func lintUndefinedVars(cmd instructions.Command, unmatched map[string]struct{}, declared map[string]bool, env shell.EnvGetter, l *linter.Linter) {
-	for _, v := range sortedKeys(unmatched) {
+	for _, v := range slices.Sorted(maps.Keys(unmatched)) {
 		if declared[v] {
 			continue
 		}
@@ -283,24 +285,6 @@ func lintExposePort(raw string, loc []parser.Range, l *linter.Linter) {
 	if strings.Contains(raw, ":") {
 		l.Run(&linter.RuleExposeInvalidFormat, loc, linter.RuleExposeInvalidFormat.Format(raw))
 	}
-}
-
-func sortedKeys(m map[string]struct{}) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // lintFroms runs the FROM rules on every stage, needed or not, as
