@@ -38,6 +38,9 @@ func cases(t *testing.T) []lintCase {
 	}
 	var out []lintCase
 	for _, e := range entries {
+		if !e.IsDir() {
+			continue // the README
+		}
 		c := lintCase{name: e.Name(), dir: filepath.Join(casesDir, e.Name())}
 		if b, err := os.ReadFile(filepath.Join(c.dir, "build-args")); err == nil {
 			c.buildArgs = strings.Fields(string(b))
