@@ -316,9 +316,18 @@ func volatileName(name string) bool {
 		"GIT_REF", "GIT_TAG", "GIT_BRANCH", "BRANCH", "CI_PIPELINE_ID", "RUN_ID":
 		return true
 	}
-	for _, w := range strings.Split(n, "_") {
+	words := strings.Split(n, "_")
+	qualified := false // SHA, REV and TIME say it only beside GIT, BUILD or COMMIT (not KUBECTL_SHA)
+	for _, w := range words {
 		switch w {
-		case "COMMIT", "SHA", "REVISION", "REV", "DATE", "TIME", "TIMESTAMP", "BUILDTIME", "BUILDDATE", "CACHEBUST", "NONCE":
+		case "COMMIT", "REVISION", "DATE", "TIMESTAMP", "BUILDTIME", "BUILDDATE", "CACHEBUST", "NONCE":
+			return true
+		case "GIT", "GITHUB", "BUILD":
+			qualified = true
+		}
+	}
+	for _, w := range words {
+		if (w == "SHA" || w == "REV" || w == "TIME") && (qualified || len(words) == 1) {
 			return true
 		}
 	}
