@@ -3,7 +3,7 @@ GO ?= go
 KILN := $(CURDIR)/bin/kiln
 DEMO := $(CURDIR)/.demo
 
-.PHONY: all kiln deps demo test unit fuzz bench golden clean
+.PHONY: all kiln deps demo test unit fuzz bench golden golden-lint clean
 
 all: kiln
 
@@ -46,6 +46,11 @@ unit:
 # ORACLE=auto|standalone|docker|both, CASE=NAME (scripts/make-golden.sh).
 golden: deps
 	sh scripts/make-golden.sh
+
+# Rebuild the lint goldens (frontend/dockerfile/testdata/lint/*/buildkit.txt)
+# with the standalone BuildKit's check (scripts/make-golden-lint.sh).
+golden-lint: deps
+	sh scripts/make-golden-lint.sh
 
 bench: deps kiln
 	bash benchmarks/run.sh

@@ -136,6 +136,12 @@ type Result struct {
 
 // Run builds and tags.
 func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err error) {
+	return run(ctx, st, opts, nil)
+}
+
+// run builds and tags, or with chk set only compiles every stage for
+// Check and returns no result.
+func run(ctx context.Context, st *store.Store, opts Options, chk *CheckResult) (res *Result, err error) {
 	variant, err := checkOutputOptions(opts)
 	if err != nil {
 		return nil, err
@@ -165,7 +171,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 		}
 		names = append(names, n)
 	}
-	excluded, err := dockerignore(ctxDir, dfPath)
+	excluded, ignore, err := dockerignore(ctxDir, dfPath)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +184,9 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 	worker := ops.NewWorker(st, opts.Runtime)
 	worker.Secrets = secretSource{secrets: opts.Secrets, ssh: opts.SSH}
 	for _, spec := range opts.CacheFrom {
+		if chk != nil {
+			break // a check builds nothing, so reads no cache
+		}
 		src, err := importCache(ctx, st, spec, opts.PullOptions.Registry)
 		if err != nil {
 			// like BuildKit: a cache that cannot be read is a warning
@@ -207,7 +216,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 	if network == "default" {
 		network = "host"
 	}
-	b, err := dockerfile.Compile(ctx, dockerfile.Options{
+	compileOpts := dockerfile.Options{
 		Filename:  displayName(dfPath, ctxDir),
 		Source:    src,
 		Context:   hasher,
@@ -225,8 +234,15 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 		NamedContexts: named,
 		NoCacheFilter: opts.NoCacheFilter,
 		AllowInsecure: opts.AllowInsecure,
-	})
-	if err != nil {
+		Ignore:        ignore,
+	}
+	if chk != nil {
+		chk.Filename, chk.Source = compileOpts.Filename, src
+		compileOpts.AllStages = opts.Target == "" // like BuildKit: no target, every stage
+		compileOpts.Lint = func(w dockerfile.Warning) { chk.Warnings = append(chk.Warnings, w) }
+	}
+	b, err := dockerfile.Compile(ctx, compileOpts)
+	if err != nil || chk != nil {
 		return nil, err
 	}
 	if opts.Plan != nil {
@@ -315,7 +331,7 @@ func displayName(dfPath, ctxDir string) string {
 
 // dockerignore reads .dockerignore (or <Dockerfile>.dockerignore next to
 // the Dockerfile, which wins, like BuildKit).
-func dockerignore(ctxDir, dfPath string) (contenthash.Excluder, error) {
+func dockerignore(ctxDir, dfPath string) (contenthash.Excluder, *patternmatcher.PatternMatcher, error) {
 	var data []byte
 	for _, p := range []string{dfPath + ".dockerignore", filepath.Join(ctxDir, ".dockerignore")} {
 		b, err := os.ReadFile(p)
@@ -324,25 +340,25 @@ func dockerignore(ctxDir, dfPath string) (contenthash.Excluder, error) {
 			break
 		}
 		if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if data == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	// ignorefile normalizes patterns like docker does ("/x" and "./x" are "x").
 	patterns, err := ignorefile.ReadAll(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf(".dockerignore: %w", err)
+		return nil, nil, fmt.Errorf(".dockerignore: %w", err)
 	}
 	pm, err := patternmatcher.New(patterns)
 	if err != nil {
-		return nil, fmt.Errorf(".dockerignore: %w", err)
+		return nil, nil, fmt.Errorf(".dockerignore: %w", err)
 	}
 	return func(rel string) bool {
 		ok, _ := pm.MatchesOrParentMatches(filepath.ToSlash(rel))
 		return ok
-	}, nil
+	}, pm, nil
 }
 
 // resolver finds base images in the local store, pulling those it lacks
@@ -536,7 +552,7 @@ func namedContexts(in map[string]string, statDir, mainCtx string) (map[string]do
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("--build-context %s=%s: not a directory", name, v)
 		}
-		excluded, err := dockerignore(dir, filepath.Join(dir, "Dockerfile"))
+		excluded, _, err := dockerignore(dir, filepath.Join(dir, "Dockerfile"))
 		if err != nil {
 			return nil, err
 		}

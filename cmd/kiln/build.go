@@ -60,6 +60,9 @@ func runBuild(ctx context.Context, req *buildRequest) error {
 		}
 		opts.ContextDir, opts.DockerfileSource = dir, src
 	}
+	if req.call == "check" {
+		return runCheck(ctx, st, req)
+	}
 	p := newProgress(req.progressMode)
 	opts.PullOptions = registry.PullOptions{Registry: registryConfig(), Progress: p.Writer()}
 	opts.Warn = func(s string) { p.Message("WARNING: " + s) }

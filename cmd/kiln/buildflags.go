@@ -56,6 +56,10 @@ type buildRequest struct {
 	// call is what the build does: "build", or "check" (--check,
 	// --call=check: lint the Dockerfile, build nothing).
 	call string
+	// callFormat is --call=check,format=json ("" for text);
+	// callIgnoreStatus (ignorestatus=true) exits 0 despite warnings.
+	callFormat       string
+	callIgnoreStatus bool
 }
 
 func (f *buildFlags) register(fs *pflag.FlagSet) {
@@ -183,8 +187,9 @@ func (f *buildFlags) request(contextArg string, stdoutTerminal bool) (*buildRequ
 	if f.check {
 		call = "check"
 	}
-	if call != "build" && call != "check" {
-		return nil, fmt.Errorf("--call=%s: kiln knows build and check", f.call)
+	cf, err := parseCall(call)
+	if err != nil {
+		return nil, err
 	}
 	file := f.file
 	if file == "-" {
@@ -222,7 +227,9 @@ func (f *buildFlags) request(contextArg string, stdoutTerminal bool) (*buildRequ
 		progressMode:        mode,
 		iidfile:             f.iidfile,
 		explain:             f.explain,
-		call:                call,
+		call:                cf.name,
+		callFormat:          cf.format,
+		callIgnoreStatus:    cf.ignoreStatus,
 	}, nil
 }
 

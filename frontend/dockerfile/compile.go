@@ -24,6 +24,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/patternmatcher"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -47,8 +48,16 @@ type Options struct {
 	Images  ImageResolver
 	// Epoch (SOURCE_DATE_EPOCH) fixes created times.
 	Epoch *time.Time
-	// Warn receives lint warnings; they never fail a build.
+	// Warn receives warnings, lint warnings as "FILE:LINE: Rule: message"
+	// unless Lint is set.
 	Warn func(msg string)
+	// Lint, if set, receives each lint warning instead of Warn.
+	Lint func(Warning)
+	// AllStages compiles every stage, not only those the target needs,
+	// so lint sees them all (kiln build --check, like BuildKit's).
+	AllStages bool
+	// Ignore is the build context's .dockerignore, for CopyIgnoredFile.
+	Ignore *patternmatcher.PatternMatcher
 	// Platform of the host, e.g. linux/amd64.
 	OS, Arch string
 	// NamedContexts are --build-context NAME=...: FROM NAME and
@@ -102,40 +111,41 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 		opts.Network = "host"
 	}
 	fail := func(line int, err error) error { return &Error{File: opts.Filename, Line: line, Err: err} }
+	lintCfg, err := lintConfig(opts.Source, opts.BuildArgs)
+	if err != nil {
+		return nil, fail(1, err)
+	}
+	firstLine := 0 // of the earliest warning, for a check=error=true failure
+	lintCfg.Warn = func(rule, desc, url, msg string, loc []parser.Range) {
+		if l := line(loc); l > 0 && (firstLine == 0 || l < firstLine) {
+			firstLine = l
+		}
+		switch {
+		case opts.Lint != nil:
+			opts.Lint(Warning{Rule: rule, Description: desc, URL: url, Message: msg, Location: loc})
+		case opts.Warn != nil:
+			opts.Warn(fmt.Sprintf("%s:%d: %s: %s", opts.Filename, line(loc), rule, msg))
+		}
+	}
+	lint := linter.New(lintCfg)
 	res, err := parser.Parse(bytes.NewReader(opts.Source))
 	if err != nil {
 		return nil, fail(errLine(err), err)
 	}
-	if opts.Warn != nil {
-		for _, w := range res.Warnings {
-			line := 0
-			if w.Location != nil {
-				line = w.Location.Start.Line
-			}
-			opts.Warn(fmt.Sprintf("%s:%d: %s", opts.Filename, line, w.Short))
+	for _, w := range res.Warnings {
+		var loc []parser.Range
+		if w.Location != nil {
+			loc = []parser.Range{*w.Location}
+		}
+		if w.URL == linter.RuleNoEmptyContinuation.URL {
+			lint.Run(&linter.RuleNoEmptyContinuation, loc, linter.RuleNoEmptyContinuation.Format())
+		} else if opts.Warn != nil {
+			opts.Warn(fmt.Sprintf("%s:%d: %s", opts.Filename, line(loc), w.Short))
 		}
 	}
 	if syntax, _, _, ok := parser.DetectSyntax(opts.Source); ok && opts.Warn != nil {
 		opts.Warn(fmt.Sprintf("%s: # syntax=%s: kiln uses its built-in Dockerfile frontend (BuildKit's parser) and never downloads one", opts.Filename, syntax))
 	}
-	lintCfg := &linter.Config{}
-	if check, _, _, ok := parser.ParseDirective("check", opts.Source); ok {
-		c, err := linter.ParseLintOptions(check)
-		if err != nil {
-			return nil, fail(1, fmt.Errorf("# check=%s: %w", check, err))
-		}
-		lintCfg = c
-	}
-	lintCfg.Warn = func(rule, desc, url, msg string, loc []parser.Range) {
-		if opts.Warn != nil {
-			line := 0
-			if len(loc) > 0 {
-				line = loc[0].Start.Line
-			}
-			opts.Warn(fmt.Sprintf("%s:%d: %s: %s", opts.Filename, line, rule, msg))
-		}
-	}
-	lint := linter.New(lintCfg)
 	stages, metaArgs, err := instructions.Parse(res.AST, lint)
 	if err != nil {
 		return nil, fail(errLine(err), err)
@@ -143,11 +153,15 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 	if len(stages) == 0 {
 		return nil, fail(0, errors.New("file with no instructions"))
 	}
+	lintStageNames(stages, lint)
+	lintCasing(stages, lint)
 	c := &compiler{opts: opts, lex: shell.NewLex(res.EscapeToken), fail: fail, built: map[int]*stageState{}, lint: lint}
+	lintDefaultBaseNames(stages, c.lex, c.platformArgs(), metaArgs, lint)
 	if err := c.globalArgs(metaArgs); err != nil {
 		return nil, err
 	}
 	c.stages = stages
+	c.lintFroms(metaArgs)
 	target := len(stages) - 1
 	if opts.Target != "" {
 		target = c.stageIndex(opts.Target, len(stages))
@@ -158,6 +172,16 @@ func Compile(ctx context.Context, opts Options) (*Build, error) {
 	st, err := c.compileStage(ctx, target)
 	if err != nil {
 		return nil, err
+	}
+	if opts.AllStages {
+		for i := range stages {
+			if _, err := c.compileStage(ctx, i); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := lintError(lint); err != nil {
+		return nil, fail(firstLine, err)
 	}
 	b := &Build{Target: st.vertex, Image: st.image}
 	for i := range stages {
@@ -188,15 +212,18 @@ type compiler struct {
 }
 
 type stageState struct {
-	name     string
-	vertex   *solver.Vertex
-	image    dockerspec.DockerOCIImage
-	runEnv   []string // image env + ARGs in scope, what RUN sees
-	shell    []string
-	argsUsed []string // K=V of ARGs with values, for RUN history
-	noCache  bool     // --no-cache-filter names this stage
-	cmdSet   bool     // CMD given in this stage
-	vertices []*solver.Vertex
+	name                string
+	vertex              *solver.Vertex
+	image               dockerspec.DockerOCIImage
+	runEnv              []string // image env + ARGs in scope, what RUN sees
+	shell               []string
+	argsUsed            []string        // K=V of ARGs with values, for RUN history
+	noCache             bool            // --no-cache-filter names this stage
+	cmdSet              bool            // CMD given in this stage
+	declared            map[string]bool // ARGs of the stage, with a value or not
+	workdirSet          bool
+	cmd, entrypoint, hc usedOnce
+	vertices            []*solver.Vertex
 }
 
 func stageName(s instructions.Stage, i int) string {
@@ -278,6 +305,11 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 	if err != nil {
 		return nil, c.fail(fromLine, err)
 	}
+	st.declared = map[string]bool{}
+	cl := &cacheLint{}
+	if c.opts.Context != nil {
+		cl.root = c.opts.Context.Root()
+	}
 	if stage.Platform != "" {
 		p, _, _ := c.lex.ProcessWord(stage.Platform, shell.EnvsFromSlice(c.global))
 		if p != c.opts.OS+"/"+c.opts.Arch {
@@ -325,6 +357,7 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 		}
 		fromVertex.Op = &ops.Image{Ref: imageRef, Manifest: desc}
 		st.image = cloneImage(*img)
+		c.lintBasePlatform(base, img, stage.Location)
 		// like BuildKit, PATH is always set
 		if _, ok := shell.EnvsFromSlice(st.image.Config.Env).Get("PATH"); !ok {
 			st.image.Config.Env = append(st.image.Config.Env, "PATH="+ops.DefaultPath)
@@ -340,6 +373,10 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 	if parent != nil {
 		// like BuildKit, a stage inherits its parent's ARGs too
 		st.runEnv = append([]string(nil), parent.runEnv...)
+		st.workdirSet = parent.workdirSet
+		for k := range parent.declared {
+			st.declared[k] = true
+		}
 	}
 	if len(st.image.Config.Shell) > 0 {
 		st.shell = append([]string(nil), st.image.Config.Shell...)
@@ -359,6 +396,7 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 	}
 
 	for i, cmd := range stage.Commands {
+		wd := st.image.Config.WorkingDir
 		if err := c.dispatch(ctx, st, cmd, prefix(i+2)); err != nil {
 			var fe *Error
 			if errors.As(err, &fe) {
@@ -366,7 +404,9 @@ func (c *compiler) compileStage(ctx context.Context, idx int) (*stageState, erro
 			}
 			return nil, c.fail(line(cmd.Location()), fmt.Errorf("%s: %w", strings.ToUpper(cmd.Name()), err))
 		}
+		cl.observe(cmd, wd, c.lint.WithMergedConfigFromComments(cmd.Comments()))
 	}
+	cl.finish()
 	c.built[idx] = st
 	return st, nil
 }

@@ -22,15 +22,17 @@ import (
 // the instruction's variables and routes it to its dispatch function.
 func (c *compiler) dispatch(ctx context.Context, st *stageState, cmd instructions.Command, prefix string) error {
 	env := shell.EnvsFromSlice(st.runEnv)
+	lint := c.lint.WithMergedConfigFromComments(cmd.Comments())
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
 		if err := ex.Expand(func(word string) (string, error) {
-			v, _, err := c.lex.ProcessWord(word, env)
-			return v, err
+			res, err := c.lex.ProcessWordWithMatches(word, env)
+			lintUndefinedVars(cmd, res.Unmatched, st.declared, env, lint)
+			return res.Result, err
 		}); err != nil {
 			return err
 		}
 	}
-	d := &step{c: c, st: st, prefix: prefix, line: line(cmd.Location())}
+	d := &step{c: c, st: st, prefix: prefix, line: line(cmd.Location()), lint: lint}
 	switch cmd := cmd.(type) {
 	case *instructions.EnvCommand:
 		return dispatchEnv(d, cmd)
@@ -76,6 +78,7 @@ type step struct {
 	st     *stageState
 	prefix string // of the vertex name, e.g. "[build 2/4]"
 	line   int
+	lint   *linter.Linter // with the instruction's own # check= comments
 }
 
 // history records the instruction in the image's history.
@@ -100,8 +103,9 @@ func dispatchEnv(d *step, cmd *instructions.EnvCommand) error {
 	parts := []string{}
 	for _, kv := range cmd.Env {
 		if kv.NoDelim {
-			d.c.lint.Run(&linter.RuleLegacyKeyValueFormat, cmd.Location(), linter.RuleLegacyKeyValueFormat.Format(cmd.Name()))
+			d.lint.Run(&linter.RuleLegacyKeyValueFormat, cmd.Location(), linter.RuleLegacyKeyValueFormat.Format(cmd.Name()))
 		}
+		lintSecretName("ENV", kv.Key, cmd.Location(), d.lint)
 		cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
 		d.st.runEnv = setEnv(d.st.runEnv, kv.Key, kv.Value)
 		parts = append(parts, kv.Key+"="+kv.Value)
@@ -115,6 +119,8 @@ func dispatchEnv(d *step, cmd *instructions.EnvCommand) error {
 func dispatchArg(d *step, cmd *instructions.ArgCommand) error {
 	parts := []string{}
 	for _, kv := range cmd.Args {
+		lintSecretName("ARG", kv.Key, cmd.Location(), d.lint)
+		d.st.declared[kv.Key] = true
 		var val *string
 		if v, ok := d.c.opts.BuildArgs[kv.Key]; ok {
 			val = &v
@@ -145,7 +151,7 @@ func dispatchLabel(d *step, cmd *instructions.LabelCommand) error {
 	parts := []string{}
 	for _, kv := range cmd.Labels {
 		if kv.NoDelim {
-			d.c.lint.Run(&linter.RuleLegacyKeyValueFormat, cmd.Location(), linter.RuleLegacyKeyValueFormat.Format(cmd.Name()))
+			d.lint.Run(&linter.RuleLegacyKeyValueFormat, cmd.Location(), linter.RuleLegacyKeyValueFormat.Format(cmd.Name()))
 		}
 		cfg.Labels[kv.Key] = kv.Value
 		parts = append(parts, kv.Key+"="+kv.Value)
@@ -215,6 +221,7 @@ func dispatchCopy(ctx context.Context, d *step, cmd *instructions.CopyCommand) e
 		}
 	} else {
 		op.Context = d.c.opts.Context
+		d.lintIgnored("Copy", cmd.SourcePaths, cmd.Location())
 	}
 	name += strings.Join(cmd.SourcePaths, " ") + " " + cmd.DestPath
 	d.addVertex(op, name, inputs...)
@@ -257,6 +264,7 @@ func dispatchAdd(d *step, cmd *instructions.AddCommand) error {
 		}
 	}
 	if len(local) > 0 {
+		d.lintIgnored("Add", local, cmd.Location())
 		unpack := cmd.Unpack == nil || *cmd.Unpack
 		op := &ops.Copy{Context: d.c.opts.Context, Sources: local, Dest: dest, Chown: cmd.Chown, Chmod: cmd.Chmod, Add: unpack,
 			Exclude: cmd.ExcludePatterns}
@@ -285,6 +293,10 @@ func addSources(srcs []string) (local, remote []string, err error) {
 // dispatchWorkdir sets the working directory and, unless it is /, adds
 // the op that creates it.
 func dispatchWorkdir(d *step, cmd *instructions.WorkdirCommand) error {
+	if !d.st.workdirSet && !path.IsAbs(cmd.Path) {
+		d.lint.Run(&linter.RuleWorkdirRelativePath, cmd.Location(), linter.RuleWorkdirRelativePath.Format(cmd.Path))
+	}
+	d.st.workdirSet = true
 	cfg := &d.st.image.Config
 	wd := cmd.Path
 	if !path.IsAbs(wd) {
@@ -306,6 +318,8 @@ func dispatchUser(d *step, cmd *instructions.UserCommand) error {
 }
 
 func dispatchCmd(d *step, cmd *instructions.CmdCommand) error {
+	d.st.cmd.use(cmd, d.lint)
+	d.lintJSONArgs(cmd, cmd.PrependShell)
 	args := cmd.CmdLine
 	if cmd.PrependShell {
 		args = append(append([]string(nil), d.st.shell...), strings.Join(cmd.CmdLine, " "))
@@ -317,6 +331,8 @@ func dispatchCmd(d *step, cmd *instructions.CmdCommand) error {
 }
 
 func dispatchEntrypoint(d *step, cmd *instructions.EntrypointCommand) error {
+	d.st.entrypoint.use(cmd, d.lint)
+	d.lintJSONArgs(cmd, cmd.PrependShell)
 	cfg := &d.st.image.Config
 	args := cmd.CmdLine
 	if cmd.PrependShell {
@@ -341,6 +357,7 @@ func dispatchExpose(d *step, cmd *instructions.ExposeCommand, env shell.EnvGette
 			return err
 		}
 		for _, w := range words {
+			lintExposePort(w, cmd.Location(), d.lint)
 			ps, err := exposedPorts(w)
 			if err != nil {
 				return err
@@ -388,6 +405,7 @@ func dispatchShell(d *step, cmd *instructions.ShellCommand) error {
 }
 
 func dispatchHealthCheck(d *step, cmd *instructions.HealthCheckCommand) error {
+	d.st.hc.use(cmd, d.lint)
 	d.st.image.Config.Healthcheck = cmd.Health
 	d.history(fmt.Sprintf("HEALTHCHECK %v", cmd.Health.Test), false)
 	return nil
