@@ -144,12 +144,20 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("build context %q: not a directory", opts.ContextDir)
-	}
 	dfPath := opts.Dockerfile
 	if dfPath == "" {
 		dfPath = filepath.Join(ctxDir, "Dockerfile")
+	}
+	// From here on every build is on record, a failed one with its error.
+	jr, err := newJournal(st.BuildsDir(), opts, ctxDir, dfPath)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		jr.finish(ctx, "", err)
+	}()
+	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("build context %q: not a directory", opts.ContextDir)
 	}
 	src := opts.DockerfileSource
 	if src == nil {
@@ -229,6 +237,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 	if err != nil {
 		return nil, err
 	}
+	jr.plan(b.Vertices)
 	if opts.Plan != nil {
 		opts.Plan(b)
 	}
@@ -236,17 +245,6 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 	if parallel <= 0 {
 		parallel = runtime.NumCPU()
 	}
-	jr, err := newJournal(st.BuildsDir(), opts, ctxDir, dfPath)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		image := ""
-		if res != nil {
-			image = res.ID
-		}
-		jr.finish(image, err)
-	}()
 	s := &solver.Solver{
 		Records:       st.Records,
 		Parallel:      parallel,
@@ -295,6 +293,9 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 			return nil, fmt.Errorf("--cache-to: %w", err)
 		}
 	}
+	// The journal is complete before the collection, which counts it
+	// (and spares it: it is the newest).
+	jr.finish(ctx, built.ID, nil)
 	// Over budget, the build cache shrinks now, least recently used first
 	// (never this image); a collection that fails does not fail the build.
 	if opts.CacheMax >= 0 {
