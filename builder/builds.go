@@ -134,3 +134,35 @@ func CopyLogs(w io.Writer, buildsDir string, j *Journal) error {
 	}
 	return nil
 }
+
+// ShortID is the random part of a build ID (12 hex digits), what listings
+// show, as docker shows 12 digits of an image ID; FindJournal takes it.
+func (j *Journal) ShortID() string {
+	if _, suffix, ok := strings.Cut(j.ID, "-"); ok {
+		return suffix
+	}
+	return j.ID
+}
+
+// Outcome is j.Status, also for journals written before Status was: a
+// build with an error failed.
+func (j *Journal) Outcome() string {
+	switch {
+	case j.Status != "":
+		return j.Status
+	case j.Error != "":
+		return StatusError
+	}
+	return StatusCompleted
+}
+
+// DockerfileName is the Dockerfile as the user would name it: relative to
+// the context when it is inside it.
+func (j *Journal) DockerfileName() string {
+	if filepath.IsAbs(j.Dockerfile) && filepath.IsAbs(j.Context) {
+		if rel, err := filepath.Rel(j.Context, j.Dockerfile); err == nil && !strings.HasPrefix(rel, "..") {
+			return rel
+		}
+	}
+	return j.Dockerfile
+}

@@ -281,6 +281,9 @@ func readJournal(dir string) (*Journal, error) {
 	return &j, nil
 }
 
+// ErrNoSuchBuild means no build on record has the ID a reference names.
+var ErrNoSuchBuild = errors.New("no such build")
+
 // FindJournal finds one build by ref: "" is the newest build, otherwise a
 // build ID or an unambiguous prefix of it or of its random part (the hex
 // after the dash).
@@ -304,7 +307,7 @@ func FindJournal(buildsDir, ref string) (*Journal, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("no such build: %s", ref)
+		return nil, fmt.Errorf("%w: %s", ErrNoSuchBuild, ref)
 	case 1:
 		return found[0], nil
 	}
