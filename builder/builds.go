@@ -116,13 +116,14 @@ func CopyLog(w io.Writer, buildsDir string, j *Journal, s *StepRecord) error {
 // log kiln prune removed is said so in its place.
 func CopyLogs(w io.Writer, buildsDir string, j *Journal) error {
 	for _, s := range j.Steps {
-		if s.Log == "" {
+		size := LogSize(buildsDir, j, s)
+		if s.Log == "" || size == 0 {
 			continue
 		}
 		if _, err := fmt.Fprintf(w, "#%d %s\n", s.Num, s.Name); err != nil {
 			return err
 		}
-		if LogSize(buildsDir, j, s) < 0 {
+		if size < 0 {
 			if _, err := fmt.Fprintln(w, "(log removed by kiln prune)"); err != nil {
 				return err
 			}
