@@ -104,15 +104,17 @@ func (r *buildRow) ID() string {
 	return r.j.ID
 }
 func (r *buildRow) CreatedSince() string { return ago(r.j.Started) }
-func (r *buildRow) CreatedAt() string    { return r.j.Started.Local().Format("2006-01-02 15:04:05 -0700 MST") }
-func (r *buildRow) Dockerfile() string   { return r.j.DockerfileName() }
-func (r *buildRow) Target() string       { return r.j.Target }
-func (r *buildRow) Status() string       { return buildStatus(r.j) }
-func (r *buildRow) Steps() string        { return stepCounts(r.j.Counts()) }
-func (r *buildRow) Duration() string     { return buildDuration(r.j.Duration) }
-func (r *buildRow) Tags() string         { return strings.Join(r.j.Tags, ",") }
-func (r *buildRow) Context() string      { return r.j.Context }
-func (r *buildRow) Error() string        { return r.j.Error }
+func (r *buildRow) CreatedAt() string {
+	return r.j.Started.Local().Format("2006-01-02 15:04:05 -0700 MST")
+}
+func (r *buildRow) Dockerfile() string { return r.j.DockerfileName() }
+func (r *buildRow) Target() string     { return r.j.Target }
+func (r *buildRow) Status() string     { return buildStatus(r.j) }
+func (r *buildRow) Steps() string      { return stepCounts(r.j.Counts()) }
+func (r *buildRow) Duration() string   { return buildDuration(r.j.Duration) }
+func (r *buildRow) Tags() string       { return strings.Join(r.j.Tags, ",") }
+func (r *buildRow) Context() string    { return r.j.Context }
+func (r *buildRow) Error() string      { return r.j.Error }
 func (r *buildRow) Image() string {
 	if r.trunc {
 		return shortID(r.j.Image)

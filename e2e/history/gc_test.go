@@ -39,6 +39,16 @@ func logBuild(t *testing.T, n int) string {
 	})
 }
 
+// assertLogPruned checks that kiln logs says step #2's log of build id
+// was removed.
+func assertLogPruned(s *e2etest.Store, id string) {
+	s.T.Helper()
+	_, errOut, err := s.Kiln("logs", id, "2")
+	if err == nil || !strings.Contains(errOut, "log was removed") {
+		s.T.Errorf("kiln logs %s 2: want an error saying the log was removed, got %v %s", id, err, errOut)
+	}
+}
+
 func TestDFCountsBuildHistoryAndPruneSaysWhatItRemoved(t *testing.T) {
 	s := e2etest.NewStore(t)
 	dir := logBuild(t, 300_000)
@@ -61,10 +71,7 @@ func TestDFCountsBuildHistoryAndPruneSaysWhatItRemoved(t *testing.T) {
 	if len(rows) != 2 {
 		t.Fatalf("kiln prune removed the builds' records: %+v", rows)
 	}
-	_, errOut, err := s.Kiln("logs", rows[0].ID, "2")
-	if err == nil || !strings.Contains(errOut, "log was removed") {
-		t.Errorf("kiln logs of a pruned log: %v %s", err, errOut)
-	}
+	assertLogPruned(s, rows[0].ID)
 	if r := dfHistory(s); r.TotalCount != "2" || r.ReclaimableBytes != 0 {
 		t.Errorf("df Build History after prune: %+v", r)
 	}
@@ -110,10 +117,7 @@ func TestTheBudgetRemovesTheOldestBuildLogsFirst(t *testing.T) {
 	if len(rows) != 3 {
 		t.Fatalf("builds: %+v", rows)
 	}
-	_, errOut, err := s.Kiln("logs", rows[2].ID, "2")
-	if err == nil || !strings.Contains(errOut, "log was removed") {
-		t.Errorf("the oldest build's log should be gone: %v %s", err, errOut)
-	}
+	assertLogPruned(s, rows[2].ID) // the oldest
 	for _, r := range rows[:2] {
 		if got := s.MustKiln("logs", r.ID, "2"); len(got) != 400_002 {
 			t.Errorf("build %s's log: %d bytes, want 400002", r.ID, len(got))

@@ -1,17 +1,13 @@
 package history
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kiln-build/kiln/e2e/e2etest"
 )
@@ -261,55 +257,16 @@ func TestBuildsThatFailBeforeSolvingAreRecorded(t *testing.T) {
 func TestAnInterruptedBuildIsRecordedAsSuch(t *testing.T) {
 	s := e2etest.NewStore(t)
 	dir := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo asleep-$((1+1)); sleep 618\n"})
-	cmd := exec.Command(e2etest.Bin(), "--root", s.Root, "build", "--progress", "plain", dir)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	started := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		once := false
-		for {
-			n, err := pr.Read(buf)
-			log.Write(buf[:n])
-			if !once && strings.Contains(log.String(), "asleep-2") {
-				once = true
-				close(started)
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	select {
-	case <-started:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("RUN never started:\n%s", log.String())
-	}
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("kiln did not stop after SIGINT:\n%s", log.String())
-	}
-	pw.Close()
+	errOut, err := s.KilnInterrupted("asleep-2", "build", "--progress", "plain", dir)
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		t.Fatalf("kiln build after SIGINT: %v", err)
+	if !errors.As(err, &ee) || !strings.Contains(errOut, "ERROR: interrupted") {
+		t.Fatalf("kiln build after SIGINT: %v\n%s", err, errOut)
 	}
 	rows := builds(s)
 	if len(rows) != 1 || rows[0].Status != "Interrupted" {
 		t.Fatalf("kiln builds after SIGINT: %+v", rows)
 	}
 	if got := s.MustKiln("logs", rows[0].ID, "2"); got != "asleep-2\n" {
-		t.Errorf("the interrupted step's log: %q\n%s\n%s", got, s.MustKiln("builds", "show", rows[0].ID), log.String())
+		t.Errorf("the interrupted step's log: %q", got)
 	}
 }
