@@ -173,7 +173,8 @@ build) and every step with its number (#N, as the progress showed it and
 kiln logs takes), state, time, cache key and the size of its log.
 
 BUILD is a build ID, or an unambiguous prefix of it or of its short form
-(the BUILD ID column of kiln builds). --json prints the journal.`,
+(the BUILD ID column of kiln builds), or "last" for the newest build.
+--json prints the journal.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
@@ -181,7 +182,7 @@ BUILD is a build ID, or an unambiguous prefix of it or of its short form
 				return err
 			}
 			defer st.Close()
-			j, err := builder.FindJournal(st.BuildsDir(), args[0])
+			j, err := findBuild(st.BuildsDir(), args[0])
 			if err != nil {
 				return err
 			}

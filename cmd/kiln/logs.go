@@ -29,11 +29,7 @@ order, each after a line "#N NAME".`,
 				return err
 			}
 			defer st.Close()
-			ref := args[0]
-			if ref == "last" {
-				ref = ""
-			}
-			j, err := builder.FindJournal(st.BuildsDir(), ref)
+			j, err := findBuild(st.BuildsDir(), args[0])
 			if err != nil {
 				// A container's logs (kiln logs CONTAINER) would be looked
 				// up here, after the builds.
@@ -53,4 +49,12 @@ order, each after a line "#N NAME".`,
 		},
 	}
 	return cmd
+}
+
+// findBuild is builder.FindJournal with "last" for the newest build.
+func findBuild(buildsDir, ref string) (*builder.Journal, error) {
+	if ref == "last" {
+		ref = ""
+	}
+	return builder.FindJournal(buildsDir, ref)
 }

@@ -161,10 +161,13 @@ func TestBuildsShowNumbersStepsAsTheProgressDid(t *testing.T) {
 		t.Errorf("RUN cat /f: %+v", run)
 	}
 	text := s.MustKiln("builds", "show", j.ID[len(j.ID)-12:])
-	for _, want := range []string{"Status:", "Completed", "STEP", "CACHE KEY", "#4", "RUN cat /f", "17B"} {
+	for _, want := range []string{"ID:", j.ID, "Status:", "Completed", "STEP", "CACHE KEY", "#4", "RUN cat /f", "17B"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("kiln builds show lacks %q:\n%s", want, text)
 		}
+	}
+	if last := s.MustKiln("builds", "show", "last"); !strings.HasPrefix(last, "ID:         "+j.ID+"\n") {
+		t.Errorf("kiln builds show last is not the newest build %s:\n%s", j.ID, last)
 	}
 }
 
