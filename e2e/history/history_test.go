@@ -108,7 +108,7 @@ func TestBuildsListsEveryBuildNewestFirstLikeDocker(t *testing.T) {
 	if !header.MatchString(lines[0]) {
 		t.Errorf("header: %q", lines[0])
 	}
-	newest := regexp.MustCompile(`^[0-9a-f]{12}\s+(Less than a second|\d+ seconds) ago\s+Dockerfile\s+app\s+Completed\s+1 ran, 2 cached\s+\d+\.\ds\s+[0-9a-f]{12}$`)
+	newest := regexp.MustCompile(`^[0-9a-f]{12}\s+(Less than a second|1 second|\d+ seconds) ago\s+Dockerfile\s+app\s+Completed\s+1 ran, 2 cached\s+\d+\.\ds\s+[0-9a-f]{12}$`)
 	if !newest.MatchString(lines[1]) {
 		t.Errorf("newest build's row: %q", lines[1])
 	}
