@@ -152,30 +152,58 @@ func (jr *journal) event(next func(solver.Event)) func(solver.Event) {
 	}
 }
 
-// logger tees a step's output into its log file.
+// logger tees a step's output into its log file, which is created when
+// the step first writes: a step that writes nothing has no log.
 func (jr *journal) logger(next func(*solver.Vertex) solver.Logger) func(*solver.Vertex) solver.Logger {
 	return func(v *solver.Vertex) solver.Logger {
 		jr.mu.Lock()
-		defer jr.mu.Unlock()
-		s := jr.step(v)
-		f := jr.logs[v]
-		if f == nil {
-			name := fmt.Sprintf("step-%d.log", s.Num)
-			var err error
-			if f, err = os.Create(filepath.Join(jr.dir, name)); err == nil {
-				jr.logs[v] = f
-				s.Log = name
-			}
-		}
-		var out []io.Writer
-		if f != nil {
-			out = append(out, &bestEffort{w: f})
-		}
+		jr.step(v)
+		jr.mu.Unlock()
+		out := []io.Writer{&bestEffort{w: &stepFile{jr: jr, v: v}}}
 		if next != nil {
 			out = append(out, next(v))
 		}
 		return io.MultiWriter(out...)
 	}
+}
+
+// stepFile writes to v's log file, creating it on the first write (a
+// step's stdout and stderr may write at once).
+type stepFile struct {
+	jr   *journal
+	v    *solver.Vertex
+	once sync.Once
+	f    *os.File
+	err  error
+}
+
+func (w *stepFile) Write(p []byte) (int, error) {
+	w.once.Do(func() { w.f, w.err = w.jr.logFile(w.v) })
+	if w.err != nil {
+		return 0, w.err
+	}
+	return w.f.Write(p)
+}
+
+// logFile is v's log file, created by the first of v's loggers to write.
+func (jr *journal) logFile(v *solver.Vertex) (*os.File, error) {
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	if f := jr.logs[v]; f != nil {
+		return f, nil
+	}
+	if jr.finished {
+		return nil, os.ErrClosed
+	}
+	s := jr.step(v)
+	name := fmt.Sprintf("step-%d.log", s.Num)
+	f, err := os.Create(filepath.Join(jr.dir, name))
+	if err != nil {
+		return nil, err
+	}
+	jr.logs[v] = f
+	s.Log = name
+	return f, nil
 }
 
 // bestEffort writes to a step's log file while it can. The file is a

@@ -30,6 +30,7 @@ func fakeBuild(t *testing.T, dir string, fail error) (*Journal, []*solver.Vertex
 	now := time.Now()
 	ev(solver.Event{Vertex: vs[1], State: solver.StateStarted, Time: now})
 	fmt.Fprint(log(vs[1]), "building\n")
+	log(vs[0]) // a logger that is never written to
 	ev(solver.Event{Vertex: vs[0], State: solver.StateCached})
 	if fail != nil {
 		ev(solver.Event{Vertex: vs[1], State: solver.StateFailed, Duration: time.Second, Err: fail})
@@ -57,6 +58,9 @@ func TestJournalNumbersStepsInPlanOrderWhateverTheEventOrder(t *testing.T) {
 		if s.Num != i+1 || s.Name != vs[i].Name {
 			t.Errorf("step %d: #%d %s, want #%d %s", i, s.Num, s.Name, i+1, vs[i].Name)
 		}
+	}
+	if j.Steps[0].Log != "" {
+		t.Errorf("a step that wrote nothing has a log: %q", j.Steps[0].Log)
 	}
 	if j.Steps[1].Log != "step-2.log" || j.Steps[2].Log != "step-3.log" {
 		t.Errorf("log files are not named by step number: %q %q", j.Steps[1].Log, j.Steps[2].Log)
