@@ -150,12 +150,23 @@ func run(ctx context.Context, st *store.Store, opts Options, chk *CheckResult) (
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("build context %q: not a directory", opts.ContextDir)
-	}
 	dfPath := opts.Dockerfile
 	if dfPath == "" {
 		dfPath = filepath.Join(ctxDir, "Dockerfile")
+	}
+	// From here on every build is on record, a failed one with its error
+	// (a check builds nothing and leaves no record).
+	var jr *journal
+	if chk == nil {
+		if jr, err = newJournal(st.BuildsDir(), opts, ctxDir, dfPath); err != nil {
+			return nil, err
+		}
+		defer func() {
+			jr.finish(ctx, "", err)
+		}()
+	}
+	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("build context %q: not a directory", opts.ContextDir)
 	}
 	src := opts.DockerfileSource
 	if src == nil {
@@ -245,6 +256,7 @@ func run(ctx context.Context, st *store.Store, opts Options, chk *CheckResult) (
 	if err != nil || chk != nil {
 		return nil, err
 	}
+	jr.plan(b.Vertices)
 	if opts.Plan != nil {
 		opts.Plan(b)
 	}
@@ -252,17 +264,6 @@ func run(ctx context.Context, st *store.Store, opts Options, chk *CheckResult) (
 	if parallel <= 0 {
 		parallel = runtime.NumCPU()
 	}
-	jr, err := newJournal(st.BuildsDir(), opts, ctxDir, dfPath)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		image := ""
-		if res != nil {
-			image = res.ID
-		}
-		jr.finish(image, err)
-	}()
 	s := &solver.Solver{
 		Records:       st.Records,
 		Parallel:      parallel,
@@ -311,6 +312,9 @@ func run(ctx context.Context, st *store.Store, opts Options, chk *CheckResult) (
 			return nil, fmt.Errorf("--cache-to: %w", err)
 		}
 	}
+	// The journal is complete before the collection, which counts it
+	// (and spares it: it is the newest).
+	jr.finish(ctx, built.ID, nil)
 	// Over budget, the build cache shrinks now, least recently used first
 	// (never this image); a collection that fails does not fail the build.
 	if opts.CacheMax >= 0 {

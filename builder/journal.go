@@ -1,9 +1,11 @@
 package builder
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"github.com/kiln-build/kiln/explain"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/store"
 )
 
 // keepBuilds is how many build journals the store keeps.
@@ -35,12 +38,25 @@ type Journal struct {
 	Target     string        `json:"target,omitempty"`
 	Tags       []string      `json:"tags,omitempty"`
 	Image      string        `json:"image,omitempty"`
-	Error      string        `json:"error,omitempty"`
-	Steps      []*StepRecord `json:"steps"`
+	// Status is how the build ended: StatusCompleted, StatusError or
+	// StatusInterrupted (Ctrl-C, SIGTERM, a canceled context).
+	Status string        `json:"status,omitempty"`
+	Error  string        `json:"error,omitempty"`
+	Steps  []*StepRecord `json:"steps"`
 }
+
+// How a build ended (Journal.Status).
+const (
+	StatusCompleted   = "completed"
+	StatusError       = "error"
+	StatusInterrupted = "interrupted"
+)
 
 // StepRecord is one step of a journal.
 type StepRecord struct {
+	// Num is the step's number as the progress shows it (#N): vertices
+	// are numbered in Dockerfile order before the build starts.
+	Num        int                `json:"num"`
 	Name       string             `json:"name"`
 	Location   string             `json:"location,omitempty"`
 	State      solver.State       `json:"state"`
@@ -48,27 +64,35 @@ type StepRecord struct {
 	Components []record.Component `json:"components,omitempty"`
 	Started    *time.Time         `json:"started,omitempty"`
 	Duration   time.Duration      `json:"duration,omitempty"`
-	Log        string             `json:"log,omitempty"`
+	// Error is why the step failed.
+	Error string `json:"error,omitempty"`
+	// Log names the file (in the journal's directory) that holds the
+	// step's whole output; "" if it wrote none.
+	Log string `json:"log,omitempty"`
 	// Why says, for a step that ran, what made it miss the cache.
 	Why []explain.Change `json:"why,omitempty"`
 }
 
 type journal struct {
-	mu    sync.Mutex
-	dir   string
-	j     Journal
-	steps map[*solver.Vertex]*StepRecord
-	logs  map[*solver.Vertex]*os.File
+	mu       sync.Mutex
+	dir      string
+	j        Journal
+	steps    map[*solver.Vertex]*StepRecord
+	logs     map[*solver.Vertex]*os.File
+	finished bool
 }
 
+// newJournal starts a build's journal; its directory has no
+// store.BuildRecordFile until finish, which is how the store tells a
+// running build from a finished one.
 func newJournal(buildsDir string, opts Options, ctxDir, dockerfile string) (*journal, error) {
-	b := make([]byte, 4)
+	b := make([]byte, 6)
 	rand.Read(b)
 	now := time.Now().UTC()
 	id := now.Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 	dir := filepath.Join(buildsDir, id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("build journal: %w", err)
 	}
 	return &journal{
 		dir:   dir,
@@ -78,10 +102,22 @@ func newJournal(buildsDir string, opts Options, ctxDir, dockerfile string) (*jou
 	}, nil
 }
 
+// plan numbers the build's vertices in the order given (b.Vertices, the
+// Dockerfile's), as the progress does, before any event arrives.
+func (jr *journal) plan(vs []*solver.Vertex) {
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	for _, v := range vs {
+		jr.step(v)
+	}
+}
+
+// step is v's record; a vertex seen for the first time gets the next
+// number.
 func (jr *journal) step(v *solver.Vertex) *StepRecord {
 	s := jr.steps[v]
 	if s == nil {
-		s = &StepRecord{Name: v.Name, Location: v.Location}
+		s = &StepRecord{Num: len(jr.j.Steps) + 1, Name: v.Name, Location: v.Location}
 		jr.steps[v] = s
 		jr.j.Steps = append(jr.j.Steps, s)
 	}
@@ -101,8 +137,13 @@ func (jr *journal) event(next func(solver.Event)) func(solver.Event) {
 		case solver.StateStarted:
 			t := e.Time
 			s.Started = &t
-		case solver.StateRan, solver.StateFailed:
+		case solver.StateRan:
 			s.Duration = e.Duration
+		case solver.StateFailed:
+			s.Duration = e.Duration
+			if e.Err != nil {
+				s.Error = e.Err.Error()
+			}
 		}
 		jr.mu.Unlock()
 		if next != nil {
@@ -111,30 +152,58 @@ func (jr *journal) event(next func(solver.Event)) func(solver.Event) {
 	}
 }
 
-// logger tees a step's output into its log file.
+// logger tees a step's output into its log file, which is created when
+// the step first writes: a step that writes nothing has no log.
 func (jr *journal) logger(next func(*solver.Vertex) solver.Logger) func(*solver.Vertex) solver.Logger {
 	return func(v *solver.Vertex) solver.Logger {
 		jr.mu.Lock()
-		defer jr.mu.Unlock()
-		s := jr.step(v)
-		f := jr.logs[v]
-		if f == nil {
-			name := fmt.Sprintf("step-%d.log", len(jr.logs)+1)
-			var err error
-			if f, err = os.Create(filepath.Join(jr.dir, name)); err == nil {
-				jr.logs[v] = f
-				s.Log = name
-			}
-		}
-		var out []io.Writer
-		if f != nil {
-			out = append(out, &bestEffort{w: f})
-		}
+		jr.step(v)
+		jr.mu.Unlock()
+		out := []io.Writer{&bestEffort{w: &stepFile{jr: jr, v: v}}}
 		if next != nil {
 			out = append(out, next(v))
 		}
 		return io.MultiWriter(out...)
 	}
+}
+
+// stepFile writes to v's log file, creating it on the first write (a
+// step's stdout and stderr may write at once).
+type stepFile struct {
+	jr   *journal
+	v    *solver.Vertex
+	once sync.Once
+	f    *os.File
+	err  error
+}
+
+func (w *stepFile) Write(p []byte) (int, error) {
+	w.once.Do(func() { w.f, w.err = w.jr.logFile(w.v) })
+	if w.err != nil {
+		return 0, w.err
+	}
+	return w.f.Write(p)
+}
+
+// logFile is v's log file, created by the first of v's loggers to write.
+func (jr *journal) logFile(v *solver.Vertex) (*os.File, error) {
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	if f := jr.logs[v]; f != nil {
+		return f, nil
+	}
+	if jr.finished {
+		return nil, os.ErrClosed
+	}
+	s := jr.step(v)
+	name := fmt.Sprintf("step-%d.log", s.Num)
+	f, err := os.Create(filepath.Join(jr.dir, name))
+	if err != nil {
+		return nil, err
+	}
+	jr.logs[v] = f
+	s.Log = name
+	return f, nil
 }
 
 // bestEffort writes to a step's log file while it can. The file is a
@@ -155,20 +224,39 @@ func (b *bestEffort) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// finish writes build.json and drops the oldest journals beyond keepBuilds.
-func (jr *journal) finish(image string, err error) {
+// finish writes build.json, once (the first call wins), and drops the
+// oldest journals beyond keepBuilds. A build interrupted (ctx canceled,
+// Ctrl-C) is recorded as such; steps the build never reached are left out.
+func (jr *journal) finish(ctx context.Context, image string, err error) {
 	jr.mu.Lock()
 	defer jr.mu.Unlock()
+	if jr.finished {
+		return
+	}
+	jr.finished = true
 	for _, f := range jr.logs {
 		f.Close()
 	}
 	jr.j.Duration = time.Since(jr.j.Started)
 	jr.j.Image = image
+	jr.j.Status = StatusCompleted
 	if err != nil {
 		jr.j.Error = err.Error()
+		jr.j.Status = StatusError
+		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+			jr.j.Status = StatusInterrupted
+		}
 	}
-	if b, e := json.MarshalIndent(jr.j, "", "  "); e == nil {
-		atomicfile.WriteFile(filepath.Join(jr.dir, "build.json"), b, 0o600)
+	reached := jr.j.Steps[:0:0]
+	for _, s := range jr.j.Steps {
+		if s.State != "" || s.Log != "" {
+			reached = append(reached, s)
+		}
+	}
+	j := jr.j
+	j.Steps = reached
+	if b, e := json.MarshalIndent(j, "", "  "); e == nil {
+		atomicfile.WriteFile(filepath.Join(jr.dir, store.BuildRecordFile), b, 0o600)
 	}
 	parent := filepath.Dir(jr.dir)
 	ents, _ := os.ReadDir(parent)
@@ -204,11 +292,13 @@ func Journals(buildsDir string) ([]*Journal, error) {
 			out = append(out, j)
 		}
 	}
+	// ids have whole seconds: builds of the same second by start time
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Started.After(out[b].Started) })
 	return out, nil
 }
 
 func readJournal(dir string) (*Journal, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "build.json"))
+	b, err := os.ReadFile(filepath.Join(dir, store.BuildRecordFile))
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +308,9 @@ func readJournal(dir string) (*Journal, error) {
 	}
 	return &j, nil
 }
+
+// ErrNoSuchBuild means no build on record has the ID a reference names.
+var ErrNoSuchBuild = errors.New("no such build")
 
 // FindJournal finds one build by ref: "" is the newest build, otherwise a
 // build ID or an unambiguous prefix of it or of its random part (the hex
@@ -242,7 +335,7 @@ func FindJournal(buildsDir, ref string) (*Journal, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("no such build: %s", ref)
+		return nil, fmt.Errorf("%w: %s", ErrNoSuchBuild, ref)
 	case 1:
 		return found[0], nil
 	}

@@ -53,6 +53,10 @@ type GCOptions struct {
 	// (dangling), images without a tag (also those named only by digest),
 	// cache mounts. Images with a tag never are.
 	Records, DanglingImages, UntaggedImages, Mounts bool
+	// Build history: the step logs of finished builds, their records
+	// (the rest of their journals). A running build's never goes, nor,
+	// with SpareNewestBuild, the newest build's.
+	BuildLogs, BuildRecords, SpareNewestBuild bool
 	// All removes every candidate. Otherwise candidates go, least recently
 	// used first (cache mounts after everything else), until what the
 	// collection measures — the data of the kinds it may remove, plus
@@ -70,6 +74,7 @@ type GCReport struct {
 	Records []digest.Digest
 	Images  []PrunedImage
 	Mounts  []MountUsage
+	Builds  []PrunedBuild
 	// Objects counts the removed blobs, snapshots, mappings and leftovers.
 	Objects   int
 	Reclaimed int64
@@ -140,7 +145,8 @@ func (s *Store) CollectOverBudget(ctx context.Context, budget int64, protect ...
 	if budget <= 0 {
 		budget = DefaultBudget(s.Root)
 	}
-	opts := GCOptions{Records: true, DanglingImages: true, Mounts: true, Keep: budget, Protect: protect}
+	opts := GCOptions{Records: true, DanglingImages: true, Mounts: true, Keep: budget, Protect: protect,
+		BuildLogs: true, BuildRecords: true, SpareNewestBuild: true}
 	g, err := s.scan(ctx)
 	if err != nil {
 		return nil, err
@@ -205,6 +211,8 @@ func (g *graph) plan(opts GCOptions, now time.Time) gcPlan {
 			return opts.Records
 		case holdMount:
 			return opts.Mounts
+		case holdBuildRecord, holdBuildLogs, holdBuildRunning:
+			return g.historyEligible(h, opts)
 		}
 		return opts.DanglingImages && !h.named || opts.UntaggedImages && !h.tagged
 	}
@@ -221,7 +229,7 @@ func (g *graph) plan(opts GCOptions, now time.Time) gcPlan {
 		if opts.Until > 0 && now.Sub(h.lastUsed) < opts.Until {
 			continue
 		}
-		spared := false
+		spared := g.sparedBuild(h, opts)
 		for _, m := range h.manifests {
 			spared = spared || protect[m]
 		}
@@ -249,8 +257,8 @@ func (g *graph) plan(opts GCOptions, now time.Time) gcPlan {
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
-		if (a.kind == holdMount) != (b.kind == holdMount) {
-			return b.kind == holdMount
+		if ca, cb := evictClass(a), evictClass(b); ca != cb {
+			return ca < cb
 		}
 		return a.lastUsed.Before(b.lastUsed)
 	})
@@ -298,9 +306,11 @@ func (g *graph) plan(opts GCOptions, now time.Time) gcPlan {
 
 // apply removes what p says, references first.
 func (s *Store) apply(ctx context.Context, p gcPlan, rep *GCReport) error {
-	var images, records, mounts []*holder
+	var images, records, mounts, builds []*holder
 	for _, h := range p.evict {
 		switch h.kind {
+		case holdBuildRecord, holdBuildLogs:
+			builds = append(builds, h)
 		case holdImage:
 			images = append(images, h)
 		case holdRecord:
@@ -369,6 +379,7 @@ func (s *Store) apply(ctx context.Context, p gcPlan, rep *GCReport) error {
 		rep.Objects++
 		rep.Reclaimed += o.size
 	}
+	rep.Builds = prunedBuilds(builds, p.free)
 	return firstErr
 }
 

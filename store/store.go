@@ -126,7 +126,9 @@ func (s *Store) Close() error { return s.lock.Close() }
 func (s *Store) RunDir() string { return filepath.Join(s.Root, "run") }
 
 // BuildsDir holds the build journals, one directory per build, which
-// package builder writes and `kiln builds` will read.
+// package builder writes and `kiln builds` reads: BuildRecordFile, written
+// once when the build ends, and the steps' logs (every other file). Usage
+// and GC count them as build history (buildhistory.go).
 func (s *Store) BuildsDir() string { return filepath.Join(s.Root, "builds") }
 
 // StatCacheDir holds the per-context stat caches.

@@ -44,12 +44,14 @@ import (
 // (index.json, journals, stat caches, directories).
 
 // Usage is the store's disk use, attributed like docker system df.
-// The three totals partition the store's data: Images + Cache + Mounts is
-// what is on disk, metadata aside.
+// The four totals partition the store's data: Images + Cache + Mounts +
+// History is what is on disk, metadata aside.
 type Usage struct {
 	Images  []ImageUsage
 	Records []RecordUsage
 	Mounts  []MountUsage
+	// Builds are the build journals (build history), newest first.
+	Builds []BuildUsage
 
 	// ImagesSize: what any image (tagged or not) refers to, layers with
 	// their snapshots included. ImagesReclaimable: what removing every
@@ -66,6 +68,11 @@ type Usage struct {
 	// leaves out those a running build has locked.
 	MountsSize, MountsReclaimable int64
 	ActiveMounts                  int
+	// HistorySize: the build journals (records and step logs).
+	// HistoryReclaimable: the logs of finished builds, which kiln prune
+	// removes. ActiveBuilds counts builds running now.
+	HistorySize, HistoryReclaimable int64
+	ActiveBuilds                    int
 	// Budgeted is what the cache budget limits: everything but the data
 	// of images with a name.
 	Budgeted int64
@@ -123,7 +130,9 @@ const (
 	objMapping
 	objRecord
 	objMount
-	objJunk // uncommitted or orphaned snapshots, stale entries, temp files
+	objBuildRecord // a journal's directory with its record (buildhistory.go)
+	objBuildLog    // a journal's step log, or a running build's directory
+	objJunk        // uncommitted or orphaned snapshots, stale entries, temp files
 )
 
 // object is one thing on disk that is removed as a whole.
@@ -142,6 +151,9 @@ const (
 	holdImage holderKind = iota
 	holdRecord
 	holdMount
+	holdBuildRecord // buildhistory.go
+	holdBuildLogs
+	holdBuildRunning
 )
 
 // holder is what keeps objects: an image, a cache record or a cache mount.
@@ -164,6 +176,8 @@ type holder struct {
 	dir     string
 	cacheID string
 	inUse   bool
+	// build history: the build's ID
+	build string
 }
 
 func (h *holder) hold(o *object) {
@@ -188,6 +202,8 @@ type graph struct {
 	mappings  map[digest.Digest][]*object
 	mapBlobs  map[*object]*object // mapping → the compressed blob it names
 	mountByID map[string]string   // cachemounts dir → cache id, from records
+	// newestBuild is the record holder of the newest finished build.
+	newestBuild *holder
 }
 
 func (g *graph) add(o *object) *object {
@@ -250,6 +266,9 @@ func (s *Store) scan(ctx context.Context) (*graph, error) {
 		return nil, err
 	}
 	if err := s.scanMounts(ctx, g); err != nil {
+		return nil, err
+	}
+	if err := s.scanBuilds(g); err != nil {
 		return nil, err
 	}
 	return g, ctx.Err()
@@ -687,6 +706,8 @@ func (g *graph) usage() *Usage {
 		switch {
 		case o.kind == objMount:
 			u.MountsSize += o.size
+		case o.kind == objBuildRecord || o.kind == objBuildLog:
+			// historyUsage
 		case nImages > 0:
 			u.ImagesSize += o.size
 			if !tagged && len(o.holders) == nImages {
@@ -739,6 +760,7 @@ func (g *graph) usage() *Usage {
 			u.Mounts = append(u.Mounts, mu)
 		}
 	}
+	g.historyUsage(u)
 	sort.SliceStable(u.Images, func(i, j int) bool { return u.Images[i].Created.After(u.Images[j].Created) })
 	sort.SliceStable(u.Records, func(i, j int) bool { return u.Records[i].LastUsed.After(u.Records[j].LastUsed) })
 	sort.SliceStable(u.Mounts, func(i, j int) bool { return u.Mounts[i].LastUsed.After(u.Mounts[j].LastUsed) })

@@ -23,16 +23,18 @@ func dfCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "df [OPTIONS]",
 		Short: "Show the store's disk usage",
-		Long: `Show disk usage like docker system df: images, build cache and cache mounts,
-with what kiln prune / kiln image prune could reclaim.
+		Long: `Show disk usage like docker system df: images, build cache, cache mounts
+and build history, with what kiln prune / kiln image prune could reclaim.
 
 Sizes are what things take on disk: a layer counts its blob, its unpacked
 snapshot and any compressed copies, once however many images share it.
-The three rows add up to the store's size (du -sb), metadata aside.
+The four rows add up to the store's size (du -sb), metadata aside.
 Images: ACTIVE are those with a name; RECLAIMABLE is what removing the
 untagged ones frees. Build Cache: layers only cache records use, the
 records, and data nothing refers to. Cache Mounts: ACTIVE are those a
-running build holds.
+running build holds. Build History: the journals of the builds on record
+(kiln builds), ACTIVE those running; RECLAIMABLE is their step logs,
+which kiln prune removes (kiln prune -a removes the whole journals).
 
 --format json prints one JSON object per row (with SizeBytes and
 ReclaimableBytes); a Go template gets .Type .TotalCount .Active .Size
@@ -103,6 +105,7 @@ func dfRows(u *store.Usage) []dfRow {
 		{Type: "Images", TotalCount: len(u.Images), Active: u.ActiveImages, SizeBytes: u.ImagesSize, ReclaimableBytes: u.ImagesReclaimable},
 		{Type: "Build Cache", TotalCount: len(u.Records), SizeBytes: u.CacheSize, ReclaimableBytes: u.CacheSize},
 		{Type: "Cache Mounts", TotalCount: len(u.Mounts), Active: u.ActiveMounts, SizeBytes: u.MountsSize, ReclaimableBytes: u.MountsReclaimable},
+		{Type: "Build History", TotalCount: len(u.Builds), Active: u.ActiveBuilds, SizeBytes: u.HistorySize, ReclaimableBytes: u.HistoryReclaimable},
 	}
 }
 
@@ -171,6 +174,21 @@ func writeDFVerbose(w io.Writer, u *store.Usage, limit int64) error {
 		return err
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Build history space usage: %s\n", units.HumanSize(float64(u.HistorySize)))
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+	fmt.Fprintln(tw, "BUILD ID\tFINISHED\tSIZE\tLOGS")
+	for _, b := range u.Builds {
+		finished := "running"
+		if !b.Running {
+			finished = ago(b.Finished)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.ID, finished, units.HumanSize(float64(b.Size)), units.HumanSize(float64(b.LogsSize)))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
 	limitText := "no limit (KILN_CACHE_MAX=off)"
 	if limit > 0 {
 		limitText = units.HumanSize(float64(limit))
@@ -191,12 +209,14 @@ func writeDFVerboseJSON(w io.Writer, u *store.Usage, limit int64) error {
 		Images      []store.ImageUsage
 		BuildCache  []rec
 		CacheMounts []store.MountUsage
+		Builds      []store.BuildUsage
 		Budget      budget
 	}{
 		Summary:     dfRows(u),
 		Images:      append([]store.ImageUsage{}, u.Images...),
 		BuildCache:  []rec{},
 		CacheMounts: append([]store.MountUsage{}, u.Mounts...),
+		Builds:      append([]store.BuildUsage{}, u.Builds...),
 		Budget:      budget{u.Budgeted, limit},
 	}
 	for _, r := range u.Records {

@@ -28,7 +28,8 @@ func main() {
 	root.PersistentFlags().StringVar(&rootDir, "root", store.DefaultRoot(), "store directory (env KILN_ROOT)")
 	addRegistryFlags(root.PersistentFlags())
 	root.AddCommand(buildCmd(), imagesCmd(), doctorCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
-		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd())
+		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd(),
+		buildsCmd(), logsCmd())
 	root.AddCommand(layersCmd(), diffCmd())
 	err := root.ExecuteContext(ctx)
 	if err != nil {

@@ -34,11 +34,17 @@ the build cache (records' layers and unreferenced data) fits in SIZE.
 --all also removes the RUN --mount=type=cache directories.
 --filter until=DURATION spares what was used within DURATION (e.g. 24h).
 
+Build history: kiln prune removes the step logs of finished builds but
+keeps their records, so kiln builds and kiln explain still know them
+(kiln logs says the log was pruned); --all removes the whole journals.
+--filter until= spares builds that finished within DURATION; with
+--keep-storage the oldest builds' logs count and go first.
+
 kiln prune waits for running builds to finish: nothing a build uses is
 ever removed under it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := store.GCOptions{Records: true, Mounts: all, All: true}
+			opts := store.GCOptions{Records: true, Mounts: all, All: true, BuildLogs: true, BuildRecords: all}
 			if keep != "" {
 				n, err := parseSize(keep)
 				if err != nil {
@@ -150,7 +156,42 @@ func printPruned(w io.Writer, rep *store.GCReport) {
 		}
 		fmt.Fprintln(w)
 	}
+	if len(rep.Builds) > 0 {
+		fmt.Fprintln(w, prunedHistory(rep.Builds))
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "Total reclaimed space: %s\n", units.HumanSize(float64(rep.Reclaimed)))
+}
+
+// prunedHistory says what went of the build history: "Deleted build
+// history: 12 builds, 3.4MB", or "logs of 12 builds" when their records
+// stayed.
+func prunedHistory(builds []store.PrunedBuild) string {
+	var whole, logs int
+	var size int64
+	for _, b := range builds {
+		if b.Record {
+			whole++
+		} else {
+			logs++
+		}
+		size += b.Size
+	}
+	var parts []string
+	if whole > 0 {
+		parts = append(parts, plural(whole, "build"))
+	}
+	if logs > 0 {
+		parts = append(parts, "logs of "+plural(logs, "build"))
+	}
+	return fmt.Sprintf("Deleted build history: %s, %s", strings.Join(parts, " and "), units.HumanSize(float64(size)))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func printPrunedImages(w io.Writer, rep *store.GCReport) {
@@ -282,8 +323,8 @@ func reportBuildGC(w io.Writer, rep *store.GCReport, err error) {
 	case err != nil:
 		fmt.Fprintf(w, "WARNING: build cache collection: %v\n", err)
 	case rep != nil && rep.Before > rep.Budget:
-		fmt.Fprintf(w, "build cache %s over its budget %s: removed %d cache records, %d images without a name, %d cache mounts; reclaimed %s in %.2fs\n",
+		fmt.Fprintf(w, "build cache %s over its budget %s: removed %d cache records, %d images without a name, %d cache mounts, the history of %d builds; reclaimed %s in %.2fs\n",
 			units.HumanSize(float64(rep.Before)), units.HumanSize(float64(rep.Budget)),
-			len(rep.Records), len(rep.Images), len(rep.Mounts), units.HumanSize(float64(rep.Reclaimed)), rep.Took.Seconds())
+			len(rep.Records), len(rep.Images), len(rep.Mounts), len(rep.Builds), units.HumanSize(float64(rep.Reclaimed)), rep.Took.Seconds())
 	}
 }

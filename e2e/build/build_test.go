@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kiln-build/kiln/e2e/e2etest"
 	"github.com/kiln-build/kiln/internal/testenv"
@@ -197,46 +196,7 @@ func TestInterruptStopsContainerAndCleansUp(t *testing.T) {
 	s := e2etest.NewStore(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN echo started && sleep 617\n"), 0o644)
-	cmd := exec.Command(e2etest.Bin(), "--root", s.Root, "build", "--progress", "plain", dir)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	started := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		once := false
-		for {
-			n, err := pr.Read(buf)
-			log.Write(buf[:n])
-			if !once && strings.Contains(log.String(), " started") {
-				once = true
-				close(started)
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	select {
-	case <-started:
-	case <-timeAfter(60):
-		cmd.Process.Kill()
-		t.Fatalf("RUN never started:\n%s", log.String())
-	}
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-timeAfter(30):
-		cmd.Process.Kill()
-		t.Fatalf("kiln did not stop after SIGINT:\n%s", log.String())
-	}
-	pw.Close()
+	_, err := s.KilnInterrupted(" started", "build", "--progress", "plain", dir)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Errorf("want exit 1 after SIGINT, got %v", err)
@@ -246,5 +206,3 @@ func TestInterruptStopsContainerAndCleansUp(t *testing.T) {
 	}
 	s.AssertClean()
 }
-
-func timeAfter(seconds int) <-chan time.Time { return time.After(time.Duration(seconds) * time.Second) }

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/kiln-build/kiln/builder"
+	"github.com/spf13/cobra"
+)
+
+func logsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "logs BUILD [STEP]",
+		Short: "Print the whole output of a build's steps, from the store",
+		Long: `Print the output of a build on record, as its steps wrote it: never clipped,
+streamed from the store (kiln prune removes build logs; kiln builds still
+lists the build).
+
+BUILD is a build ID or an unambiguous prefix of it or of its short form
+(kiln builds), or "last" for the newest build. STEP is the step's number
+as the progress showed it (3 or #3), or a part of its name that only one
+step has ("RUN make"). Without STEP, every step that wrote output, in
+order, each after a line "#N NAME".`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			j, err := findBuild(st.BuildsDir(), args[0])
+			if err != nil {
+				// A container's logs (kiln logs CONTAINER) would be looked
+				// up here, after the builds.
+				if errors.Is(err, builder.ErrNoSuchBuild) {
+					return fmt.Errorf("no build matches %q (kiln builds lists them)", args[0])
+				}
+				return err
+			}
+			if len(args) == 1 {
+				return builder.CopyLogs(os.Stdout, st.BuildsDir(), j)
+			}
+			s, err := j.FindStep(args[1])
+			if err != nil {
+				return err
+			}
+			return builder.CopyLog(os.Stdout, st.BuildsDir(), j, s)
+		},
+	}
+	return cmd
+}
+
+// findBuild is builder.FindJournal with "last" for the newest build.
+func findBuild(buildsDir, ref string) (*builder.Journal, error) {
+	if ref == "last" {
+		ref = ""
+	}
+	return builder.FindJournal(buildsDir, ref)
+}
