@@ -192,6 +192,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 	if err != nil {
 		return nil, err
 	}
+	keepTrees(st, hasher, named)
 	var created time.Time
 	if opts.Epoch != nil {
 		created = opts.Epoch.UTC()
@@ -252,7 +253,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (res *Result, err e
 		Parallel:      parallel,
 		LayersPresent: worker.LayersPresent,
 		Bind:          worker.Bind,
-		Events:        jr.event(opts.Events),
+		Events:        jr.event(jr.explainer(st, opts, opts.Events)),
 		Log:           jr.logger(opts.Log),
 	}
 	results, err := s.Solve(ctx, b.Target)
