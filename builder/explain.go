@@ -35,13 +35,8 @@ func (jr *journal) explainer(st *store.Store, opts Options, next func(solver.Eve
 	var h *explain.History
 	history := func() *explain.History {
 		once.Do(func() {
-			h = &explain.History{Tree: func(d string) ([]contenthash.Entry, error) {
-				return contenthash.ReadTree(st.TreesDir(), digest.Digest(d))
-			}}
 			js, _ := Journals(st.BuildsDir()) // no history is "no earlier build"
-			for _, j := range js {
-				h.Builds = append(h.Builds, explainBuild(j))
-			}
+			h = historyOf(st, js)
 		})
 		return h
 	}
@@ -77,7 +72,7 @@ func explainBuild(j *Journal) *explain.Build {
 }
 
 func explainStep(s *StepRecord) explain.Step {
-	return explain.Step{Name: s.Name, State: string(s.State), Key: s.Key, Components: s.Components}
+	return explain.Step{Name: s.Name, State: string(s.State), Key: s.Key, Components: s.Components, Why: s.Why}
 }
 
 // noCacheReason says why v had to run whatever the cache held, if it had:
@@ -109,4 +104,66 @@ func noCacheReason(v *solver.Vertex, all bool) string {
 		return "--no-cache-filter"
 	}
 	return "--no-cache-filter (on a stage it depends on)"
+}
+
+// historyOf is the comparison's view of journals (newest first).
+func historyOf(st *store.Store, js []*Journal) *explain.History {
+	h := &explain.History{Tree: func(d string) ([]contenthash.Entry, error) {
+		return contenthash.ReadTree(st.TreesDir(), digest.Digest(d))
+	}}
+	for _, j := range js {
+		h.Builds = append(h.Builds, explainBuild(j))
+	}
+	return h
+}
+
+// Explain returns the recorded build named by ref (FindJournal: "" is the
+// newest) with why each step that ran did. A journal that lacks a step's
+// reasons (written before kiln recorded them) is explained now, against
+// the builds before it.
+func Explain(st *store.Store, ref string) (*Journal, error) {
+	j, err := FindJournal(st.BuildsDir(), ref)
+	if err != nil {
+		return nil, err
+	}
+	var h *explain.History
+	cur := explainBuild(j)
+	for i, s := range j.Steps {
+		if !ran(s.State) || len(s.Why) > 0 {
+			continue
+		}
+		if h == nil {
+			js, err := Journals(st.BuildsDir())
+			if err != nil {
+				return nil, err
+			}
+			for k, o := range js {
+				if o.ID == j.ID {
+					js = js[k+1:] // the older ones
+					break
+				}
+			}
+			h = historyOf(st, js)
+		}
+		s.Why = h.Explain(cur, cur.Steps[i])
+	}
+	return j, nil
+}
+
+// ran reports whether a step of that state did the work.
+func ran(s solver.State) bool {
+	return s == solver.StateRan || s == solver.StateFailed || s == solver.StateStarted
+}
+
+// DiffBuilds compares two recorded builds (FindJournal refs) step by
+// step: which steps changed state or key, and why.
+func DiffBuilds(st *store.Store, refA, refB string) (a, b *Journal, diffs []explain.StepDiff, err error) {
+	if a, err = FindJournal(st.BuildsDir(), refA); err != nil {
+		return nil, nil, nil, err
+	}
+	if b, err = FindJournal(st.BuildsDir(), refB); err != nil {
+		return nil, nil, nil, err
+	}
+	h := historyOf(st, nil)
+	return a, b, h.DiffBuilds(explainBuild(a), explainBuild(b)), nil
 }

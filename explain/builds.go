@@ -26,7 +26,8 @@ func (h *History) DiffBuilds(a, b *Build) []StepDiff {
 		used[o] = true
 		if o.Key == s.Key {
 			if o.State != s.State {
-				out = append(out, StepDiff{Name: s.Name, OldState: o.State, NewState: s.State})
+				// the same key: if b ran it, what b recorded says why
+				out = append(out, StepDiff{Name: s.Name, OldState: o.State, NewState: s.State, Why: s.Why})
 			}
 			continue
 		}

@@ -26,6 +26,8 @@ type Step struct {
 	// NoCache, if set, says why the step had to run whatever the cache
 	// held: "--no-cache", or --no-cache-filter for it or a step it depends on.
 	NoCache string
+	// Why is what the build recorded of why the step ran, if it did.
+	Why []Change
 }
 
 // Build is one build: its steps, in the order they were recorded.

@@ -69,6 +69,9 @@ func runBuild(ctx context.Context, req *buildRequest) error {
 	opts.Warn = func(s string) { fmt.Fprintln(os.Stderr, "WARNING:", s) }
 	opts.Events = p.event
 	opts.Log = p.logger
+	if req.explain {
+		opts.Explained = p.explained
+	}
 	opts.GC = func(r *store.GCReport, err error) { reportBuildGC(os.Stderr, r, err) }
 	opts.Plan = func(b *dockerfile.Build) {
 		p.number(b.Vertices)

@@ -28,7 +28,11 @@ func main() {
 	root.PersistentFlags().StringVar(&rootDir, "root", store.DefaultRoot(), "store directory (env KILN_ROOT)")
 	addRegistryFlags(root.PersistentFlags())
 	root.AddCommand(buildCmd(), imagesCmd(), doctorCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
-		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd())
+		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd(), explainCmd())
+	// temporary: the coordinator hangs buildsDiffCmd under the real `kiln builds`
+	buildsTmp := &cobra.Command{Use: "builds", Short: "Recorded builds"}
+	buildsTmp.AddCommand(buildsDiffCmd())
+	root.AddCommand(buildsTmp)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
