@@ -204,6 +204,8 @@ func Journals(buildsDir string) ([]*Journal, error) {
 			out = append(out, j)
 		}
 	}
+	// ids only tell the second: builds within one are ordered by start
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Started.After(out[b].Started) })
 	return out, nil
 }
 

@@ -31,7 +31,7 @@ func (h *History) DiffBuilds(a, b *Build) []StepDiff {
 			}
 			continue
 		}
-		out = append(out, StepDiff{Name: s.Name, OldState: o.State, NewState: s.State, Why: h.diff(a, o, b, s, 0)})
+		out = append(out, StepDiff{Name: s.Name, OldState: o.State, NewState: s.State, Why: h.diff(a, o, b, s, 0, true)})
 	}
 	for i := range a.Steps {
 		if o := &a.Steps[i]; !used[o] {

@@ -86,7 +86,7 @@ func (h *History) Explain(cur *Build, s Step) []Change {
 	if old == nil {
 		return []Change{{Kind: KindNew, Text: "no earlier build of this step"}}
 	}
-	return h.diff(ob, old, cur, &s, 0)
+	return h.diff(ob, old, cur, &s, 0, false)
 }
 
 // closest finds the earlier key of s's step that differs least.
@@ -167,8 +167,9 @@ func differing(a, b []record.Component) int {
 const maxDepth = 64
 
 // diff names what differs between old (a step of build ob) and cur (of
-// build nb).
-func (h *History) diff(ob *Build, old *Step, nb *Build, cur *Step, depth int) []Change {
+// build nb). With pointAtInputs, every changed input that is a step (not
+// a base image) is only pointed at, as two builds' diff lists it too.
+func (h *History) diff(ob *Build, old *Step, nb *Build, cur *Step, depth int, pointAtInputs bool) []Change {
 	om := map[string]string{}
 	for _, c := range old.Components {
 		om[c.Name] = c.Value
@@ -204,7 +205,7 @@ func (h *History) diff(ob *Build, old *Step, nb *Build, cur *Step, depth int) []
 			out = append(out, Change{Kind: KindBase, Name: ref, Old: ov, New: nv,
 				Text: fmt.Sprintf("base image %s changed: %s → %s", ref, short(ov), short(nv))})
 		case strings.HasPrefix(n, "input:"):
-			out = append(out, h.inputChange(ob, nb, n, ov, nv, depth)...)
+			out = append(out, h.inputChange(ob, nb, n, ov, nv, depth, pointAtInputs)...)
 		case strings.HasPrefix(n, "src:"):
 			files = append(files, h.fileChanges(strings.TrimPrefix(n, "src:"), ov, nv)...)
 		case strings.HasPrefix(n, "bind:"):
@@ -232,7 +233,7 @@ func (h *History) diff(ob *Build, old *Step, nb *Build, cur *Step, depth int) []
 // build carries its own reasons, so this step only points at it; one that
 // did not (a base image, a step cached from an even older build) is
 // followed back, so the root cause shows here.
-func (h *History) inputChange(ob, nb *Build, name, ov, nv string, depth int) []Change {
+func (h *History) inputChange(ob, nb *Build, name, ov, nv string, depth int, pointAtInputs bool) []Change {
 	in, was := nb.step(nv), ob.step(ov)
 	if in == nil || was == nil || depth >= maxDepth {
 		return []Change{{Kind: KindInput, Name: name, Old: ov, New: nv, Text: fmt.Sprintf("an input step changed (%s → %s)", short(ov), short(nv))}}
@@ -240,7 +241,21 @@ func (h *History) inputChange(ob, nb *Build, name, ov, nv string, depth int) []C
 	if in.State == "ran" || in.State == "started" || in.State == "failed" {
 		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + in.Name + " ran"}}
 	}
-	return h.diff(ob, was, nb, in, depth+1)
+	if pointAtInputs && !isSource(in) {
+		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + in.Name + " changed"}}
+	}
+	return h.diff(ob, was, nb, in, depth+1, pointAtInputs)
+}
+
+// isSource reports whether s is a base image or scratch, not a step that
+// does work.
+func isSource(s *Step) bool {
+	for _, c := range s.Components {
+		if c.Name == "op" {
+			return c.Value == "image" || c.Value == "scratch"
+		}
+	}
+	return false
 }
 
 // varChanges compares two env components (JSON lists of NAME=value).
