@@ -316,3 +316,23 @@ func TestSummaryJoinsTexts(t *testing.T) {
 		t.Errorf("Summary = %q", s)
 	}
 }
+
+func TestDiffBuildsPointsAtAChangedInputStepButFollowsABaseImage(t *testing.T) {
+	ob, nb := base(m1), base(m2)
+	oc, nc := copyStep(m1, ob), copyStep(m1, nb)
+	a := &Build{ID: "a", Steps: []Step{step("[1/3] FROM busybox", "cached", ob), step("[2/3] COPY . /src", "ran", oc), step("[3/3] RUN make", "ran", runComps(`["make"]`, "[]", keyOf(oc)))}}
+	b := &Build{ID: "b", Steps: []Step{step("[1/3] FROM busybox", "cached", nb), step("[2/3] COPY . /src", "cached", nc), step("[3/3] RUN make", "cached", runComps(`["make"]`, "[]", keyOf(nc)))}}
+	d := (&History{}).DiffBuilds(a, b)
+	if len(d) != 3 {
+		t.Fatalf("diff = %+v", d)
+	}
+	if kinds(d[0].Why) != "base" || d[0].Why[0].New != m2 {
+		t.Errorf("FROM: %+v", d[0])
+	}
+	if kinds(d[1].Why) != "base" {
+		t.Errorf("COPY follows the base image: %+v", d[1])
+	}
+	if kinds(d[2].Why) != "input" || d[2].Why[0].Text != "its input step [2/3] COPY . /src changed" {
+		t.Errorf("RUN points at the COPY row: %+v", d[2])
+	}
+}
