@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 func TestKeptTreeListsEveryEntryOfTheDigest(t *testing.T) {
@@ -36,7 +38,9 @@ func TestKeptTreeListsEveryEntryOfTheDigest(t *testing.T) {
 	}
 }
 
-func TestKeptTreeIsWrittenOnceAndOnlyStatted(t *testing.T) {
+// keptSrc hashes src of a fresh context with trees kept.
+func keptSrc(t *testing.T) (*Hasher, string, digest.Digest) {
+	t.Helper()
 	dir, trees := t.TempDir(), t.TempDir()
 	buildTree(t, dir)
 	h, err := NewHasher(dir, "", nil)
@@ -44,6 +48,11 @@ func TestKeptTreeIsWrittenOnceAndOnlyStatted(t *testing.T) {
 	h.KeepTrees(trees)
 	d, err := h.Digest("src", Options{})
 	must(t, err)
+	return h, trees, d
+}
+
+func TestKeptTreeIsWrittenOnceAndOnlyStatted(t *testing.T) {
+	h, trees, d := keptSrc(t)
 	p := filepath.Join(trees, d.Encoded())
 	old := time.Unix(1000, 0)
 	must(t, os.Chtimes(p, old, old))
@@ -58,13 +67,7 @@ func TestKeptTreeIsWrittenOnceAndOnlyStatted(t *testing.T) {
 }
 
 func TestReadTreeRejectsDamageAndSaysWhenMissing(t *testing.T) {
-	dir, trees := t.TempDir(), t.TempDir()
-	buildTree(t, dir)
-	h, err := NewHasher(dir, "", nil)
-	must(t, err)
-	h.KeepTrees(trees)
-	d, err := h.Digest("src", Options{})
-	must(t, err)
+	_, trees, d := keptSrc(t)
 	must(t, os.WriteFile(filepath.Join(trees, d.Encoded()), []byte("1:x\x00file\x00644\x000:0\x000:\n"), 0o600))
 	if _, err := ReadTree(trees, d); err == nil {
 		t.Error("a damaged tree was read")

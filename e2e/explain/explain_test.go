@@ -1,11 +1,9 @@
 package explain
 
 import (
-	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/e2e/e2etest"
-	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 func TestMain(m *testing.M) { e2etest.Main(m) }
@@ -148,7 +145,9 @@ func TestExplainNamesTheBaseImagesOldAndNewManifests(t *testing.T) {
 	dir := e2etest.TextContext(t, map[string]string{"Dockerfile": appDockerfile, "a.txt": "one\n"})
 	build(t, s, dir)
 	before := manifestOf(t, s, "docker.io/library/busybox:latest")
-	s.MustKiln("import", busyboxWithExtraFile(t), "busybox:latest")
+	p := filepath.Join(t.TempDir(), "busybox2.tar")
+	e2etest.BusyboxTarWith(t, p, map[string][]byte{"extra.txt": []byte("a second busybox\n")})
+	s.MustKiln("import", p, "busybox:latest")
 	after := manifestOf(t, s, "docker.io/library/busybox:latest")
 	if before == after {
 		t.Fatal("the re-import kept the manifest")
@@ -312,45 +311,4 @@ func manifestOf(t *testing.T, s *e2etest.Store, name string) string {
 	}
 	t.Fatalf("%s is not in the index", name)
 	return ""
-}
-
-// busyboxWithExtraFile is the busybox rootfs tar with one more file.
-func busyboxWithExtraFile(t *testing.T) string {
-	t.Helper()
-	in, err := os.Open(testenv.BusyboxTar(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	p := filepath.Join(t.TempDir(), "busybox2.tar")
-	out, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	tr, tw := tar.NewReader(in), tar.NewWriter(out)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	body := "a second busybox\n"
-	if err := tw.WriteHeader(&tar.Header{Name: "extra.txt", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write([]byte(body))
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
