@@ -68,7 +68,8 @@ type History struct {
 // cur must hold the steps s depends on (as they are recorded before s
 // starts). It compares s with the closest earlier key of the same step —
 // same stage and position, or the same instruction — in the earlier
-// builds, preferring those of the same Dockerfile and context, then the
+// builds, preferring those of the same Dockerfile and context (another
+// Dockerfile's step counts only with the same instruction), then the
 // fewest differing components, then the newest.
 func (h *History) Explain(cur *Build, s Step) []Change {
 	if s.NoCache != "" {
@@ -107,6 +108,9 @@ func (h *History) closest(cur *Build, s Step) (*Step, *Build) {
 			if o.Key == "" || len(o.Components) == 0 || !SameStep(o.Name, s.Name) {
 				continue
 			}
+			if other == 1 && !sameInstruction(o.Name, s.Name) {
+				continue // another Dockerfile's step at the same position is a coincidence
+			}
 			rank := [2]int{other, differing(o.Components, s.Components)}
 			if best == nil || rank[0] < bestRank[0] || rank[0] == bestRank[0] && rank[1] < bestRank[1] {
 				best, bestBuild, bestRank = o, b, rank
@@ -123,6 +127,12 @@ func SameStep(a, b string) bool {
 	sa, pa, ta := splitName(a)
 	sb, pb, tb := splitName(b)
 	return ta == tb || pa > 0 && sa == sb && pa == pb
+}
+
+func sameInstruction(a, b string) bool {
+	_, _, ta := splitName(a)
+	_, _, tb := splitName(b)
+	return ta == tb
 }
 
 // splitName splits "[build 2/4] RUN make" into its stage "build", position

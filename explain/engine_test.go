@@ -270,6 +270,11 @@ func TestExplainPrefersTheSameDockerfileThenFewestDifferences(t *testing.T) {
 	if len(why) != 1 || why[0].Old != "2" {
 		t.Errorf("compared with %+v, want the newest build of the same Dockerfile", why)
 	}
+	other := &Build{ID: "other", Dockerfile: "/other/Dockerfile", Steps: []Step{step("[2/2] RUN make test", "ran", runComps(`["make", "test"]`, "[]", keyOf(b)))}}
+	fresh := &Build{ID: "new", Dockerfile: "/c/Dockerfile"}
+	if why := (&History{Builds: []*Build{other}}).Explain(fresh, step("[2/2] RUN make", "started", mk("1"))); kinds(why) != "new" {
+		t.Errorf("another Dockerfile's step at the same position: %+v", why)
+	}
 }
 
 func TestSameStepMatchesPositionOrInstruction(t *testing.T) {
