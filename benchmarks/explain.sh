@@ -10,16 +10,16 @@
 #          earlier builds on record (the journals explain reads)
 #
 #   bash benchmarks/explain.sh
-#   REPS=9 NFILES=20000 BASE_REF=f127fb9 bash benchmarks/explain.sh
+#   REPS=9 NFILES=20000 HISTORY=20 BASE_REF=f127fb9 bash benchmarks/explain.sh
 #
 # Needs root (runc, overlayfs). Results: a table on stdout and in
 # benchmarks/results/explain-latest.txt.
 set -u -o pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-REPS=${REPS:-7}
+REPS=${REPS:-5}
 NFILES=${NFILES:-5000}
-HISTORY=${HISTORY:-20}
+HISTORY=${HISTORY:-8}
 BASE_REF=${BASE_REF:-f127fb9}
 [ "$(id -u)" = 0 ] || { echo "must run as root" >&2; exit 1; }
 
@@ -27,7 +27,8 @@ WORK=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/kiln-explain-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 log() { printf '[explain-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-log "building NEW (this tree) and BASE ($BASE_REF)"
+NEW_REV=$(git -C "$REPO" rev-parse --short HEAD)
+log "building NEW (this tree, $NEW_REV) and BASE ($BASE_REF)"
 (cd "$REPO" && go build -o "$WORK/new" ./cmd/kiln) || exit 1
 mkdir "$WORK/base-src" && git -C "$REPO" archive "$BASE_REF" | tar -x -C "$WORK/base-src" || exit 1
 (cd "$WORK/base-src" && go build -o "$WORK/base" ./cmd/kiln) || exit 1
@@ -88,7 +89,7 @@ done
 
 OUT=$REPO/benchmarks/results/explain-latest.txt
 {
-	echo "# benchmarks/explain.sh $(date -u +%FT%TZ): NEW=$(git -C "$REPO" rev-parse --short HEAD) (--explain) vs BASE=$BASE_REF"
+	echo "# benchmarks/explain.sh $(date -u +%FT%TZ): NEW=$NEW_REV (--explain) vs BASE=$BASE_REF"
 	echo "# NFILES=$NFILES HISTORY=$HISTORY REPS=$REPS nproc=$(nproc) load: $(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '%-8s %10s %10s %8s\n' workload base_s new_s ratio
 	for w in cold warm edit; do
