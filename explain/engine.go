@@ -75,13 +75,32 @@ func (h *History) Explain(cur *Build, s Step) []Change {
 	if s.NoCache != "" {
 		return []Change{{Kind: KindNoCache, Name: s.NoCache, Text: s.NoCache + ": the step ran without looking at the cache"}}
 	}
+	// the very same key before: it was cached then, so the record went
+	// since — unless it never got one
+	var failedIn, skippedIn string
 	for _, b := range h.Builds {
-		if b.ID == cur.ID {
+		if b.ID == cur.ID || s.Key == "" {
 			continue
 		}
-		if old := b.step(s.Key); old != nil && s.Key != "" {
+		switch old := b.step(s.Key); {
+		case old == nil:
+		case old.State == "ran" || old.State == "cached" || old.State == "deduped":
 			return []Change{{Kind: KindPruned, Text: fmt.Sprintf("the cache record was pruned (the same step was built in %s)", b.ID)}}
+		case old.State == "skipped":
+			if skippedIn == "" {
+				skippedIn = b.ID
+			}
+		default: // failed, or stopped while it ran
+			if failedIn == "" {
+				failedIn = b.ID
+			}
 		}
+	}
+	if failedIn != "" {
+		return []Change{{Kind: KindFailed, Text: fmt.Sprintf("the same step failed in %s, so nothing was cached", failedIn)}}
+	}
+	if skippedIn != "" {
+		return []Change{{Kind: KindNew, Text: "no earlier build ran this step (it was skipped in " + skippedIn + ")"}}
 	}
 	old, ob := h.closest(cur, s)
 	if old == nil {

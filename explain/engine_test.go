@@ -250,6 +250,14 @@ func TestExplainNoCacheNewAndPruned(t *testing.T) {
 	if why := h.Explain(cur, s); kinds(why) != "pruned" || !strings.HasPrefix(why[0].Text, "the cache record was pruned") {
 		t.Errorf("same key again: %+v", why)
 	}
+	old.Steps[1].State = "failed"
+	if why := h.Explain(cur, s); kinds(why) != "failed" || why[0].Text != "the same step failed in old, so nothing was cached" {
+		t.Errorf("same key, failed before: %+v", why)
+	}
+	old.Steps[1].State = "skipped"
+	if why := h.Explain(cur, s); kinds(why) != "new" || why[0].Text != "no earlier build ran this step (it was skipped in old)" {
+		t.Errorf("same key, skipped before: %+v", why)
+	}
 	s.NoCache = "--no-cache"
 	if why := h.Explain(cur, s); kinds(why) != "no-cache" || why[0].Name != "--no-cache" {
 		t.Errorf("--no-cache: %+v", why)
