@@ -67,20 +67,23 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 
 declare -A T
 for rep in $(seq 1 "$REPS"); do
-	for side in base new; do
+	sides="base new"
+	[ $((rep % 2)) = 0 ] && sides="new base" # ABBA: neither side always goes first
+	for side in $sides; do
 		bin=$WORK/$side
 		extra=()
 		[ $side = new ] && extra=(--explain)
 		root=$WORK/root-$side
 		rm -rf "$root"
 		"$bin" --root "$root" import "$WORK/busybox.tar" busybox:latest >/dev/null
+		sync # the removal's writeback is not the next build's cost
 		T[cold-$side]+="$(run "$bin" "$root" "${extra[@]}") "
 		T[warm-$side]+="$(run "$bin" "$root" "${extra[@]}") "
 		for h in $(seq 1 "$HISTORY"); do
 			echo "$h" >"$CTX/src/history.txt"
 			run "$bin" "$root" "${extra[@]}" >/dev/null
 		done
-		echo "edit $rep" >"$CTX/src/d1/f1.txt"
+		echo "edit $rep $side" >"$CTX/src/d1/f1.txt" # never a content built before
 		T[edit-$side]+="$(run "$bin" "$root" "${extra[@]}") "
 		rm -f "$CTX/src/history.txt"
 	done
