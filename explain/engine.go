@@ -267,11 +267,11 @@ func (h *History) inputChange(ob, nb *Build, name, ov, nv string, depth int, poi
 	if in == nil || was == nil || depth >= maxDepth {
 		return []Change{{Kind: KindInput, Name: name, Old: ov, New: nv, Text: fmt.Sprintf("an input step changed (%s → %s)", short(ov), short(nv))}}
 	}
-	if in.State == "ran" || in.State == "started" || in.State == "failed" {
-		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + in.Name + " ran"}}
-	}
 	if pointAtInputs && !isSource(in) {
 		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + in.Name + " changed"}}
+	}
+	if in.State == "ran" || in.State == "started" || in.State == "failed" {
+		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + in.Name + " ran"}}
 	}
 	return h.diff(ob, was, nb, in, depth+1, pointAtInputs)
 }
