@@ -212,6 +212,7 @@ func run(ctx context.Context, st *store.Store, opts Options, chk *CheckResult) (
 	if err != nil {
 		return nil, err
 	}
+	keepTrees(st, hasher, named)
 	var created time.Time
 	if opts.Epoch != nil {
 		created = opts.Epoch.UTC()
@@ -269,7 +270,7 @@ func run(ctx context.Context, st *store.Store, opts Options, chk *CheckResult) (
 		Parallel:      parallel,
 		LayersPresent: worker.LayersPresent,
 		Bind:          worker.Bind,
-		Events:        jr.event(opts.Events),
+		Events:        jr.event(jr.explainer(st, opts, opts.Events)),
 		Log:           jr.logger(opts.Log),
 	}
 	results, err := s.Solve(ctx, b.Target)

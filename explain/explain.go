@@ -23,6 +23,7 @@ const (
 	KindNoCache     Kind = "no-cache"    // --no-cache or --no-cache-filter
 	KindNew         Kind = "new"         // no earlier build of this step
 	KindPruned      Kind = "pruned"      // the same key was built before, its cache record is gone
+	KindFailed      Kind = "failed"      // the same key ran before and failed: nothing was cached
 )
 
 // Change is one reason a step ran.

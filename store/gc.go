@@ -183,6 +183,9 @@ func (s *Store) Collect(ctx context.Context, opts GCOptions) (*GCReport, error) 
 	p := g.plan(opts, time.Now())
 	rep := &GCReport{Before: p.before, After: p.after, Budget: opts.Keep}
 	err = s.apply(ctx, p, rep)
+	if err == nil {
+		err = s.sweepTrees(rep)
+	}
 	rep.Took = time.Since(start)
 	return rep, err
 }

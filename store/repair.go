@@ -56,7 +56,7 @@ func (s *Store) repair() ([]string, error) {
 		}
 		done = append(done, "removed uncommitted snapshot "+id)
 	}
-	dirs := append(s.Content.WriteDirs(), s.Records.Dir(), s.StatCacheDir())
+	dirs := append(s.Content.WriteDirs(), s.Records.Dir(), s.StatCacheDir(), s.TreesDir())
 	for _, dir := range append(dirs, s.Snapshots.WriteDirs()...) {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {

@@ -8,6 +8,7 @@
 //	<root>/statcache/  file stat → content digest memo (package contenthash)
 //	<root>/run/        per-step bundles and mounts; removed after each step
 //	<root>/builds/     build journals (written by package builder)
+//	<root>/trees/      context digests' entry lists, for explain (trees.go)
 //	<root>/cachemounts/ RUN --mount=type=cache directories (cachemount.go)
 //	<root>/lock        the store lock (package lock): commands hold it shared,
 //	                   cleanup, GC and kiln doctor exclusive

@@ -7,6 +7,7 @@
 package contenthash
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -43,6 +44,7 @@ type Hasher struct {
 	root     string
 	excluded Excluder
 	memoPath string
+	treeDir  string
 
 	mu    sync.Mutex
 	memo  map[string]statEntry
@@ -98,10 +100,19 @@ func (h *Hasher) Save() error {
 func (h *Hasher) Digest(rel string, opts Options) (digest.Digest, error) {
 	rel = filepath.Clean("/" + rel)[1:]
 	hs := sha256.New()
-	if err := h.hashTree(hs, rel, "", opts); err != nil {
+	var w io.Writer = hs
+	var tree bytes.Buffer
+	if h.treeDir != "" {
+		w = io.MultiWriter(hs, &tree)
+	}
+	if err := h.hashTree(w, rel, "", opts); err != nil {
 		return "", err
 	}
-	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(hs.Sum(nil))), nil
+	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(hs.Sum(nil)))
+	if h.treeDir != "" {
+		h.keepTree(d, tree.Bytes())
+	}
+	return d, nil
 }
 
 // hashTree writes one record per entry below rel, named relative to rel.

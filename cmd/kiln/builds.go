@@ -34,8 +34,7 @@ func buildsCmd() *cobra.Command {
 		RunE:  ls.RunE,
 	}
 	cmd.Flags().AddFlagSet(ls.Flags())
-	cmd.AddCommand(ls, buildsShowCmd())
-	// kiln builds diff A B: buildsDiffCmd() (builds_diff.go) goes here.
+	cmd.AddCommand(ls, buildsShowCmd(), buildsDiffCmd())
 	return cmd
 }
 

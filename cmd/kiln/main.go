@@ -29,8 +29,7 @@ func main() {
 	addRegistryFlags(root.PersistentFlags())
 	root.AddCommand(buildCmd(), imagesCmd(), doctorCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
 		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd(),
-		buildsCmd(), logsCmd())
-	root.AddCommand(layersCmd(), diffCmd())
+		buildsCmd(), logsCmd(), explainCmd(), layersCmd(), diffCmd())
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"sort"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // TarEntry is one entry of a tar made by TarOf.
@@ -81,5 +84,55 @@ func TarFiles(t *testing.T, p string) map[string][]byte {
 			t.Fatalf("%s: %s: %v", p, hdr.Name, err)
 		}
 		files[hdr.Name] = b
+	}
+}
+
+// BusyboxTarWith writes busybox's rootfs plus the extra files (path →
+// content) as one tar at dst, for `kiln import`.
+func BusyboxTarWith(t *testing.T, dst string, extra map[string][]byte) {
+	t.Helper()
+	src, err := os.Open(testenv.BusyboxTar(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	tw := tar.NewWriter(out)
+	tr := tar.NewReader(src)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := make([]string, 0, len(extra))
+	for n := range extra {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b := extra[n]
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -67,7 +67,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 		bigFiles[fmt.Sprintf("many/%04d", i)] = []byte("x")
 	}
 	bigTar := filepath.Join(tmp, "bigbase.tar")
-	rootfsTar(t, bigTar, bigFiles)
+	e2etest.BusyboxTarWith(t, bigTar, bigFiles)
 	s.MustKiln("import", bigTar, "bigbase:1")
 	tagged("bigbase:1", "bigbase")
 
@@ -173,7 +173,7 @@ func TestKillNineAnywhereLeavesARepairableStore(t *testing.T) {
 	other := e2etest.NewStore(t)
 	for i, name := range []string{"loaded:1", "pulled:1", "frompulled:1"} {
 		p := filepath.Join(tmp, "other.tar")
-		rootfsTar(t, p, map[string][]byte{"id": []byte(strings.TrimSuffix(name, ":1") + "\n"), "zz-big.bin": randomData(byte(2+i), 16<<20)})
+		e2etest.BusyboxTarWith(t, p, map[string][]byte{"id": []byte(strings.TrimSuffix(name, ":1") + "\n"), "zz-big.bin": randomData(byte(2+i), 16<<20)})
 		other.MustKiln("import", p, name)
 	}
 	loadTar := filepath.Join(tmp, "load.tar")

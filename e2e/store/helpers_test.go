@@ -5,10 +5,8 @@ package store
 // a full disk (fulldisk_test.go).
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -23,7 +21,6 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/e2e/e2etest"
-	"github.com/kiln-build/kiln/internal/testenv"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -35,56 +32,6 @@ func randomData(seed byte, n int) []byte {
 	b := make([]byte, n)
 	rand.NewChaCha8(s).Read(b)
 	return b
-}
-
-// rootfsTar writes busybox's rootfs plus the extra files (path → content)
-// as one tar at dst, for `kiln import`.
-func rootfsTar(t *testing.T, dst string, extra map[string][]byte) {
-	t.Helper()
-	src, err := os.Open(testenv.BusyboxTar(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	tw := tar.NewWriter(out)
-	tr := tar.NewReader(src)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	names := make([]string, 0, len(extra))
-	for n := range extra {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		b := extra[n]
-		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // running is a kiln process started in the background. Its output goes to
