@@ -20,8 +20,13 @@ demo: deps kiln
 	$(KILN) import $(DEMO)/busybox-rootfs.tar busybox:latest
 	$(KILN) build --progress plain -t hello:1.0 examples/hello
 	$(KILN) run --rm hello:1.0
+	$(KILN) build --progress plain --explain --build-arg VERSION=1.1 -t hello:1.1 examples/hello
 	$(KILN) images
 	$(KILN) history hello:1.0
+	$(KILN) builds
+	$(KILN) explain
+	$(KILN) layers hello:1.1
+	$(KILN) diff hello:1.0 hello:1.1
 	$(KILN) save -o $(DEMO)/hello.tar hello:1.0
 	tar -tvf $(DEMO)/hello.tar
 

@@ -72,7 +72,7 @@ func explainBuild(j *Journal) *explain.Build {
 }
 
 func explainStep(s *StepRecord) explain.Step {
-	return explain.Step{Name: s.Name, State: string(s.State), Key: s.Key, Components: s.Components, Why: s.Why}
+	return explain.Step{Num: s.Num, Name: s.Name, State: string(s.State), Key: s.Key, Components: s.Components, Why: s.Why}
 }
 
 // noCacheReason says why v had to run whatever the cache held, if it had:

@@ -19,6 +19,8 @@ const MaxFiles = 5
 // Step is one step of a build as the comparison sees it: what a build
 // journal keeps of it.
 type Step struct {
+	// Num is the step's number as the progress showed it (#N), 0 if unknown.
+	Num        int
 	Name       string
 	State      string
 	Key        string
@@ -268,10 +270,10 @@ func (h *History) inputChange(ob, nb *Build, name, ov, nv string, depth int, poi
 		return []Change{{Kind: KindInput, Name: name, Old: ov, New: nv, Text: fmt.Sprintf("an input step changed (%s → %s)", short(ov), short(nv))}}
 	}
 	if pointAtInputs && !isSource(in) {
-		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + in.Name + " changed"}}
+		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + stepRef(in) + " changed"}}
 	}
 	if in.State == "ran" || in.State == "started" || in.State == "failed" {
-		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + in.Name + " ran"}}
+		return []Change{{Kind: KindInput, Name: in.Name, Old: ov, New: nv, Text: "its input step " + stepRef(in) + " ran"}}
 	}
 	return h.diff(ob, was, nb, in, depth+1, pointAtInputs)
 }
@@ -470,4 +472,17 @@ func Summary(changes []Change) string {
 		texts[i] = c.Text
 	}
 	return strings.Join(texts, "; ")
+}
+
+// stepRef names a step for a reason: its number as the progress showed it
+// and its name, cut to a readable length.
+func stepRef(s *Step) string {
+	name := s.Name
+	if r := []rune(name); len(r) > 60 {
+		name = string(r[:59]) + "…"
+	}
+	if s.Num > 0 {
+		return fmt.Sprintf("#%d %s", s.Num, name)
+	}
+	return name
 }

@@ -100,7 +100,7 @@ func TestExplainNamesAnEditedFileWithItsOldAndNewDigests(t *testing.T) {
 	if why["[3/4] COPY . /src"] != want {
 		t.Errorf("COPY: %q, want %q", why["[3/4] COPY . /src"], want)
 	}
-	if got := why["[4/4] RUN cat /src/a.txt && echo $VERSION"]; got != "its input step [3/4] COPY . /src ran" {
+	if got := why["[4/4] RUN cat /src/a.txt && echo $VERSION"]; got != "its input step #2 [3/4] COPY . /src ran" {
 		t.Errorf("RUN: %q", got)
 	}
 	if _, ok := why["[1/4] FROM busybox"]; ok {
