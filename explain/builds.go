@@ -27,7 +27,11 @@ func (h *History) DiffBuilds(a, b *Build) []StepDiff {
 		if o.Key == s.Key {
 			if o.State != s.State {
 				// the same key: if b ran it, what b recorded says why
-				out = append(out, StepDiff{Name: s.Name, OldState: o.State, NewState: s.State, Why: s.Why})
+				why := s.Why
+				if len(why) == 0 {
+					why = []Change{{Kind: KindSameKey, Text: "the same cache key in both builds"}}
+				}
+				out = append(out, StepDiff{Name: s.Name, OldState: o.State, NewState: s.State, Why: why})
 			}
 			continue
 		}

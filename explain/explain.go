@@ -23,6 +23,7 @@ const (
 	KindNoCache     Kind = "no-cache"    // --no-cache or --no-cache-filter
 	KindNew         Kind = "new"         // no earlier build of this step
 	KindPruned      Kind = "pruned"      // the same key was built before, its cache record is gone
+	KindSameKey     Kind = "same-key"    // builds diff: the key did not change, only what the cache held
 	KindFailed      Kind = "failed"      // the same key ran before and failed: nothing was cached
 )
 

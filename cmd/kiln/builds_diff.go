@@ -64,7 +64,7 @@ func writeBuildsDiff(w io.Writer, format string, a, b *builder.Journal, diffs []
 // template fields.
 type buildsDiffRow struct{ d explain.StepDiff }
 
-func (r buildsDiffRow) Step() string { return r.d.Name }
+func (r buildsDiffRow) Step() string { return stepColumn(r.d.Name) }
 func (r buildsDiffRow) A() string    { return orDash(r.d.OldState) }
 func (r buildsDiffRow) B() string    { return orDash(r.d.NewState) }
 func (r buildsDiffRow) Why() string  { return explain.Summary(r.d.Why) }
