@@ -16,28 +16,12 @@ import (
 // Reading the build history: what `kiln builds` and `kiln logs` show of
 // the journals that Run leaves in the store.
 
-// StepCounts counts a build's steps by how they ended.
-type StepCounts struct {
-	Ran, Cached, Deduped, Skipped, Failed int
-}
-
 // Counts counts j's steps by state. A step that had started when the
 // build was interrupted counts as ran.
-func (j *Journal) Counts() StepCounts {
-	var c StepCounts
+func (j *Journal) Counts() solver.Counts {
+	var c solver.Counts
 	for _, s := range j.Steps {
-		switch s.State {
-		case solver.StateRan, solver.StateStarted:
-			c.Ran++
-		case solver.StateCached:
-			c.Cached++
-		case solver.StateDeduped:
-			c.Deduped++
-		case solver.StateSkipped:
-			c.Skipped++
-		case solver.StateFailed:
-			c.Failed++
-		}
+		c.Add(s.State)
 	}
 	return c
 }

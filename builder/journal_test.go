@@ -68,7 +68,7 @@ func TestJournalNumbersStepsInPlanOrderWhateverTheEventOrder(t *testing.T) {
 	if j.Outcome() != StatusCompleted || j.Error != "" {
 		t.Errorf("status %q error %q; the second finish must not count", j.Status, j.Error)
 	}
-	if c := j.Counts(); c != (StepCounts{Ran: 2, Cached: 1}) {
+	if c := j.Counts(); c != (solver.Counts{Ran: 2, Cached: 1}) {
 		t.Errorf("counts: %+v", c)
 	}
 	if j.ShortID() == j.ID || len(j.ShortID()) != 12 {
@@ -88,7 +88,7 @@ func TestJournalOfAFailedBuildKeepsTheErrorAndLeavesOutStepsNeverReached(t *test
 	if len(j.Steps) != 2 || j.Steps[1].State != solver.StateFailed || j.Steps[1].Error != "exit code 2" {
 		t.Errorf("steps: %+v", j.Steps)
 	}
-	if c := j.Counts(); c != (StepCounts{Cached: 1, Failed: 1}) {
+	if c := j.Counts(); c != (solver.Counts{Cached: 1, Failed: 1}) {
 		t.Errorf("counts: %+v", c)
 	}
 }

@@ -84,13 +84,7 @@ type Result struct {
 }
 
 // Counts are the final states of a build's steps.
-type Counts struct {
-	Ran     int `json:"ran"`
-	Cached  int `json:"cached"`
-	Deduped int `json:"deduped"`
-	Skipped int `json:"skipped"`
-	Failed  int `json:"failed"`
-}
+type Counts = solver.Counts
 
 // Progress receives one build's events and renders them. Its methods may
 // be called from many goroutines.
@@ -236,17 +230,8 @@ func (p *Progress) Done(r Result) {
 func (p *Progress) counts() Counts {
 	var c Counts
 	for _, s := range p.order {
-		switch s.state {
-		case solver.StateRan:
-			c.Ran++
-		case solver.StateCached:
-			c.Cached++
-		case solver.StateDeduped:
-			c.Deduped++
-		case solver.StateSkipped:
-			c.Skipped++
-		case solver.StateFailed:
-			c.Failed++
+		if s.state != solver.StateStarted { // still running: not ended yet
+			c.Add(s.state)
 		}
 	}
 	return c

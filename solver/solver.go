@@ -77,6 +77,32 @@ const (
 	StateFailed  State = "failed"
 )
 
+// Counts are how many vertices of a build ended in each state.
+type Counts struct {
+	Ran     int `json:"ran"`
+	Cached  int `json:"cached"`
+	Deduped int `json:"deduped"`
+	Skipped int `json:"skipped"`
+	Failed  int `json:"failed"`
+}
+
+// Add counts one vertex by its state; one that had only started (a build
+// interrupted while it ran) counts as ran.
+func (c *Counts) Add(s State) {
+	switch s {
+	case StateRan, StateStarted:
+		c.Ran++
+	case StateCached:
+		c.Cached++
+	case StateDeduped:
+		c.Deduped++
+	case StateSkipped:
+		c.Skipped++
+	case StateFailed:
+		c.Failed++
+	}
+}
+
 // Event reports a vertex's progress. Each vertex of the graph gets exactly
 // one final event (ran, cached, deduped, skipped or failed); a vertex that
 // runs gets a started event before it.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/solver"
 	"github.com/spf13/cobra"
 )
 
@@ -141,7 +142,7 @@ func buildStatus(j *builder.Journal) string {
 }
 
 // stepCounts says "3 ran, 5 cached", adding the other states a build had.
-func stepCounts(c builder.StepCounts) string {
+func stepCounts(c solver.Counts) string {
 	s := fmt.Sprintf("%d ran, %d cached", c.Ran, c.Cached)
 	for _, x := range []struct {
 		n    int
