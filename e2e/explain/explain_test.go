@@ -264,7 +264,7 @@ func TestBuildsDiffSaysWhichStepsChangedAndWhy(t *testing.T) {
 	if len(lines) != 3 || !regexp.MustCompile(`^STEP\s+A\s+B\s+WHY$`).MatchString(lines[0]) {
 		t.Fatalf("kiln builds diff:\n%s", out)
 	}
-	if !regexp.MustCompile(`^\[3/4\] COPY \. /src\s+ran\s+cached\s*$`).MatchString(lines[1]) {
+	if !regexp.MustCompile(`^\[3/4\] COPY \. /src\s+ran\s+cached\s+the same cache key in both builds$`).MatchString(lines[1]) {
 		t.Errorf("COPY row: %q", lines[1])
 	}
 	if !regexp.MustCompile(`^\[4/4\] RUN cat /src/a.txt && echo \$VERSION\s+ran\s+ran\s+\$VERSION changed: "1" → "2"$`).MatchString(lines[2]) {
