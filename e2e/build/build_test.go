@@ -206,3 +206,15 @@ func TestInterruptStopsContainerAndCleansUp(t *testing.T) {
 	}
 	s.AssertClean()
 }
+
+// Two RUNs that change no file have the same empty diff: the step after
+// them mounts that one snapshot twice in its stack, which overlay refuses
+// unless kiln gives each lower dir once.
+func TestStepsAfterTwoEmptyDiffsRun(t *testing.T) {
+	s := e2etest.NewStore(t)
+	dir := e2etest.DockerfileContext(t, "FROM busybox\nRUN echo install\nRUN echo more\nRUN echo done > /done\nCMD [\"cat\", \"/done\"]\n")
+	s.MustKiln("build", "-t", "twice:1", dir)
+	if out := s.MustKiln("run", "--rm", "twice:1"); out != "done\n" {
+		t.Errorf("kiln run: %q", out)
+	}
+}

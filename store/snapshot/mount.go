@@ -25,9 +25,18 @@ func (s *Store) Mount(target string, lowers []string, upper string) error {
 	}
 	// overlay needs two lowers when there is no upper, and one otherwise:
 	// the empty dir at the bottom satisfies both and changes nothing.
+	//
+	// A layer can be in the stack twice (two RUNs that changed nothing
+	// have the same empty diff, so the same snapshot); overlay refuses a
+	// lower dir given twice (ELOOP). Only its topmost place counts: it
+	// decides every path the layer names, so the lower one adds nothing.
 	parts := []string{}
+	seen := map[string]bool{}
 	for i := len(lowers) - 1; i >= 0; i-- {
-		parts = append(parts, lowers[i]+"/fs")
+		if !seen[lowers[i]] {
+			seen[lowers[i]] = true
+			parts = append(parts, lowers[i]+"/fs")
+		}
 	}
 	parts = append(parts, "empty")
 	if upper == "" && len(parts) < 2 {

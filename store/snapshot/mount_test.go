@@ -150,6 +150,38 @@ func TestMountHonoursWhiteoutsAndOpaqueDirsInLayers(t *testing.T) {
 	}
 }
 
+// Two RUNs that change nothing leave the same empty diff, so one snapshot
+// can be twice in a stack; the stack must mount, and read as if only the
+// layer's topmost place counted — which equals the stack as given.
+func TestMountOfALayerTwiceInTheStack(t *testing.T) {
+	testenv.RequireRoot(t)
+	s := openStore(t)
+	a, b, up := newSnapshot(t, s), newSnapshot(t, s), newSnapshot(t, s)
+	writeFile(t, filepath.Join(s.FS(a), "f"), "a")
+	writeFile(t, filepath.Join(s.FS(a), "d", "x"), "a")
+	writeFile(t, filepath.Join(s.FS(b), "f"), "b")
+	must(t, os.Mkdir(filepath.Join(s.FS(b), "d"), 0o755))
+	whiteout(t, filepath.Join(s.FS(b), "d", "x"))
+	writeFile(t, filepath.Join(s.FS(b), "only-b"), "b")
+	for _, tc := range []struct {
+		name  string
+		upper string
+	}{{"read-only", ""}, {"with upper", up}} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := mount(t, s, []string{a, b, a}, tc.upper)
+			if got := readFile(t, filepath.Join(target, "f")); got != "a" {
+				t.Errorf("f = %q, want the top copy of a's", got)
+			}
+			if got := readFile(t, filepath.Join(target, "d", "x")); got != "a" {
+				t.Errorf("d/x = %q: b deleted it, the a above b has it again", got)
+			}
+			if got := readFile(t, filepath.Join(target, "only-b")); got != "b" {
+				t.Errorf("only-b = %q", got)
+			}
+		})
+	}
+}
+
 func dirNames(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
