@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benchmarks/explain.sh: what explaining every miss costs. Times the same
 # builds with two kiln binaries — BASE (built from the commit before
-# explain, default f127fb9) and NEW (this tree, run with --explain) —
+# explain, default 8c5f4ad) and NEW (this tree, run with --explain) —
 # alternating A/B per repetition, and prints medians and NEW/BASE ratios:
 #
 #   cold   a fresh store: NFILES context files, COPY . /src, three RUNs
@@ -10,7 +10,7 @@
 #          earlier builds on record (the journals explain reads)
 #
 #   bash benchmarks/explain.sh
-#   REPS=9 NFILES=20000 HISTORY=20 BASE_REF=f127fb9 bash benchmarks/explain.sh
+#   REPS=9 NFILES=20000 HISTORY=20 BASE_REF=8c5f4ad bash benchmarks/explain.sh
 #
 # Needs root (runc, overlayfs). Results: a table on stdout and in
 # benchmarks/results/explain-latest.txt.
@@ -20,7 +20,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${REPS:-5}
 NFILES=${NFILES:-5000}
 HISTORY=${HISTORY:-8}
-BASE_REF=${BASE_REF:-f127fb9}
+BASE_REF=${BASE_REF:-8c5f4ad}
 [ "$(id -u)" = 0 ] || { echo "must run as root" >&2; exit 1; }
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/kiln-explain-bench.XXXXXX")
