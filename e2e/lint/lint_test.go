@@ -234,6 +234,15 @@ func TestCheckBuildsNothing(t *testing.T) {
 	}
 }
 
+// A Dockerfile that cannot be checked gets its error, not "Check complete".
+func TestCheckOfAnEmptyDockerfileSaysOnlyItsError(t *testing.T) {
+	s := e2etest.NewStore(t)
+	out, errOut, err := s.Kiln("build", "--check", e2etest.DockerfileContext(t, "# nothing\n"))
+	if exitCode(err) != 1 || out != "" || !strings.Contains(errOut, "file with no instructions") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", exitCode(err), out, errOut)
+	}
+}
+
 // check=error=true fails the build on a warning, naming the file, the
 // line and the rule, before any step runs; a build without it runs.
 func TestCheckErrorFailsBuild(t *testing.T) {
