@@ -13,9 +13,11 @@ import (
 
 // Every step that runs is explained — whether or not --explain asked to
 // hear it — so that any recorded build can be explained afterwards. The
-// cost is paid by misses only: the earlier journals are read once, on the
-// first step that runs; a cache hit does nothing here (its context
-// digests' trees cost one stat each, in contenthash).
+// earlier journals are read once, on the first step that runs; a cache hit
+// does nothing here. Keeping the trees is paid on every context digest,
+// hit or miss: contenthash writes each tree's text to memory beside the
+// hashing (a line per file of the digested path), then stats its file in
+// trees/ and writes it if the digest is new.
 
 // keepTrees makes every context hasher of the build keep its digests'
 // trees, so that explain can name the files that changed.

@@ -1,5 +1,7 @@
 package explain
 
+import "fmt"
+
 // StepDiff is one step of two builds compared: its state in each ("" when
 // the build had no such step) and, when its key changed, why.
 type StepDiff struct {
@@ -24,6 +26,13 @@ func (h *History) DiffBuilds(a, b *Build) []StepDiff {
 			continue
 		}
 		used[o] = true
+		if s.Key == "" || o.Key == "" {
+			// a step that failed before its key was known: nothing to compare
+			if o.Name != s.Name || o.State != s.State {
+				out = append(out, StepDiff{Name: s.Name, OldState: o.State, NewState: s.State, Why: unkeyed(o, s)})
+			}
+			continue
+		}
 		if o.Key == s.Key {
 			if o.State != s.State {
 				// the same key: if b ran it, what b recorded says why
@@ -45,17 +54,20 @@ func (h *History) DiffBuilds(a, b *Build) []StepDiff {
 	return out
 }
 
-// pair finds s's step in a among those not used yet.
+// pair finds s's step in a among those not used yet. An empty key (a
+// step that failed before its key was known) matches nothing: such a step
+// pairs only by SameStep.
 func pair(a *Build, s *Step, used map[*Step]bool) *Step {
 	var best *Step
 	bestN := 0
 	for i := range a.Steps {
 		o := &a.Steps[i]
-		if used[o] || !SameStep(o.Name, s.Name) && o.Key != s.Key {
+		sameKey := s.Key != "" && o.Key == s.Key
+		if used[o] || !SameStep(o.Name, s.Name) && !sameKey {
 			continue
 		}
 		n := differing(o.Components, s.Components)
-		if o.Key == s.Key {
+		if sameKey {
 			n = -1
 		}
 		if best == nil || n < bestN {
@@ -63,4 +75,16 @@ func pair(a *Build, s *Step, used map[*Step]bool) *Step {
 		}
 	}
 	return best
+}
+
+// unkeyed says how two paired steps differ when one has no key.
+func unkeyed(o, s *Step) []Change {
+	if o.Name != s.Name {
+		_, _, ot := splitName(o.Name)
+		_, _, nt := splitName(s.Name)
+		if ot != nt {
+			return []Change{{Kind: KindInstruction, Old: ot, New: nt, Text: fmt.Sprintf("instruction changed: %s → %s", clip(ot), clip(nt))}}
+		}
+	}
+	return []Change{{Kind: KindNew, Text: "no cache key to compare: the step failed before its key was known"}}
 }

@@ -6,10 +6,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/solver/ops"
+	"github.com/kiln-build/kiln/store"
 )
 
 // MaxFiles is how many changed files a step's reasons name; the rest are
@@ -32,20 +34,23 @@ type Step struct {
 	Why []Change
 }
 
-// Build is one build: its steps, in the order they were recorded.
+// Build is one build: its steps, in the order they were recorded. Its
+// Steps must not change once it has been given to Explain or DiffBuilds:
+// the index by key is made from them once.
 type Build struct {
 	ID         string
 	Context    string
 	Dockerfile string
 	Steps      []Step
 
+	index sync.Once
 	byKey map[string]*Step
 }
 
 // step is the step of b with key, preferring one that did the work
-// (a step deduped against another has the same key).
+// (a step deduped against another has the same key); nil for "".
 func (b *Build) step(key string) *Step {
-	if b.byKey == nil || b.byKey[key] == nil {
+	b.index.Do(func() {
 		b.byKey = map[string]*Step{}
 		for i := range b.Steps {
 			s := &b.Steps[i]
@@ -53,11 +58,13 @@ func (b *Build) step(key string) *Step {
 				b.byKey[s.Key] = s
 			}
 		}
-	}
+	})
 	return b.byKey[key]
 }
 
-// History is what the earlier builds left.
+// History is what the earlier builds left. Explain and DiffBuilds may be
+// called from several goroutines at once (the builder explains each step
+// as the solver starts it); Tree must then be safe for that too.
 type History struct {
 	// Builds, newest first.
 	Builds []*Build
@@ -216,6 +223,8 @@ func (h *History) diff(ob *Build, old *Step, nb *Build, cur *Step, depth int, po
 			names = append(names, c.Name)
 		}
 	}
+	// a secret's value reaches other values: an ENV, a URL built from it
+	secrets := secretValues(om["env"], nm["env"])
 	var out, files []Change
 	instruction := false
 	for _, n := range names {
@@ -227,7 +236,7 @@ func (h *History) diff(ob *Build, old *Step, nb *Build, cur *Step, depth int, po
 		case n == "op" || n == "args" || n == "sources" || n == "dest" || n == "path" || n == "url" || strings.HasPrefix(n, "file:"):
 			instruction = true
 		case n == "env":
-			out = append(out, varChanges(ov, nv)...)
+			out = append(out, varChanges(ov, nv, secrets)...)
 		case n == "manifest":
 			ref := cur.Name
 			if _, after, ok := strings.Cut(ref, "FROM "); ok {
@@ -254,6 +263,11 @@ func (h *History) diff(ob *Build, old *Step, nb *Build, cur *Step, depth int, po
 		files = append(files[:MaxFiles:MaxFiles], Change{Kind: KindFile, Text: fmt.Sprintf("and %d more %s", rest, plural(rest, "file"))})
 	}
 	out = append(out, files...)
+	for i, c := range out {
+		if !c.Redacted && holdsSecret(secrets, c.Name, c.Old, c.New, c.Text) {
+			out[i] = redact(c, secrets)
+		}
+	}
 	if len(out) == 0 {
 		out = append(out, Change{Kind: KindInstruction, Text: "the step's definition changed"})
 	}
@@ -289,24 +303,79 @@ func isSource(s *Step) bool {
 	return false
 }
 
-// varChanges compares two env components (JSON lists of NAME=value).
-func varChanges(ov, nv string) []Change {
-	parse := func(s string) ([]string, map[string]string) {
-		var kvs []string
-		json.Unmarshal([]byte(s), &kvs)
-		m := map[string]string{}
-		var order []string
-		for _, kv := range kvs {
-			k, v, _ := strings.Cut(kv, "=")
-			if _, ok := m[k]; !ok {
-				order = append(order, k)
-			}
-			m[k] = v
+// parseEnv reads an env component (a JSON list of NAME=value): its names
+// in order and their values.
+func parseEnv(s string) ([]string, map[string]string) {
+	var kvs []string
+	json.Unmarshal([]byte(s), &kvs)
+	m := map[string]string{}
+	var order []string
+	for _, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, ok := m[k]; !ok {
+			order = append(order, k)
 		}
-		return order, m
+		m[k] = v
 	}
-	oo, om := parse(ov)
-	no, nm := parse(nv)
+	return order, m
+}
+
+// minSecret is how long a secret's value must be to be looked for in other
+// values: a shorter one ("1", "yes") would hide values that only happen
+// to contain it.
+const minSecret = 4
+
+// secretValues are the values of the secret-named variables (IsSecretName)
+// of env components, those long enough to be looked for in other values.
+func secretValues(envs ...string) []string {
+	var out []string
+	for _, e := range envs {
+		_, m := parseEnv(e)
+		for k, v := range m {
+			if IsSecretName(k) && len(v) >= minSecret {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// holdsSecret reports whether any of values contains one of secrets.
+func holdsSecret(secrets []string, values ...string) bool {
+	for _, v := range values {
+		for _, sv := range secrets {
+			if strings.Contains(v, sv) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// redact hides the values of a change that holds one of secrets (and its
+// name, if that holds one: a path).
+func redact(c Change, secrets []string) Change {
+	if holdsSecret(secrets, c.Name) {
+		c.Name = ""
+	}
+	what := c.Name
+	switch {
+	case c.Kind == KindVar:
+		what = "$" + c.Name
+	case c.Kind == KindInstruction || what == "":
+		what = "the instruction"
+	}
+	c.Old, c.New, c.Redacted = "", "", true
+	c.Text = what + " changed (its value is not shown: it holds a secret's value)"
+	return c
+}
+
+// varChanges compares two env components (JSON lists of NAME=value). A
+// variable with a secret's name, or whose value holds one of secrets, is
+// named without its values.
+func varChanges(ov, nv string, secrets []string) []Change {
+	oo, om := parseEnv(ov)
+	no, nm := parseEnv(nv)
 	var out []Change
 	one := func(k string) {
 		o, wasSet := om[k]
@@ -319,6 +388,10 @@ func varChanges(ov, nv string) []Change {
 			c.Redacted = true
 			c.Text = "$" + k + " changed (its value is not shown: the name is a secret's)"
 			out = append(out, c)
+			return
+		}
+		if holdsSecret(secrets, o, n) {
+			out = append(out, redact(c, secrets))
 			return
 		}
 		c.Old, c.New = o, n
@@ -439,10 +512,11 @@ func joinPath(path, name string) string {
 	return strings.TrimSuffix(path, "/") + "/" + name
 }
 
-// short abbreviates a digest to 12 hex digits for a line of text.
+// short abbreviates a digest to its algorithm and 12 hex digits
+// (store.ShortID) for a line of text.
 func short(d string) string {
 	if algo, hex, ok := strings.Cut(d, ":"); ok && algo == "sha256" && len(hex) > 12 {
-		return algo + ":" + hex[:12]
+		return algo + ":" + store.ShortID(d)
 	}
 	if d == "" {
 		return "none"
@@ -450,10 +524,20 @@ func short(d string) string {
 	return clip(d)
 }
 
-// clip shortens a value shown in a line of text (a RUN line can be long).
-func clip(s string) string {
-	if len(s) > 80 {
-		return strings.ToValidUTF8(s[:80], "") + "…"
+// How many characters of a value (a RUN line can be long) and of a step's
+// name a line of text shows.
+const (
+	maxValue = 80
+	maxName  = 60
+)
+
+// clip shortens a value shown in a line of text.
+func clip(s string) string { return cut(s, maxValue) }
+
+// cut shortens s to n characters, the last of them "…".
+func cut(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
 	}
 	return s
 }
@@ -477,10 +561,7 @@ func Summary(changes []Change) string {
 // stepRef names a step for a reason: its number as the progress showed it
 // and its name, cut to a readable length.
 func stepRef(s *Step) string {
-	name := s.Name
-	if r := []rune(name); len(r) > 60 {
-		name = string(r[:59]) + "…"
-	}
+	name := cut(s.Name, maxName)
 	if s.Num > 0 {
 		return fmt.Sprintf("#%d %s", s.Num, name)
 	}

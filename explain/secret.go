@@ -12,7 +12,8 @@ var (
 
 // IsSecretName reports whether an ARG or ENV name looks like it holds a
 // secret (API_TOKEN, DB_PASSWORD, aws_secret_key), as BuildKit's check
-// says; explain never shows such a variable's value.
+// says; explain never shows such a variable's value, nor a value that
+// holds it (secretValues).
 func IsSecretName(name string) bool {
 	return secretWords.MatchString(name) && !publicWords.MatchString(name)
 }

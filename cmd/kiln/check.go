@@ -77,7 +77,7 @@ func runCheck(ctx context.Context, st *store.Store, req *buildRequest) error {
 			return perr
 		}
 	} else {
-		printCheck(os.Stdout, res)
+		printCheck(os.Stdout, res, err)
 		if err != nil {
 			if len(res.Warnings) > 0 {
 				fmt.Fprintln(os.Stdout)
@@ -96,12 +96,14 @@ func runCheck(ctx context.Context, st *store.Store, req *buildRequest) error {
 
 // printCheck writes what buildx's check writes: the count, then each
 // warning with its rule, URL (kiln's rules: their description), message
-// and the lines it points at.
-func printCheck(w io.Writer, res *builder.CheckResult) {
-	switch n := len(res.Warnings); n {
-	case 0:
-		defer fmt.Fprintln(w, "Check complete, no warnings found.")
-	case 1:
+// and the lines it points at. A check that failed (err) with no warnings
+// writes nothing: it is not complete, and the error says why.
+func printCheck(w io.Writer, res *builder.CheckResult, err error) {
+	switch n := len(res.Warnings); {
+	case n == 0 && err != nil:
+	case n == 0:
+		fmt.Fprintln(w, "Check complete, no warnings found.")
+	case n == 1:
 		fmt.Fprintln(w, "Check complete, 1 warning has been found!")
 	default:
 		fmt.Fprintf(w, "Check complete, %d warnings have been found!\n", n)

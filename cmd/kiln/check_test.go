@@ -56,7 +56,7 @@ func TestPrintCheck(t *testing.T) {
 		{Rule: "FileRemovedInLaterLayer", Description: "d2", Message: "m2", Location: append(rng(2, 2), rng(4, 4)...)},
 	}}
 	var b bytes.Buffer
-	printCheck(&b, res)
+	printCheck(&b, res, nil)
 	want := `Check complete, 2 warnings have been found!
 
 WARNING: MaintainerDeprecated - https://docs.docker.com/go/dockerfile/rule/maintainer-deprecated/
@@ -83,7 +83,7 @@ Dockerfile:2
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 	b.Reset()
-	printCheck(&b, &builder.CheckResult{Filename: "Dockerfile"})
+	printCheck(&b, &builder.CheckResult{Filename: "Dockerfile"}, nil)
 	if b.String() != "Check complete, no warnings found.\n" {
 		t.Errorf("no warnings: %q", b.String())
 	}

@@ -200,9 +200,10 @@ func TestExplainNoCacheAndAPrunedRecord(t *testing.T) {
 
 func TestSecretValuesAreNeverShown(t *testing.T) {
 	const secretValue = "k1ln-s3cret-mount-value"
-	const argOld, argNew = "k1ln-arg-value-one", "k1ln-arg-value-two"
+	const argOld, argNew, argJSON = "k1ln-arg-value-one", "k1ln-arg-value-two", "k1ln-arg-value-three"
 	s := e2etest.NewStore(t)
-	dir := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nARG API_TOKEN\n" +
+	// URL is not a secret's name, but it holds API_TOKEN's value
+	dir := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nARG API_TOKEN\nENV URL=https://u:${API_TOKEN}@example.com\n" +
 		"RUN --mount=type=secret,id=tok test $(cat /run/secrets/tok | wc -c) -eq " + strconv.Itoa(len(secretValue)) + " && echo ${#API_TOKEN}\n"})
 	secretFile := filepath.Join(t.TempDir(), "tok")
 	write(t, secretFile, secretValue)
@@ -219,13 +220,17 @@ func TestSecretValuesAreNeverShown(t *testing.T) {
 	kiln("explain")
 	kiln("explain", "--json")
 	e := explainJSON(t, s)
+	kiln("build", "--explain", "--progress", "json", "--secret", "id=tok,src="+secretFile, "--build-arg", "API_TOKEN="+argJSON, dir)
 	ids := s.MustKiln("builds", "diff", e.ID, e.ID)
 	outputs.WriteString(ids)
 	all := outputs.String()
 	if !strings.Contains(all, "$API_TOKEN changed (its value is not shown: the name is a secret's)") {
 		t.Errorf("the secret-named build arg's change is not named:\n%s", all)
 	}
-	for _, v := range []string{secretValue, argOld, argNew} {
+	if !strings.Contains(all, "$URL changed (its value is not shown: it holds a secret's value)") {
+		t.Errorf("the ENV made from the secret-named build arg is not named without its value:\n%s", all)
+	}
+	for _, v := range []string{secretValue, argOld, argNew, argJSON} {
 		if strings.Contains(all, v) {
 			t.Errorf("%q is in kiln's output:\n%s", v, all)
 		}

@@ -34,15 +34,15 @@ var (
 	// build (a commit, a date, a build number) in scope of layer-making
 	// steps that do not use it. A RUN sees every ARG in scope, so a new
 	// value misses the cache there and at every step after it.
-	RuleVolatileArgEarly = linter.LinterRule[func(kind, name string, reachLine, later int) string]{
+	RuleVolatileArgEarly = linter.LinterRule[func(kind, name string, reachLine, unused int) string]{
 		Name:        "VolatileArgEarly",
 		Description: "A value that changes with every build (a version, commit or date), in scope early in a stage, invalidates the cache of every later step",
-		Format: func(kind, name string, reachLine, later int) string {
+		Format: func(kind, name string, reachLine, unused int) string {
 			steps := "steps that do not use it re-run"
-			if later == 1 {
+			if unused == 1 {
 				steps = "step that does not use it re-runs"
 			}
-			return fmt.Sprintf("%s %s changes from build to build and reaches the step on line %d: the %d later %s whenever it changes; declare and use it as late as possible", kind, name, reachLine, later, steps)
+			return fmt.Sprintf("%s %s changes from build to build and reaches the step on line %d: %d %s whenever it changes; declare and use it as late as possible", kind, name, reachLine, unused, steps)
 		},
 	}
 	// RuleFileRemovedInLaterLayer: a file added by one instruction and
@@ -77,10 +77,23 @@ type broadCopy struct {
 
 type volatileVar struct {
 	kind, name string
-	loc        []parser.Range
-	reach      int // line of the first step it invalidates, 0 none yet
-	later      int // layer-making steps after reach that do not use it
-	lint       *linter.Linter
+	// uses are the names whose reference uses it: its own, and those of
+	// the ENVs made from it
+	uses   []string
+	loc    []parser.Range
+	reach  int // line of the first step it invalidates, 0 none yet
+	unused int // layer-making steps from reach on (reach too) that do not use it
+	lint   *linter.Linter
+}
+
+// usedBy reports whether an instruction's source refers to v.
+func (v *volatileVar) usedBy(raw string) bool {
+	for _, n := range v.uses {
+		if references(raw, n) {
+			return true
+		}
+	}
+	return false
 }
 
 type addedPath struct {
@@ -103,16 +116,22 @@ func (cl *cacheLint) observe(cmd instructions.Command, wd string, l *linter.Lint
 	case *instructions.ArgCommand:
 		for _, kv := range cmd.Args {
 			if volatileName(kv.Key) {
-				cl.vars = append(cl.vars, volatileVar{kind: "ARG", name: kv.Key, loc: cmd.Location(), lint: l})
+				cl.vars = append(cl.vars, volatileVar{kind: "ARG", name: kv.Key, uses: []string{kv.Key}, loc: cmd.Location(), lint: l})
 			}
 		}
 	case *instructions.EnvCommand:
 		for _, kv := range cmd.Env {
-			for _, v := range cl.vars {
-				if v.kind == "ARG" && references(raw, v.name) {
-					cl.vars = append(cl.vars, volatileVar{kind: "ENV", name: kv.Key, loc: cmd.Location(), lint: l})
-					break
+			// the ENV and the ARGs it is made from change together: a
+			// step that uses one uses the others
+			env := volatileVar{kind: "ENV", name: kv.Key, uses: []string{kv.Key}, loc: cmd.Location(), lint: l}
+			for i := range cl.vars {
+				if v := &cl.vars[i]; v.kind == "ARG" && references(raw, v.name) {
+					v.uses = append(v.uses, kv.Key)
+					env.uses = append(env.uses, v.name)
 				}
+			}
+			if len(env.uses) > 1 {
+				cl.vars = append(cl.vars, env)
 			}
 		}
 	case *instructions.CopyCommand:
@@ -153,11 +172,12 @@ func (cl *cacheLint) observe(cmd instructions.Command, wd string, l *linter.Lint
 	_, isRun := cmd.(*instructions.RunCommand)
 	for i := range cl.vars {
 		v := &cl.vars[i]
-		switch {
-		case v.reach == 0 && (isRun || references(raw, v.name)):
+		used := v.usedBy(raw)
+		if v.reach == 0 && (isRun || used) {
 			v.reach = line(cmd.Location())
-		case v.reach != 0 && !references(raw, v.name):
-			v.later++
+		}
+		if v.reach != 0 && !used {
+			v.unused++ // the reach step too: a RUN that does not use it re-runs all the same
 		}
 	}
 }
@@ -165,8 +185,8 @@ func (cl *cacheLint) observe(cmd instructions.Command, wd string, l *linter.Lint
 // finish reports what the whole stage shows.
 func (cl *cacheLint) finish() {
 	for _, v := range cl.vars {
-		if v.later > 0 {
-			v.lint.Run(&RuleVolatileArgEarly, v.loc, RuleVolatileArgEarly.Format(v.kind, v.name, v.reach, v.later))
+		if v.unused > 0 {
+			v.lint.Run(&RuleVolatileArgEarly, v.loc, RuleVolatileArgEarly.Format(v.kind, v.name, v.reach, v.unused))
 		}
 	}
 	for _, r := range cl.removed {
@@ -320,7 +340,7 @@ func volatileName(name string) bool {
 	qualified := false // SHA, REV and TIME say it only beside GIT, BUILD or COMMIT (not KUBECTL_SHA)
 	for _, w := range words {
 		switch w {
-		case "COMMIT", "REVISION", "DATE", "TIMESTAMP", "BUILDTIME", "BUILDDATE", "CACHEBUST", "NONCE":
+		case "COMMIT", "REVISION", "DATE", "TIMESTAMP", "BUILDTIME", "BUILDDATE", "NONCE": // not CACHEBUST: invalidating is its job
 			return true
 		case "GIT", "GITHUB", "BUILD":
 			qualified = true
