@@ -6,8 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/kiln-build/kiln/internal/cells"
 	"github.com/kiln-build/kiln/solver"
 )
 
@@ -210,7 +210,7 @@ func (t *ttyRenderer) frame(p *Progress, succeeded bool) []string {
 			tail = tail[len(tail)-tailLines:]
 		}
 		for _, l := range tail {
-			block = append(block, fit(" => => # "+l, width))
+			block = append(block, cells.Cut(" => => # "+l, width))
 		}
 		blocks = append(blocks, block)
 		running = append(running, s.state == solver.StateStarted)
@@ -219,7 +219,7 @@ func (t *ttyRenderer) frame(p *Progress, succeeded bool) []string {
 	if succeeded {
 		header += " FINISHED"
 	}
-	lines := []string{fit(header, width)}
+	lines := []string{cells.Cut(header, width)}
 	n := 1
 	for _, b := range blocks {
 		n += len(b)
@@ -256,24 +256,9 @@ func stepLine(p *Progress, s *step, width int) string {
 	case solver.StateSkipped:
 		prefix = "SKIPPED "
 	}
-	left := fit(" => "+prefix+clean(s.v.Name), width-len(clock)-1)
-	pad := width - utf8.RuneCountInString(left) - len(clock)
-	if pad < 1 {
-		pad = 1
-	}
-	return left + strings.Repeat(" ", pad) + clock
-}
-
-// fit cuts s to width runes.
-func fit(s string, width int) string {
-	if width < 1 {
-		return ""
-	}
-	if utf8.RuneCountInString(s) <= width {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:width])
+	left := cells.Cut(" => "+prefix+clean(s.v.Name), width-len(clock)-1)
+	pad := max(width-cells.Width(left)-len(clock), 1)
+	return cells.Cut(left+strings.Repeat(" ", pad)+clock, width) // a terminal too narrow for the clock: cut too
 }
 
 // clean makes text safe to draw on one row: tabs become spaces, escape
