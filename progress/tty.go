@@ -16,9 +16,8 @@ const (
 	// step keeps failTailLines in the final view.
 	tailLines     = 6
 	failTailLines = 12
-	// maxLineBytes of one output line are kept for the view (it shows
-	// one terminal row of it).
-	maxLineBytes = 4096
+	// maxRowBytes of a line's latest state are kept for its row.
+	maxRowBytes = 4096
 )
 
 // ttyRenderer keeps the live view: a header, one line per step seen so
@@ -88,11 +87,11 @@ func (t *ttyRenderer) event(p *Progress, s *step, e solver.Event) {
 }
 
 func (t *ttyRenderer) line(p *Progress, s *step, line []byte) {
-	if len(line) > maxLineBytes {
-		line = line[:maxLineBytes]
-	}
 	if i := bytes.LastIndexByte(bytes.TrimRight(line, "\r"), '\r'); i >= 0 {
 		line = line[i+1:] // a progress bar redrawn with \r: its last state
+	}
+	if len(line) > maxRowBytes {
+		line = line[:maxRowBytes]
 	}
 	s.tail = append(s.tail, clean(string(line)))
 	if len(s.tail) > failTailLines {
