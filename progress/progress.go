@@ -240,15 +240,6 @@ func (p *Progress) counts() Counts {
 // elapsed is the time since the build started.
 func (p *Progress) elapsed() time.Duration { return p.now().Sub(p.start) }
 
-// whyText is a step's reasons as one line.
-func whyText(why []explain.Change) string {
-	texts := make([]string, len(why))
-	for i, c := range why {
-		texts[i] = c.Text
-	}
-	return strings.Join(texts, "; ")
-}
-
 // maxLineBytes of one line of output are kept for the view; the rest of
 // a longer line is dropped (the journal's log keeps all of it), so output
 // that never ends a line (a progress bar redrawn with \r, binary data)

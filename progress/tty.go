@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-build/kiln/explain"
 	"github.com/kiln-build/kiln/internal/cells"
 	"github.com/kiln-build/kiln/solver"
 )
@@ -126,7 +127,7 @@ func (t *ttyRenderer) done(p *Progress, res Result) {
 	t.prev = nil // what follows stays: a later message goes below it
 	for _, s := range p.order {
 		if s.why != nil {
-			fmt.Fprintf(t.out, "#%d WHY %s\n", s.num, clean(whyText(s.why)))
+			fmt.Fprintf(t.out, "#%d WHY %s\n", s.num, clean(explain.Summary(s.why)))
 		}
 	}
 	c := p.counts()
