@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/kiln-build/kiln/explain"
 	"github.com/kiln-build/kiln/solver"
 )
 
@@ -34,7 +35,7 @@ func (r plainRenderer) line(p *Progress, s *step, line []byte) {
 }
 
 func (r plainRenderer) explained(p *Progress, s *step) {
-	fmt.Fprintf(r.out, "#%d WHY %s\n", s.num, whyText(s.why))
+	fmt.Fprintf(r.out, "#%d WHY %s\n", s.num, explain.Summary(s.why))
 }
 
 func (r plainRenderer) message(p *Progress, text string) { fmt.Fprintln(r.out, text) }

@@ -108,7 +108,7 @@ type step struct {
 	duration time.Duration
 	why      []explain.Change
 	tail     []string // the last lines of output (TTY)
-	partial  []byte   // output after the last newline
+	lines    lineSplitter
 }
 
 // renderer is one mode's output; its methods run with Progress.mu held.
@@ -240,13 +240,38 @@ func (p *Progress) counts() Counts {
 // elapsed is the time since the build started.
 func (p *Progress) elapsed() time.Duration { return p.now().Sub(p.start) }
 
-// whyText is a step's reasons as one line.
-func whyText(why []explain.Change) string {
-	texts := make([]string, len(why))
-	for i, c := range why {
-		texts[i] = c.Text
+// maxLineBytes of one line of output are kept for the view; the rest of
+// a longer line is dropped (the journal's log keeps all of it), so output
+// that never ends a line (a progress bar redrawn with \r, binary data)
+// costs no more memory or time than that.
+const maxLineBytes = 64 << 10
+
+// lineSplitter cuts written output into lines, without their newlines,
+// and keeps the start of an unfinished one: at most maxLineBytes.
+type lineSplitter struct{ partial []byte }
+
+// write passes each line that b ends to show, which must not keep the
+// slice.
+func (l *lineSplitter) write(b []byte, show func(line []byte)) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		part := b
+		if i >= 0 {
+			part = b[:i]
+		}
+		if len(l.partial) == 0 && i >= 0 { // a whole line: shown without a copy
+			show(part[:min(len(part), maxLineBytes)])
+		} else {
+			room := max(maxLineBytes-len(l.partial), 0)
+			l.partial = append(l.partial, part[:min(len(part), room)]...)
+			if i < 0 {
+				return
+			}
+			show(l.partial)
+			l.partial = l.partial[:0]
+		}
+		b = b[i+1:]
 	}
-	return strings.Join(texts, "; ")
 }
 
 // stepLog splits a step's output into lines for the renderer.
@@ -256,40 +281,25 @@ type stepLog struct {
 }
 
 func (l *stepLog) Write(b []byte) (int, error) {
+	if l.p.quiet {
+		return len(b), nil // Quiet shows no output
+	}
 	l.p.mu.Lock()
 	defer l.p.mu.Unlock()
-	data := append(l.s.partial, b...)
-	for {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
-		}
-		l.p.r.line(l.p, l.s, data[:i])
-		data = data[i+1:]
-	}
-	l.s.partial = append([]byte(nil), data...)
+	l.s.lines.write(b, func(line []byte) { l.p.r.line(l.p, l.s, line) })
 	return len(b), nil
 }
 
 // messageWriter turns written lines into Info or Message lines.
 type messageWriter struct {
-	show    func(string)
-	mu      sync.Mutex
-	partial []byte
+	show  func(string)
+	mu    sync.Mutex
+	lines lineSplitter
 }
 
 func (w *messageWriter) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	data := append(w.partial, b...)
-	for {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
-		}
-		w.show(string(data[:i]))
-		data = data[i+1:]
-	}
-	w.partial = append([]byte(nil), data...)
+	w.lines.write(b, func(line []byte) { w.show(string(line)) })
 	return len(b), nil
 }

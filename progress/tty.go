@@ -6,8 +6,9 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/kiln-build/kiln/explain"
+	"github.com/kiln-build/kiln/internal/cells"
 	"github.com/kiln-build/kiln/solver"
 )
 
@@ -16,9 +17,8 @@ const (
 	// step keeps failTailLines in the final view.
 	tailLines     = 6
 	failTailLines = 12
-	// maxLineBytes of one output line are kept for the view (it shows
-	// one terminal row of it).
-	maxLineBytes = 4096
+	// maxRowBytes of a line's latest state are kept for its row.
+	maxRowBytes = 4096
 )
 
 // ttyRenderer keeps the live view: a header, one line per step seen so
@@ -88,11 +88,11 @@ func (t *ttyRenderer) event(p *Progress, s *step, e solver.Event) {
 }
 
 func (t *ttyRenderer) line(p *Progress, s *step, line []byte) {
-	if len(line) > maxLineBytes {
-		line = line[:maxLineBytes]
-	}
 	if i := bytes.LastIndexByte(bytes.TrimRight(line, "\r"), '\r'); i >= 0 {
 		line = line[i+1:] // a progress bar redrawn with \r: its last state
+	}
+	if len(line) > maxRowBytes {
+		line = line[:maxRowBytes]
 	}
 	s.tail = append(s.tail, clean(string(line)))
 	if len(s.tail) > failTailLines {
@@ -127,7 +127,7 @@ func (t *ttyRenderer) done(p *Progress, res Result) {
 	t.prev = nil // what follows stays: a later message goes below it
 	for _, s := range p.order {
 		if s.why != nil {
-			fmt.Fprintf(t.out, "#%d WHY %s\n", s.num, clean(whyText(s.why)))
+			fmt.Fprintf(t.out, "#%d WHY %s\n", s.num, clean(explain.Summary(s.why)))
 		}
 	}
 	c := p.counts()
@@ -210,7 +210,7 @@ func (t *ttyRenderer) frame(p *Progress, succeeded bool) []string {
 			tail = tail[len(tail)-tailLines:]
 		}
 		for _, l := range tail {
-			block = append(block, fit(" => => # "+l, width))
+			block = append(block, cells.Cut(" => => # "+l, width))
 		}
 		blocks = append(blocks, block)
 		running = append(running, s.state == solver.StateStarted)
@@ -219,7 +219,7 @@ func (t *ttyRenderer) frame(p *Progress, succeeded bool) []string {
 	if succeeded {
 		header += " FINISHED"
 	}
-	lines := []string{fit(header, width)}
+	lines := []string{cells.Cut(header, width)}
 	n := 1
 	for _, b := range blocks {
 		n += len(b)
@@ -256,24 +256,9 @@ func stepLine(p *Progress, s *step, width int) string {
 	case solver.StateSkipped:
 		prefix = "SKIPPED "
 	}
-	left := fit(" => "+prefix+clean(s.v.Name), width-len(clock)-1)
-	pad := width - utf8.RuneCountInString(left) - len(clock)
-	if pad < 1 {
-		pad = 1
-	}
-	return left + strings.Repeat(" ", pad) + clock
-}
-
-// fit cuts s to width runes.
-func fit(s string, width int) string {
-	if width < 1 {
-		return ""
-	}
-	if utf8.RuneCountInString(s) <= width {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:width])
+	left := cells.Cut(" => "+prefix+clean(s.v.Name), width-len(clock)-1)
+	pad := max(width-cells.Width(left)-len(clock), 1)
+	return cells.Cut(left+strings.Repeat(" ", pad)+clock, width) // a terminal too narrow for the clock: cut too
 }
 
 // clean makes text safe to draw on one row: tabs become spaces, escape

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/internal/cells"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/spf13/cobra"
 )
@@ -236,13 +237,8 @@ func writeBuild(w io.Writer, buildsDir string, j *builder.Journal) error {
 	return tw.Flush()
 }
 
-// stepColumn keeps a step's name to a column of at most 50 characters.
-func stepColumn(s string) string {
-	if r := []rune(s); len(r) > 50 {
-		s = string(r[:49]) + "…"
-	}
-	return s
-}
+// stepColumn keeps a step's name to a column of at most 50 cells.
+func stepColumn(s string) string { return cells.Ellipsis(s, 50) }
 
 func writeBuildJSON(w io.Writer, buildsDir string, j *builder.Journal) error {
 	type step struct {

@@ -292,3 +292,23 @@ func TestTTYPrintsTheCacheCollectionAboveTheView(t *testing.T) {
 		t.Errorf("the report is not above the one view:\n%s", final)
 	}
 }
+
+// A step that writes megabytes without a newline (a progress bar redrawn
+// with \r, binary data): the progress shows the first 64 KiB of that
+// line and goes on; the step's log keeps every byte.
+func TestALongLineIsCutInTheProgressAndKeptInTheLog(t *testing.T) {
+	s := e2etest.NewStore(t)
+	ctx := e2etest.DockerfileContext(t, "FROM busybox\nRUN head -c 8388608 /dev/zero | tr '\\0' x; echo; echo after-the-long-line\n")
+	_, stderr, err := s.Kiln("build", "--progress", "plain", ctx)
+	if err != nil {
+		t.Fatalf("build: %v\n%.2000s", err, stderr)
+	}
+	cut := regexp.MustCompile(`(?m)^#2 \d+\.\d{3} (x+)\n#2 \d+\.\d{3} after-the-long-line$`).FindStringSubmatch(stderr)
+	if len(stderr) > 128<<10 || cut == nil || len(cut[1]) != 64<<10 {
+		t.Errorf("plain progress of %d bytes:\n%.300s\n…\n%.300s", len(stderr), stderr, stderr[max(len(stderr)-300, 0):])
+	}
+	log, stderr, err := s.Kiln("logs", "last", "2")
+	if err != nil || len(log) != 8<<20+len("\nafter-the-long-line\n") {
+		t.Errorf("kiln logs last 2: %d bytes, %v\n%s", len(log), err, stderr)
+	}
+}

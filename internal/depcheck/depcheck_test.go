@@ -26,7 +26,7 @@ type layer struct {
 // layers, lowest first. A package belongs to the first layer that lists
 // it.
 var layers = []layer{
-	{name: "helpers", pkgs: []string{"internal/readers", "internal/atomicfile"}, may: []string{"internal/readers", "internal/atomicfile"}},
+	{name: "helpers", pkgs: []string{"internal/readers", "internal/atomicfile", "internal/cells"}, may: []string{"internal/readers", "internal/atomicfile", "internal/cells"}},
 	{name: "cache keys and records", pkgs: []string{"cache"}, may: []string{"internal/readers", "internal/atomicfile", "cache"}},
 	{name: "store", pkgs: []string{"store"}, may: []string{"internal/readers", "internal/atomicfile", "cache", "store"}},
 	{name: "solver", pkgs: []string{"solver"}, may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver"}},
@@ -37,13 +37,13 @@ var layers = []layer{
 	{name: "exporters", pkgs: []string{"exporter"},
 		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver/filecopy", "exporter", "transport"}},
 	{name: "explanations and image analysis", pkgs: []string{"explain", "analyze"},
-		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver", "explain", "analyze"}},
+		may: []string{"internal/readers", "internal/atomicfile", "internal/cells", "cache", "store", "solver", "explain", "analyze"}},
 	{name: "progress", pkgs: []string{"progress"},
-		may: []string{"cache", "solver", "explain", "progress"}},
+		may: []string{"internal/cells", "cache", "solver", "explain", "progress"}},
 	{name: "builder", pkgs: []string{"builder"},
 		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "builder"}},
 	{name: "CLI", pkgs: []string{"cmd"},
-		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "progress", "builder"}},
+		may: []string{"internal/readers", "internal/atomicfile", "internal/cells", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "progress", "builder"}},
 	// test helpers: imported by tests only (checked below)
 	{name: "test helpers", pkgs: []string{"internal/testenv", "internal/depcheck", "e2e"},
 		may: []string{"internal", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "progress", "builder"}},
