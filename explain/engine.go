@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/internal/cells"
 	"github.com/kiln-build/kiln/solver/ops"
 	"github.com/kiln-build/kiln/store"
 )
@@ -532,15 +533,7 @@ const (
 )
 
 // clip shortens a value shown in a line of text.
-func clip(s string) string { return cut(s, maxValue) }
-
-// cut shortens s to n characters, the last of them "…".
-func cut(s string, n int) string {
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
-}
+func clip(s string) string { return cells.Ellipsis(s, maxValue) }
 
 func plural(n int, s string) string {
 	if n == 1 {
@@ -561,7 +554,7 @@ func Summary(changes []Change) string {
 // stepRef names a step for a reason: its number as the progress showed it
 // and its name, cut to a readable length.
 func stepRef(s *Step) string {
-	name := cut(s.Name, maxName)
+	name := cells.Ellipsis(s.Name, maxName)
 	if s.Num > 0 {
 		return fmt.Sprintf("#%d %s", s.Num, name)
 	}
