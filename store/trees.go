@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,15 +37,14 @@ func (s *Store) sweepTrees(rep *GCReport) error {
 	for _, r := range recs {
 		note(r.Components)
 	}
-	journals, _ := filepath.Glob(filepath.Join(s.BuildsDir(), "*", "build.json"))
+	journals, _ := filepath.Glob(filepath.Join(s.BuildsDir(), "*", BuildRecordFile))
 	for _, p := range journals {
 		var j struct {
 			Steps []struct {
 				Components []record.Component `json:"components"`
 			} `json:"steps"`
 		}
-		b, err := os.ReadFile(p)
-		if err != nil || json.Unmarshal(b, &j) != nil {
+		if ReadBuildRecord(filepath.Dir(p), &j) != nil {
 			continue
 		}
 		for _, st := range j.Steps {

@@ -208,7 +208,7 @@ func TestLogsReturnsAStepsWholeOutputByteForByte(t *testing.T) {
 		t.Errorf("kiln logs %s RUN (two RUN steps): %v %s", id, err, errOut)
 	}
 	_, errOut, err = s.Kiln("logs", "ffffffffffff")
-	if err == nil || !strings.Contains(errOut, `no build matches "ffffffffffff"`) {
+	if err == nil || !strings.Contains(errOut, "no such build: ffffffffffff (kiln builds lists them)") {
 		t.Errorf("kiln logs of an unknown build: %v %s", err, errOut)
 	}
 	_, errOut, err = s.Kiln("logs", id, "9")
@@ -271,5 +271,32 @@ func TestAnInterruptedBuildIsRecordedAsSuch(t *testing.T) {
 	}
 	if got := s.MustKiln("logs", rows[0].ID, "2"); got != "asleep-2\n" {
 		t.Errorf("the interrupted step's log: %q", got)
+	}
+}
+
+// Every verb that names a build finds it the same way: "last" is the
+// newest, and one that matches nothing is said so in the same words.
+func TestEveryVerbNamesBuildsTheSameWay(t *testing.T) {
+	s := e2etest.NewStore(t)
+	dir := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo hi\n"})
+	build(s, dir)
+	verbs := [][]string{{"explain"}, {"builds", "show"}, {"logs"}}
+	for _, v := range verbs {
+		if _, errOut, err := s.Kiln(append(v, "last")...); err != nil {
+			t.Errorf("kiln %s last: %v %s", strings.Join(v, " "), err, errOut)
+		}
+		_, errOut, err := s.Kiln(append(v, "ffffffffffff")...)
+		if err == nil || !strings.Contains(errOut, "no such build: ffffffffffff (kiln builds lists them)") {
+			t.Errorf("kiln %s of an unknown build: %v %s", strings.Join(v, " "), err, errOut)
+		}
+	}
+	if _, errOut, err := s.Kiln("builds", "diff", "last", "last"); err != nil {
+		t.Errorf("kiln builds diff last last: %v %s", err, errOut)
+	}
+	if _, errOut, err := s.Kiln("builds", "diff", "last", "ffffffffffff"); err == nil || !strings.Contains(errOut, "no such build: ffffffffffff (kiln builds lists them)") {
+		t.Errorf("kiln builds diff of an unknown build: %v %s", err, errOut)
+	}
+	if out, errOut, err := s.Kiln("logs", "last", ""); err == nil || strings.Contains(errOut, "ambiguous") || out != "" {
+		t.Errorf("kiln logs last \"\": %v %q %s", err, out, errOut)
 	}
 }
