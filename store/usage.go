@@ -70,7 +70,10 @@ type Usage struct {
 	ActiveMounts                  int
 	// HistorySize: the build journals (records and step logs).
 	// HistoryReclaimable: the logs of finished builds, which kiln prune
-	// removes. ActiveBuilds counts builds running now.
+	// removes. ActiveBuilds counts journal directories without a record:
+	// builds running now, and any a killed kiln left (usage cannot tell
+	// them apart without the store to itself; kiln doctor reports those,
+	// the next collection removes them).
 	HistorySize, HistoryReclaimable int64
 	ActiveBuilds                    int
 	// Budgeted is what the cache budget limits: everything but the data
