@@ -17,7 +17,8 @@ import (
 // written once when the build ends, and its steps' logs. Two holders keep
 // a finished journal:
 //
-//	build record (holdBuildRecord) → the directory with BuildRecordFile
+//	build record (holdBuildRecord) → the directory with BuildRecordFile,
+//	                                   and the trees its keys name (trees.go)
 //	build logs   (holdBuildLogs)   → every log file, and the directory
 //
 // so that a collection may take the logs alone (kiln prune: kiln builds
@@ -218,6 +219,9 @@ func (g *graph) historyUsage(u *Usage) {
 			b.Finished = h.lastUsed
 		}
 		for _, o := range h.objs {
+			if o.kind == objTree {
+				continue // usage counts them, once though builds share them
+			}
 			if o.kind == objBuildLog {
 				b.Size += o.size
 				if h.kind == holdBuildLogs {
