@@ -3,7 +3,9 @@ package history
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -298,5 +300,44 @@ func TestEveryVerbNamesBuildsTheSameWay(t *testing.T) {
 	}
 	if out, errOut, err := s.Kiln("logs", "last", ""); err == nil || strings.Contains(errOut, "ambiguous") || out != "" {
 		t.Errorf("kiln logs last \"\": %v %q %s", err, out, errOut)
+	}
+}
+
+// A journal a killed build left, and one whose record is damaged, are
+// reported by kiln doctor and removed by --repair; kiln builds show says a
+// damaged record is damaged.
+func TestDoctorReportsCrashedAndDamagedJournals(t *testing.T) {
+	s := e2etest.NewStore(t)
+	dir := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo hi\n"})
+	build(s, dir)
+	crashed := filepath.Join(s.Root, "builds", "20200101T000000Z-aaaaaaaaaaaa")
+	damaged := filepath.Join(s.Root, "builds", "20200101T000001Z-bbbbbbbbbbbb")
+	for _, d := range []string{crashed, damaged} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(crashed, "step-2.log"), []byte("half a log"), 0o600)
+	os.WriteFile(filepath.Join(damaged, "build.json"), []byte(`{"id":"20200101T000001Z-bbbbbbbbbbbb","steps":[{"na`), 0o600)
+
+	_, errOut, err := s.Kiln("builds", "show", "bbbbbbbbbbbb")
+	if err == nil || !strings.Contains(errOut, "build 20200101T000001Z-bbbbbbbbbbbb: damaged record") {
+		t.Errorf("kiln builds show of a damaged journal: %v %s", err, errOut)
+	}
+	out, _, err := s.Kiln("doctor", "-v")
+	if err == nil || !strings.Contains(out, "PROBLEM: build builds/20200101T000001Z-bbbbbbbbbbbb: build.json: damaged record") ||
+		!strings.Contains(out, "stale: build builds/20200101T000000Z-aaaaaaaaaaaa: no build.json") {
+		t.Errorf("kiln doctor -v: %v\n%s", err, out)
+	}
+	if out, errOut, err := s.Kiln("doctor", "--repair"); err != nil {
+		t.Errorf("kiln doctor --repair: %v\n%s%s", err, out, errOut)
+	}
+	for _, d := range []string{crashed, damaged} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s left by kiln doctor --repair", d)
+		}
+	}
+	if rows := builds(s); len(rows) != 1 {
+		t.Errorf("kiln builds after repair: %+v", rows)
 	}
 }
