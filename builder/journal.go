@@ -343,7 +343,7 @@ func FindJournal(buildsDir, ref string) (*Journal, error) {
 			return nil, err
 		}
 		if len(js) == 0 {
-			return nil, fmt.Errorf("%w: no build on record (kiln builds lists them)", ErrNoSuchBuild)
+			return nil, fmt.Errorf("%w: the store has no build on record yet", ErrNoSuchBuild)
 		}
 		return js[0], nil
 	}
