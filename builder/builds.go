@@ -31,8 +31,12 @@ var ErrNoSuchStep = errors.New("no such step")
 
 // FindStep finds one step of j: ref is its number as the progress shows
 // it ("3" or "#3"), or a substring of its name that only one step has
-// (a name that is exactly ref wins over those that only contain it).
+// (a name that is exactly ref wins over those that only contain it). An
+// empty ref names no step.
 func (j *Journal) FindStep(ref string) (*StepRecord, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("build %s: an empty step name names no step: %w", j.ID, ErrNoSuchStep)
+	}
 	if n, err := strconv.Atoi(strings.TrimPrefix(ref, "#")); err == nil {
 		for _, s := range j.Steps {
 			if s.Num == n {

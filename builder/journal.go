@@ -23,7 +23,11 @@ import (
 	"github.com/kiln-build/kiln/store"
 )
 
-// keepBuilds is how many build journals the store keeps.
+// keepBuilds is how many finished builds' journals a build, when it ends,
+// leaves in the store; it removes the oldest beyond that. Directories
+// without a record (builds running now, or left by a crashed kiln, which
+// kiln doctor reports and the next collection removes) are neither counted
+// nor touched. The cache budget and kiln prune may keep fewer.
 const keepBuilds = 50
 
 // Journal is what <root>/builds/<id>/build.json says about one build: each
@@ -80,6 +84,7 @@ type journal struct {
 	steps    map[*solver.Vertex]*StepRecord
 	logs     map[*solver.Vertex]*os.File
 	finished bool
+	warn     func(string) // Options.Warn; may be nil
 }
 
 // newJournal starts a build's journal; its directory has no
@@ -99,6 +104,7 @@ func newJournal(buildsDir string, opts Options, ctxDir, dockerfile string) (*jou
 		j:     Journal{ID: id, Started: now, Context: ctxDir, Dockerfile: dockerfile, Target: opts.Target, Tags: opts.Tags},
 		steps: map[*solver.Vertex]*StepRecord{},
 		logs:  map[*solver.Vertex]*os.File{},
+		warn:  opts.Warn,
 	}, nil
 }
 
@@ -225,8 +231,10 @@ func (b *bestEffort) Write(p []byte) (int, error) {
 }
 
 // finish writes build.json, once (the first call wins), and drops the
-// oldest journals beyond keepBuilds. A build interrupted (ctx canceled,
-// Ctrl-C) is recorded as such; steps the build never reached are left out.
+// oldest finished journals beyond keepBuilds. A build interrupted (ctx
+// canceled, Ctrl-C) is recorded as such; steps the build never reached are
+// left out. A record that cannot be written (a full disk) is a warning,
+// not the build's error: the build itself is done.
 func (jr *journal) finish(ctx context.Context, image string, err error) {
 	jr.mu.Lock()
 	defer jr.mu.Unlock()
@@ -255,14 +263,19 @@ func (jr *journal) finish(ctx context.Context, image string, err error) {
 	}
 	j := jr.j
 	j.Steps = reached
-	if b, e := json.MarshalIndent(j, "", "  "); e == nil {
-		atomicfile.WriteFile(filepath.Join(jr.dir, store.BuildRecordFile), b, 0o600)
+	b, e := json.MarshalIndent(j, "", "  ")
+	if e == nil {
+		e = atomicfile.WriteFile(filepath.Join(jr.dir, store.BuildRecordFile), b, 0o600)
+	}
+	if e != nil && jr.warn != nil {
+		jr.warn(fmt.Sprintf("build %s: its record was not written, kiln builds will not list it: %v", jr.j.ID, e))
 	}
 	parent := filepath.Dir(jr.dir)
 	ents, _ := os.ReadDir(parent)
 	var names []string
 	for _, e := range ents {
-		if e.IsDir() {
+		// only finished builds: a running build's journal is never removed
+		if _, err := os.Lstat(filepath.Join(parent, e.Name(), store.BuildRecordFile)); e.IsDir() && err == nil {
 			names = append(names, e.Name())
 		}
 	}
@@ -274,7 +287,8 @@ func (jr *journal) finish(ctx context.Context, image string, err error) {
 }
 
 // Journals reads the build journals in buildsDir, newest first. A build
-// still running (no build.json yet) or a damaged journal is left out.
+// still running (no build.json yet) or a damaged journal is left out
+// (FindJournal says it is damaged, kiln doctor reports it).
 func Journals(buildsDir string) ([]*Journal, error) {
 	ents, err := os.ReadDir(buildsDir)
 	if os.IsNotExist(err) {
@@ -297,14 +311,18 @@ func Journals(buildsDir string) ([]*Journal, error) {
 	return out, nil
 }
 
+// readJournal reads the journal in dir. Journals written before steps had
+// a number (Num 0) get their position, which is what the progress
+// numbered them by.
 func readJournal(dir string) (*Journal, error) {
-	b, err := os.ReadFile(filepath.Join(dir, store.BuildRecordFile))
-	if err != nil {
+	var j Journal
+	if err := store.ReadBuildRecord(dir, &j); err != nil {
 		return nil, err
 	}
-	var j Journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
+	for i, s := range j.Steps {
+		if s.Num == 0 {
+			s.Num = i + 1
+		}
 	}
 	return &j, nil
 }
@@ -312,32 +330,47 @@ func readJournal(dir string) (*Journal, error) {
 // ErrNoSuchBuild means no build on record has the ID a reference names.
 var ErrNoSuchBuild = errors.New("no such build")
 
-// FindJournal finds one build by ref: "" is the newest build, otherwise a
-// build ID or an unambiguous prefix of it or of its random part (the hex
-// after the dash).
+// FindJournal finds one build by ref: "" or "last" is the newest build,
+// otherwise a build ID or an unambiguous prefix of it or of its random
+// part (the hex after the dash). Every command that names a build (kiln
+// explain, builds show, builds diff, logs) finds it here. A ref that
+// matches no finished build is ErrNoSuchBuild; one whose record is damaged
+// says so (store.ErrDamagedRecord) rather than that it does not exist.
 func FindJournal(buildsDir, ref string) (*Journal, error) {
-	js, err := Journals(buildsDir)
-	if err != nil {
-		return nil, err
-	}
-	if ref == "" {
+	if ref == "" || ref == "last" {
+		js, err := Journals(buildsDir)
+		if err != nil {
+			return nil, err
+		}
 		if len(js) == 0 {
-			return nil, fmt.Errorf("no build on record")
+			return nil, fmt.Errorf("%w: the store has no build on record yet", ErrNoSuchBuild)
 		}
 		return js[0], nil
 	}
-	var found []*Journal
-	for _, j := range js {
-		_, suffix, _ := strings.Cut(j.ID, "-")
-		if strings.HasPrefix(j.ID, ref) || strings.HasPrefix(suffix, ref) {
-			found = append(found, j)
+	ents, err := os.ReadDir(buildsDir)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	var found []string
+	for _, e := range ents {
+		id := e.Name()
+		if _, err := os.Lstat(filepath.Join(buildsDir, id, store.BuildRecordFile)); !e.IsDir() || err != nil {
+			continue // not a journal, or a build still running
+		}
+		_, suffix, _ := strings.Cut(id, "-")
+		if strings.HasPrefix(id, ref) || strings.HasPrefix(suffix, ref) {
+			found = append(found, id)
 		}
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("%w: %s", ErrNoSuchBuild, ref)
+		return nil, fmt.Errorf("%w: %s (kiln builds lists them)", ErrNoSuchBuild, ref)
 	case 1:
-		return found[0], nil
+		j, err := readJournal(filepath.Join(buildsDir, found[0]))
+		if err != nil {
+			return nil, fmt.Errorf("build %s: %w", found[0], err)
+		}
+		return j, nil
 	}
 	return nil, fmt.Errorf("build %s is ambiguous: %d builds match", ref, len(found))
 }

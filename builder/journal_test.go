@@ -172,3 +172,93 @@ func TestABuildThatFailsBeforeSolvingIsOnRecord(t *testing.T) {
 		t.Errorf("journal %+v; want the error %q", j, buildErr)
 	}
 }
+
+// A journal written by kiln before steps had a number has no "num"; its
+// steps are found by the number kiln builds show prints.
+func TestOldJournalStepsAreNumberedByPosition(t *testing.T) {
+	dir := t.TempDir()
+	id := "20261201T000000Z-deadbeef"
+	os.MkdirAll(filepath.Join(dir, id), 0o700)
+	os.WriteFile(filepath.Join(dir, id, "build.json"), []byte(`{"id":"`+id+`","steps":[
+{"name":"[1/2] FROM busybox","state":"cached","key":"sha256:aa"},
+{"name":"[2/2] RUN echo hi","state":"ran","key":"sha256:bb","log":"step-1.log"}]}`), 0o600)
+	j, err := FindJournal(dir, "deadbeef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range j.Steps {
+		if s.Num != i+1 {
+			t.Errorf("step %d %q: Num = %d", i+1, s.Name, s.Num)
+		}
+	}
+	if _, err := j.FindStep("2"); err != nil {
+		t.Errorf("FindStep(2): %v", err)
+	}
+}
+
+func TestDamagedJournalIsSaidDamagedNotNoSuchBuild(t *testing.T) {
+	for name, content := range map[string]string{
+		"truncated": `{"id":"x","steps":[{"na`,
+		"not UTF-8": "{\"id\":\"x\",\"error\":\"\xff\xfe\"}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			id := "20261201T000000Z-deadbeef"
+			os.MkdirAll(filepath.Join(dir, id), 0o700)
+			os.WriteFile(filepath.Join(dir, id, "build.json"), []byte(content), 0o600)
+			_, err := FindJournal(dir, "deadbeef")
+			if !errors.Is(err, store.ErrDamagedRecord) || errors.Is(err, ErrNoSuchBuild) || !strings.Contains(err.Error(), "build "+id+": damaged record") {
+				t.Errorf("FindJournal of a %s journal: %v", name, err)
+			}
+		})
+	}
+}
+
+func TestFinishingBuildKeepsARunningBuildsJournal(t *testing.T) {
+	dir := t.TempDir()
+	running := "20261204T000000Z-aaaaaaaaaaaa"
+	os.MkdirAll(filepath.Join(dir, running), 0o700)
+	for i := 0; i < keepBuilds; i++ {
+		id := fmt.Sprintf("20261204T01%04dZ-%012x", i, i)
+		os.MkdirAll(filepath.Join(dir, id), 0o700)
+		os.WriteFile(filepath.Join(dir, id, store.BuildRecordFile), []byte(`{"id":"`+id+`","steps":[]}`), 0o600)
+	}
+	fakeBuild(t, dir, nil)
+	if _, err := os.Stat(filepath.Join(dir, running)); err != nil {
+		t.Errorf("the running build's journal: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != keepBuilds+1 {
+		t.Errorf("%d directories, want %d finished and the running one", len(ents), keepBuilds)
+	}
+}
+
+func TestFinishWarnsWhenTheRecordCannotBeWritten(t *testing.T) {
+	dir := t.TempDir()
+	var warnings []string
+	jr, err := newJournal(dir, Options{Warn: func(s string) { warnings = append(warnings, s) }}, "/ctx", "/ctx/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a directory in the record's place makes its rename fail, as a full disk fails the write
+	os.MkdirAll(filepath.Join(jr.dir, store.BuildRecordFile, "x"), 0o700)
+	jr.finish(context.Background(), "", nil)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "record was not written") {
+		t.Errorf("warnings: %q", warnings)
+	}
+}
+
+func TestFindJournalTakesLastAndRejectsAnEmptyStep(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := fakeBuild(t, dir, nil)
+	last, err := FindJournal(dir, "last")
+	if err != nil || last.ID != j.ID {
+		t.Fatalf("FindJournal(last) = %v, %v; want %s", last, err, j.ID)
+	}
+	if _, err := FindJournal(dir, "nosuch"); !errors.Is(err, ErrNoSuchBuild) || err.Error() != "no such build: nosuch (kiln builds lists them)" {
+		t.Errorf("FindJournal(nosuch): %v", err)
+	}
+	if s, err := j.FindStep(""); !errors.Is(err, ErrNoSuchStep) {
+		t.Errorf("FindStep(\"\") = %v, %v", s, err)
+	}
+}

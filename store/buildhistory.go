@@ -1,12 +1,15 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"time"
+	"unicode/utf8"
 )
 
 // Build history in the reference walk. Each <root>/builds/<id>/ directory
@@ -14,7 +17,8 @@ import (
 // written once when the build ends, and its steps' logs. Two holders keep
 // a finished journal:
 //
-//	build record (holdBuildRecord) → the directory with BuildRecordFile
+//	build record (holdBuildRecord) → the directory with BuildRecordFile,
+//	                                   and the trees its keys name (trees.go)
 //	build logs   (holdBuildLogs)   → every log file, and the directory
 //
 // so that a collection may take the logs alone (kiln prune: kiln builds
@@ -27,6 +31,29 @@ import (
 // BuildRecordFile is the file that makes a journal directory a finished
 // build's record.
 const BuildRecordFile = "build.json"
+
+// ErrDamagedRecord means a journal's BuildRecordFile is there but cannot
+// be read as one: truncated, not JSON, not UTF-8.
+var ErrDamagedRecord = errors.New("damaged record")
+
+// ReadBuildRecord decodes the BuildRecordFile of the journal directory dir
+// into v, which names the fields its caller needs (package builder reads
+// the whole journal, the collection only the steps' key components). A
+// file that is not valid UTF-8 JSON is ErrDamagedRecord; a missing one is
+// fs.ErrNotExist (a build still running, or one that crashed).
+func ReadBuildRecord(dir string, v any) error {
+	b, err := os.ReadFile(filepath.Join(dir, BuildRecordFile))
+	if err != nil {
+		return err
+	}
+	if !utf8.Valid(b) {
+		return fmt.Errorf("%w (not UTF-8)", ErrDamagedRecord)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w (%v)", ErrDamagedRecord, err)
+	}
+	return nil
+}
 
 // BuildUsage is one build's journal on disk.
 type BuildUsage struct {
@@ -192,6 +219,9 @@ func (g *graph) historyUsage(u *Usage) {
 			b.Finished = h.lastUsed
 		}
 		for _, o := range h.objs {
+			if o.kind == objTree {
+				continue // usage counts them, once though builds share them
+			}
 			if o.kind == objBuildLog {
 				b.Size += o.size
 				if h.kind == holdBuildLogs {

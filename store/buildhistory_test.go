@@ -126,3 +126,35 @@ func TestCollectOverBudgetRemovesOldestBuildLogsFirstAndSparesTheNewest(t *testi
 		t.Errorf("report: %+v", rep.Builds)
 	}
 }
+
+func TestCheckReportsCrashedAndDamagedJournalsAndRepairRemovesThem(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	ok := f.journal("20260101T000000Z-aaaaaaaaaaaa", now, false)
+	crashed := f.journal("20260101T000001Z-bbbbbbbbbbbb", now, true, 500)
+	damaged := f.journal("20260101T000002Z-cccccccccccc", now, false)
+	must(t, os.WriteFile(filepath.Join(damaged, BuildRecordFile), []byte(`{"id":"x","steps":[{"na`), 0o600))
+	notUTF8 := f.journal("20260101T000003Z-dddddddddddd", now, false)
+	must(t, os.WriteFile(filepath.Join(notUTF8, BuildRecordFile), []byte("{\"id\":\"\xff\"}"), 0o600))
+
+	r := check(t, f.s, CheckOptions{})
+	if r.Consistent() {
+		t.Errorf("a store with damaged journals is consistent:\n%s", findings(r))
+	}
+	assertFinding(t, r, Stale, "build", "builds/20260101T000001Z-bbbbbbbbbbbb", "never finished")
+	assertFinding(t, r, Problem, "build", "builds/20260101T000002Z-cccccccccccc", "damaged record")
+	assertFinding(t, r, Problem, "build", "builds/20260101T000003Z-dddddddddddd", "damaged record", "UTF-8")
+
+	r = check(t, f.s, CheckOptions{Repair: true})
+	if !r.Consistent() {
+		t.Errorf("not consistent after repair:\n%s", findings(r))
+	}
+	for _, dir := range []string{crashed, damaged, notUTF8} {
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%s not removed by repair", dir)
+		}
+	}
+	if _, err := os.Stat(ok); err != nil {
+		t.Errorf("a sound journal removed: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -50,7 +51,7 @@ const (
 type Finding struct {
 	Severity Severity
 	// Kind groups findings: "blob", "image", "record", "snapshot",
-	// "compressed", "layout", "leftover".
+	// "compressed", "layout", "leftover", "build".
 	Kind string
 	// Subject names what is wrong: a digest, an image name, a path.
 	Subject string
@@ -68,7 +69,8 @@ type CheckOptions struct {
 	// broken snapshots are removed (a snapshot is unpacked again when
 	// needed), images whose manifest, config or layers are missing or
 	// corrupt are dropped from index.json, stale records, snapshots and
-	// index entries are removed.
+	// index entries are removed, and so are build journals that are
+	// damaged or were left by a build that never finished.
 	Repair bool
 	// Waiting, if set, is called when other kiln processes are using the
 	// store and Check has to wait for them to finish.
@@ -104,7 +106,7 @@ func (r *Report) Consistent() bool {
 func Check(ctx context.Context, s *Store, opts CheckOptions) (*Report, error) {
 	c := &checker{s: s, opts: opts, r: &Report{}, blobs: map[digest.Digest]blobState{}, referenced: map[digest.Digest]bool{}}
 	err := s.withExclusiveLock(ctx, opts.Waiting, func() error {
-		steps := []func(context.Context) error{c.leftovers, c.layout, c.checkBlobs, c.images, c.records, c.compressed, c.snapshots}
+		steps := []func(context.Context) error{c.leftovers, c.layout, c.checkBlobs, c.images, c.records, c.compressed, c.snapshots, c.builds}
 		for _, step := range steps {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -228,6 +230,38 @@ func (c *checker) fix(f Finding, what string, repair func() error) {
 		}
 	}
 	c.add(f)
+}
+
+// builds checks the build history: a journal directory without its
+// record was left by a build that never finished (Check holds the store
+// exclusively, so none is running), one whose record cannot be read drops
+// out of kiln builds.
+func (c *checker) builds(context.Context) error {
+	dir := c.s.BuildsDir()
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		remove := func() error { return os.RemoveAll(p) }
+		subject := "builds/" + e.Name()
+		var rec struct{}
+		switch err := ReadBuildRecord(p, &rec); {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist):
+			c.fix(Finding{Severity: Stale, Kind: "build", Subject: subject, Problem: "no " + BuildRecordFile + ": left by a build that never finished (kiln was killed)"}, "removed", remove)
+		default:
+			c.fix(Finding{Severity: Problem, Kind: "build", Subject: subject, Problem: BuildRecordFile + ": " + err.Error() + " (kiln builds does not list it)"}, "removed", remove)
+		}
+	}
+	return nil
 }
 
 func (c *checker) leftovers(context.Context) error {

@@ -169,7 +169,7 @@ func (s *Store) CollectOverBudget(ctx context.Context, budget int64, protect ...
 }
 
 // Collect removes what opts allow and then every unreferenced blob,
-// snapshot, mapping and leftover. The store must be held exclusively
+// snapshot, mapping, tree and leftover. The store must be held exclusively
 // (OpenExclusive).
 func (s *Store) Collect(ctx context.Context, opts GCOptions) (*GCReport, error) {
 	start := time.Now()
@@ -183,9 +183,6 @@ func (s *Store) Collect(ctx context.Context, opts GCOptions) (*GCReport, error) 
 	p := g.plan(opts, time.Now())
 	rep := &GCReport{Before: p.before, After: p.after, Budget: opts.Keep}
 	err = s.apply(ctx, p, rep)
-	if err == nil {
-		err = s.sweepTrees(rep)
-	}
 	rep.Took = time.Since(start)
 	return rep, err
 }

@@ -68,9 +68,14 @@ type Usage struct {
 	// leaves out those a running build has locked.
 	MountsSize, MountsReclaimable int64
 	ActiveMounts                  int
-	// HistorySize: the build journals (records and step logs).
+	// HistorySize: the build journals (records and step logs) and the
+	// trees their key components name. (Trees only cache records name are
+	// in CacheSize.)
 	// HistoryReclaimable: the logs of finished builds, which kiln prune
-	// removes. ActiveBuilds counts builds running now.
+	// removes. ActiveBuilds counts journal directories without a record:
+	// builds running now, and any a killed kiln left (usage cannot tell
+	// them apart without the store to itself; kiln doctor reports those,
+	// the next collection removes them).
 	HistorySize, HistoryReclaimable int64
 	ActiveBuilds                    int
 	// Budgeted is what the cache budget limits: everything but the data
@@ -132,6 +137,7 @@ const (
 	objMount
 	objBuildRecord // a journal's directory with its record (buildhistory.go)
 	objBuildLog    // a journal's step log, or a running build's directory
+	objTree        // a context digest's tree (trees.go)
 	objJunk        // uncommitted or orphaned snapshots, stale entries, temp files
 )
 
@@ -269,6 +275,9 @@ func (s *Store) scan(ctx context.Context) (*graph, error) {
 		return nil, err
 	}
 	if err := s.scanBuilds(g); err != nil {
+		return nil, err
+	}
+	if err := s.scanTrees(g); err != nil {
 		return nil, err
 	}
 	return g, ctx.Err()
@@ -708,6 +717,8 @@ func (g *graph) usage() *Usage {
 			u.MountsSize += o.size
 		case o.kind == objBuildRecord || o.kind == objBuildLog:
 			// historyUsage
+		case o.kind == objTree && heldByBuild(o):
+			u.HistorySize += o.size // not per build: builds share trees
 		case nImages > 0:
 			u.ImagesSize += o.size
 			if !tagged && len(o.holders) == nImages {

@@ -183,7 +183,7 @@ BUILD is a build ID, or an unambiguous prefix of it or of its short form
 				return err
 			}
 			defer st.Close()
-			j, err := findBuild(st.BuildsDir(), args[0])
+			j, err := builder.FindJournal(st.BuildsDir(), args[0])
 			if err != nil {
 				return err
 			}
@@ -253,7 +253,5 @@ func writeBuildJSON(w io.Writer, buildsDir string, j *builder.Journal) error {
 	for _, s := range j.Steps {
 		out.Steps = append(out.Steps, step{s, builder.LogSize(buildsDir, j, s)})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSON(w, out)
 }

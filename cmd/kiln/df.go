@@ -31,10 +31,12 @@ snapshot and any compressed copies, once however many images share it.
 The four rows add up to the store's size (du -sb), metadata aside.
 Images: ACTIVE are those with a name; RECLAIMABLE is what removing the
 untagged ones frees. Build Cache: layers only cache records use, the
-records, and data nothing refers to. Cache Mounts: ACTIVE are those a
-running build holds. Build History: the journals of the builds on record
-(kiln builds), ACTIVE those running; RECLAIMABLE is their step logs,
-which kiln prune removes (kiln prune -a removes the whole journals).
+records, the trees explain keeps for them, and data nothing refers to.
+Cache Mounts: ACTIVE are those a running build holds. Build History: the
+journals of the builds on record (kiln builds) and the trees their keys
+name, ACTIVE those without a record yet (running, or left by a killed
+kiln: kiln doctor reports those); RECLAIMABLE is their step logs, which
+kiln prune removes (kiln prune -a removes the whole journals).
 
 --format json prints one JSON object per row (with SizeBytes and
 ReclaimableBytes); a Go template gets .Type .TotalCount .Active .Size

@@ -20,7 +20,7 @@ func doctorCmd() *cobra.Command {
 		Long: `Check the store: every blob against its digest, every image in
 content/index.json down to its manifest, config and layers, every cache
 record's layers, every snapshot against its layer's entry (with --deep,
-file by file against the layer itself). It waits for other kiln commands
+file by file against the layer itself), every build journal. It waits for other kiln commands
 using the store to finish, and removes what killed ones left (mounts,
 containers, temp files), as every kiln command does on an idle store.
 
@@ -28,7 +28,7 @@ containers, temp files), as every kiln command does on an idle store.
 removed (a layer is unpacked again when needed), images whose manifest,
 config or layers are missing or corrupt are dropped from index.json (they
 must be built or pulled again: each is named), stale cache records,
-snapshots and entries are removed.
+snapshots and entries, crashed and damaged build journals are removed.
 
 Exit status 0 when the store is consistent (after --repair: when everything
 found was repaired), 1 otherwise.`,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -23,8 +22,8 @@ that changed (with their old and new digests), the build arg or ENV (a
 secret's value never), the base image, the instruction or a flag, --no-cache,
 no earlier build of the step, or a pruned cache record.
 
-BUILD is a build ID or a prefix of it (kiln builds lists them); without it,
-the newest build. --json prints every step with its state and reasons.`,
+BUILD is a build ID, or an unambiguous prefix of it or of its short form
+(kiln builds lists them), or "last"; without it, the newest build. --json prints every step with its state and reasons.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
@@ -67,10 +66,7 @@ func writeExplainJSON(w io.Writer, j *builder.Journal) error {
 	for _, s := range j.Steps {
 		out.Steps = append(out.Steps, explainedStep{Name: s.Name, Location: s.Location, State: s.State, Why: s.Why})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(out)
+	return writeJSON(w, out)
 }
 
 // writeExplain prints one block per step that ran, its reasons indented

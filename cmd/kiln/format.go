@@ -95,6 +95,15 @@ func writeFormatted[T any](w io.Writer, format string, rows []T, headers any) er
 	return tw.Flush()
 }
 
+// writeJSON prints v as indented JSON, as every --json of kiln does
+// (<, > and & as they are: the output is not HTML).
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
 // shortID is the 12-digit form of an ID that every listing shows.
 var shortID = store.ShortID
 

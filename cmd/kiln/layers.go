@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -53,14 +52,6 @@ image's size, as dive reports it. Only layer tar headers are read.`,
 	fl.BoolVar(&noTrunc, "no-trunc", false, "don't truncate the Dockerfile lines")
 	fl.IntVar(&top, "top", 5, "how many of each layer's largest files and directories to list")
 	return cmd
-}
-
-// writeJSON prints v as indented JSON.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
 }
 
 type layerRow struct{ Layer, DiffID, CreatedBy, Size, Wasted string }

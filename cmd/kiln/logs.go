@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os"
 
 	"github.com/kiln-build/kiln/builder"
@@ -29,13 +27,8 @@ order, each after a line "#N NAME".`,
 				return err
 			}
 			defer st.Close()
-			j, err := findBuild(st.BuildsDir(), args[0])
+			j, err := builder.FindJournal(st.BuildsDir(), args[0])
 			if err != nil {
-				// A container's logs (kiln logs CONTAINER) would be looked
-				// up here, after the builds.
-				if errors.Is(err, builder.ErrNoSuchBuild) {
-					return fmt.Errorf("no build matches %q (kiln builds lists them)", args[0])
-				}
 				return err
 			}
 			if len(args) == 1 {
@@ -49,12 +42,4 @@ order, each after a line "#N NAME".`,
 		},
 	}
 	return cmd
-}
-
-// findBuild is builder.FindJournal with "last" for the newest build.
-func findBuild(buildsDir, ref string) (*builder.Journal, error) {
-	if ref == "last" {
-		ref = ""
-	}
-	return builder.FindJournal(buildsDir, ref)
 }

@@ -2,6 +2,9 @@ package history
 
 import (
 	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -122,5 +125,47 @@ func TestTheBudgetRemovesTheOldestBuildLogsFirst(t *testing.T) {
 		if got := s.MustKiln("logs", r.ID, "2"); len(got) != 400_002 {
 			t.Errorf("build %s's log: %d bytes, want 400002", r.ID, len(got))
 		}
+	}
+}
+
+// The trees kiln explain names changed files by are counted in df (and
+// so in the budget): a big context's trees take more than its journals.
+func TestDFCountsTheTreesOfABigContext(t *testing.T) {
+	s := e2etest.NewStore(t)
+	files := map[string]string{"Dockerfile": "FROM busybox\nCOPY . /src\n"}
+	for i := 0; i < 2000; i++ {
+		files["src/a-file-with-a-long-enough-name-"+itoa(i)] = itoa(i)
+	}
+	dir := e2etest.TextContext(t, files)
+	build(s, dir)
+	if err := os.WriteFile(filepath.Join(dir, "src", "a-file-with-a-long-enough-name-7"), []byte("edited"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build(s, dir)
+	var trees int64
+	filepath.WalkDir(filepath.Join(s.Root, "trees"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				trees += fi.Size()
+			}
+		}
+		return nil
+	})
+	if trees < 100_000 {
+		t.Fatalf("trees/ takes %d bytes; the test needs a context whose trees are big", trees)
+	}
+	var total int64
+	out := s.MustKiln("df", "--format", "json")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r dfRow
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("kiln df --format json: %v\n%s", err, out)
+		}
+		if r.Type == "Build History" || r.Type == "Build Cache" {
+			total += r.SizeBytes
+		}
+	}
+	if h := dfHistory(s); h.SizeBytes < trees/2 || total < trees {
+		t.Errorf("trees/ takes %d bytes; df: Build History %d, with Build Cache %d", trees, h.SizeBytes, total)
 	}
 }

@@ -3,7 +3,9 @@ package history
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -208,7 +210,7 @@ func TestLogsReturnsAStepsWholeOutputByteForByte(t *testing.T) {
 		t.Errorf("kiln logs %s RUN (two RUN steps): %v %s", id, err, errOut)
 	}
 	_, errOut, err = s.Kiln("logs", "ffffffffffff")
-	if err == nil || !strings.Contains(errOut, `no build matches "ffffffffffff"`) {
+	if err == nil || !strings.Contains(errOut, "no such build: ffffffffffff (kiln builds lists them)") {
 		t.Errorf("kiln logs of an unknown build: %v %s", err, errOut)
 	}
 	_, errOut, err = s.Kiln("logs", id, "9")
@@ -271,5 +273,71 @@ func TestAnInterruptedBuildIsRecordedAsSuch(t *testing.T) {
 	}
 	if got := s.MustKiln("logs", rows[0].ID, "2"); got != "asleep-2\n" {
 		t.Errorf("the interrupted step's log: %q", got)
+	}
+}
+
+// Every verb that names a build finds it the same way: "last" is the
+// newest, and one that matches nothing is said so in the same words.
+func TestEveryVerbNamesBuildsTheSameWay(t *testing.T) {
+	s := e2etest.NewStore(t)
+	dir := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo hi\n"})
+	build(s, dir)
+	verbs := [][]string{{"explain"}, {"builds", "show"}, {"logs"}}
+	for _, v := range verbs {
+		if _, errOut, err := s.Kiln(append(v, "last")...); err != nil {
+			t.Errorf("kiln %s last: %v %s", strings.Join(v, " "), err, errOut)
+		}
+		_, errOut, err := s.Kiln(append(v, "ffffffffffff")...)
+		if err == nil || !strings.Contains(errOut, "no such build: ffffffffffff (kiln builds lists them)") {
+			t.Errorf("kiln %s of an unknown build: %v %s", strings.Join(v, " "), err, errOut)
+		}
+	}
+	if _, errOut, err := s.Kiln("builds", "diff", "last", "last"); err != nil {
+		t.Errorf("kiln builds diff last last: %v %s", err, errOut)
+	}
+	if _, errOut, err := s.Kiln("builds", "diff", "last", "ffffffffffff"); err == nil || !strings.Contains(errOut, "no such build: ffffffffffff (kiln builds lists them)") {
+		t.Errorf("kiln builds diff of an unknown build: %v %s", err, errOut)
+	}
+	if out, errOut, err := s.Kiln("logs", "last", ""); err == nil || strings.Contains(errOut, "ambiguous") || out != "" {
+		t.Errorf("kiln logs last \"\": %v %q %s", err, out, errOut)
+	}
+}
+
+// A journal a killed build left, and one whose record is damaged, are
+// reported by kiln doctor and removed by --repair; kiln builds show says a
+// damaged record is damaged.
+func TestDoctorReportsCrashedAndDamagedJournals(t *testing.T) {
+	s := e2etest.NewStore(t)
+	dir := e2etest.TextContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo hi\n"})
+	build(s, dir)
+	crashed := filepath.Join(s.Root, "builds", "20200101T000000Z-aaaaaaaaaaaa")
+	damaged := filepath.Join(s.Root, "builds", "20200101T000001Z-bbbbbbbbbbbb")
+	for _, d := range []string{crashed, damaged} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(crashed, "step-2.log"), []byte("half a log"), 0o600)
+	os.WriteFile(filepath.Join(damaged, "build.json"), []byte(`{"id":"20200101T000001Z-bbbbbbbbbbbb","steps":[{"na`), 0o600)
+
+	_, errOut, err := s.Kiln("builds", "show", "bbbbbbbbbbbb")
+	if err == nil || !strings.Contains(errOut, "build 20200101T000001Z-bbbbbbbbbbbb: damaged record") {
+		t.Errorf("kiln builds show of a damaged journal: %v %s", err, errOut)
+	}
+	out, _, err := s.Kiln("doctor", "-v")
+	if err == nil || !strings.Contains(out, "PROBLEM: build builds/20200101T000001Z-bbbbbbbbbbbb: build.json: damaged record") ||
+		!strings.Contains(out, "stale: build builds/20200101T000000Z-aaaaaaaaaaaa: no build.json") {
+		t.Errorf("kiln doctor -v: %v\n%s", err, out)
+	}
+	if out, errOut, err := s.Kiln("doctor", "--repair"); err != nil {
+		t.Errorf("kiln doctor --repair: %v\n%s%s", err, out, errOut)
+	}
+	for _, d := range []string{crashed, damaged} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s left by kiln doctor --repair", d)
+		}
+	}
+	if rows := builds(s); len(rows) != 1 {
+		t.Errorf("kiln builds after repair: %+v", rows)
 	}
 }
