@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/kiln-build/kiln/internal/cells"
 	"io"
 	"os"
 	"strconv"
@@ -119,7 +120,7 @@ func (r *historyRow) CreatedSince() string {
 func (r *historyRow) CreatedBy() string {
 	by := strings.ReplaceAll(r.createdBy, "\t", " ")
 	if r.trunc {
-		return ellipsis(by, 45)
+		return cells.Ellipsis(by, 45)
 	}
 	return by
 }
@@ -143,14 +144,6 @@ func (r *historyRow) MarshalJSON() ([]byte, error) {
 
 // ellipsis cuts s to n characters, the last one "…" (docker's
 // formatter.Ellipsis, counting every rune as one column).
-func ellipsis(s string, n int) string {
-	rs := []rune(s)
-	if len(rs) <= n {
-		return s
-	}
-	return string(rs[:n-1]) + "…"
-}
-
 // writeHistory renders rows with format like docker's formatter.
 func writeHistory(w io.Writer, format string, rows []*historyRow) error {
 	return writeFormatted(w, format, rows, historyHeaders)

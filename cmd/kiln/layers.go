@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/kiln-build/kiln/internal/cells"
 	"io"
 	"os"
 	"strconv"
@@ -123,7 +124,7 @@ const maxWasteRows = 20
 func shortLine(s string, trunc bool) string {
 	s = strings.ReplaceAll(strings.TrimSuffix(s, " # buildkit"), "\t", " ")
 	if trunc {
-		return ellipsis(s, 45)
+		return cells.Ellipsis(s, 45)
 	}
 	return s
 }
