@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"github.com/kiln-build/kiln/internal/cells"
 	"io"
 	"os"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
+	"github.com/kiln-build/kiln/internal/cells"
 	"github.com/spf13/cobra"
 )
 

@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
-	"github.com/kiln-build/kiln/internal/cells"
 	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/kiln-build/kiln/analyze"
+	"github.com/kiln-build/kiln/internal/cells"
 	"github.com/spf13/cobra"
 )
 
