@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	units "github.com/docker/go-units"
 	"github.com/kiln-build/kiln/internal/cells"
 	"github.com/spf13/cobra"
 )
@@ -114,7 +113,7 @@ func (r *historyRow) CreatedSince() string {
 	if r.created <= historyEpoch {
 		return "N/A"
 	}
-	return units.HumanDuration(time.Now().UTC().Sub(time.Unix(r.created, 0))) + " ago"
+	return ago(time.Unix(r.created, 0))
 }
 
 func (r *historyRow) CreatedBy() string {
