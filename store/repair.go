@@ -46,6 +46,14 @@ func (s *Store) repair() ([]string, error) {
 			done = append(done, "removed run/"+e.Name())
 		}
 	}
+	for _, p := range s.containerLeftovers() {
+		snapshot.UnmountUnder(p)
+		if err := removeTree(p); err != nil {
+			return done, err
+		}
+		rel, _ := filepath.Rel(s.Root, p)
+		done = append(done, "removed "+rel)
+	}
 	ids, err := s.Snapshots.Uncommitted()
 	if err != nil {
 		return done, err

@@ -77,6 +77,16 @@ func OpenExisting(path string) (*File, error) {
 	return &File{f: f}, nil
 }
 
+// Inherited wraps an open file a parent process handed on (exec.Cmd's
+// ExtraFiles) whose lock it took in mode m: a flock belongs to the open
+// file, so the child holds the lock from its start and keeps it after the
+// parent closes its own copy. This is how a lock passes to a process that
+// outlives its starter with no moment where nobody holds it.
+func Inherited(f *os.File, m Mode) *File { return &File{f: f, held: m} }
+
+// OSFile is the open lock file, to hand to a child process (Inherited).
+func (l *File) OSFile() *os.File { return l.f }
+
 // Held is the mode the File holds its lock in.
 func (l *File) Held() Mode { return l.held }
 

@@ -18,6 +18,17 @@ import (
 // made from a thread whose working directory is that directory, which keeps
 // the options of a 120-layer image within the kernel's one-page limit.
 func (s *Store) Mount(target string, lowers []string, upper string) error {
+	if upper == "" {
+		return s.MountWithUpper(target, lowers, "", "")
+	}
+	return s.MountWithUpper(target, lowers, upper+"/fs", upper+"/work")
+}
+
+// MountWithUpper is Mount with writes going to the directories upperDir
+// and workDir (absolute, or relative to the snapshots directory; on the
+// store's filesystem): a container's writable layer lives with the
+// container, not among the snapshots. With upperDir "" it is read-only.
+func (s *Store) MountWithUpper(target string, lowers []string, upperDir, workDir string) error {
 	for _, d := range []string{"empty", "empty2"} {
 		if err := os.MkdirAll(filepath.Join(s.dir, d), 0o755); err != nil {
 			return err
@@ -39,12 +50,12 @@ func (s *Store) Mount(target string, lowers []string, upper string) error {
 		}
 	}
 	parts = append(parts, "empty")
-	if upper == "" && len(parts) < 2 {
+	if upperDir == "" && len(parts) < 2 {
 		parts = append(parts, "empty2")
 	}
 	opts := "lowerdir=" + strings.Join(parts, ":")
-	if upper != "" {
-		opts += ",upperdir=" + upper + "/fs,workdir=" + upper + "/work"
+	if upperDir != "" {
+		opts += ",upperdir=" + upperDir + ",workdir=" + workDir
 	}
 	opts += ",index=off,redirect_dir=off,metacopy=off"
 	if len(opts) >= os.Getpagesize() {
@@ -159,4 +170,18 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// UnmountUnder unmounts everything mounted at or below dir, deepest first.
+func UnmountUnder(dir string) error {
+	mounts, err := MountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if err := Unmount(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
