@@ -21,6 +21,9 @@ type WriteOptions struct {
 	// SOURCE_DATE_EPOCH convention): later mtimes are replaced by it, so
 	// files touched at build time do not make the layer differ per build.
 	Clamp time.Time
+	// Exclude, if set, leaves out the entries (and all below them) whose
+	// path relative to dir ("etc/hosts") it returns true for.
+	Exclude func(rel string) bool
 }
 
 // WriteTar writes the contents of dir (an overlay upper dir or a snapshot
@@ -43,10 +46,11 @@ func WriteTar(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (
 	digester := digest.Canonical.Digester()
 	cw := &countingWriter{w: io.MultiWriter(w, digester.Hash())}
 	tw := &treeWriter{
-		ctx:   ctx,
-		tw:    tar.NewWriter(cw),
-		clamp: opts.Clamp,
-		links: make(map[inode]string),
+		ctx:     ctx,
+		tw:      tar.NewWriter(cw),
+		clamp:   opts.Clamp,
+		exclude: opts.Exclude,
+		links:   make(map[inode]string),
 	}
 	if err := tw.writeRoot(dir); err != nil {
 		return "", cw.n, fmt.Errorf("write layer from %s: %w", dir, err)
@@ -61,9 +65,10 @@ func WriteTar(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (
 type inode struct{ dev, ino uint64 }
 
 type treeWriter struct {
-	ctx   context.Context
-	tw    *tar.Writer
-	clamp time.Time
+	ctx     context.Context
+	tw      *tar.Writer
+	clamp   time.Time
+	exclude func(string) bool
 	// links maps an inode with several names to the tar name it was first
 	// written under, so later names become TypeLink entries.
 	links map[inode]string
@@ -109,6 +114,9 @@ func (t *treeWriter) writeDir(path, prefix string) error {
 		if err := t.ctx.Err(); err != nil {
 			return err
 		}
+		if t.exclude != nil && t.exclude(prefix+c.name) {
+			continue
+		}
 		if err := t.writeEntry(filepath.Join(path, c.name), prefix, c); err != nil {
 			return err
 		}
@@ -150,7 +158,9 @@ func readChildren(path string) ([]child, error) {
 	return children, nil
 }
 
-// isWhiteout reports whether st is an overlay whiteout: a char device 0/0.
+// IsWhiteout reports whether st is an overlay whiteout: a char device 0/0.
+func IsWhiteout(st *unix.Stat_t) bool { return isWhiteout(st) }
+
 func isWhiteout(st *unix.Stat_t) bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
 }
@@ -312,7 +322,9 @@ func xattrRecords(path string) (map[string]string, error) {
 	return records, nil
 }
 
-// isOpaque reports whether the directory at path is an opaque overlay dir.
+// IsOpaque reports whether the directory at path is an opaque overlay dir.
+func IsOpaque(path string) (bool, error) { return isOpaque(path) }
+
 func isOpaque(path string) (bool, error) {
 	for _, name := range []string{opaqueXattr, userOpaqueXattr} {
 		value, ok, err := getXattr(path, name)
