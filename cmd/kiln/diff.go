@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/analyze"
+	"github.com/kiln-build/kiln/container"
 	"github.com/kiln-build/kiln/store"
 	"github.com/spf13/cobra"
 )
@@ -15,21 +18,22 @@ import (
 func diffCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "diff [OPTIONS] IMAGE IMAGE",
-		Short: "Show the file changes between two images",
-		Long: `Show how the second image's filesystem differs from the first's, one
-path per line as docker diff prints them: A added, C changed, D deleted.
-A changed line says what changed: type, mode, owner, size, link target,
-and for a regular file whose content differs its sha256 in both images.
-Modification times are not compared. No output means no differences.`,
+		Use:   "diff [OPTIONS] CONTAINER | IMAGE IMAGE",
+		Short: "Show a container's changes to its image's files, or the changes between two images",
+		Long: `With one argument, show what a container changed in its image's
+filesystem, as docker diff does: one line per path, A added, C changed,
+D deleted, a directory's line before those of what is in it.
+
+With two, show how the second image's filesystem differs from the first's,
+in the same form. A changed line says what changed: type, mode, owner,
+size, link target, and for a regular file whose content differs its
+sha256 in both images. Modification times are not compared. No output
+means no differences.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			switch len(args) {
-			case 2:
+			if len(args) == 1 || len(args) == 2 {
 				return nil
-			case 1:
-				return errors.New(`"kiln diff" needs two images: kiln diff IMAGE IMAGE`)
 			}
-			return fmt.Errorf(`"kiln diff" needs two images, got %d arguments: kiln diff IMAGE IMAGE`, len(args))
+			return fmt.Errorf(`"kiln diff" needs a container or two images, got %d arguments: kiln diff CONTAINER | kiln diff IMAGE IMAGE`, len(args))
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
@@ -37,6 +41,9 @@ Modification times are not compared. No output means no differences.`,
 				return err
 			}
 			defer st.Close()
+			if len(args) == 1 {
+				return containerDiff(cmd.Context(), st, args[0], asJSON)
+			}
 			var layers [2][]analyze.Layer
 			for i, ref := range args {
 				if layers[i], err = analyze.StoredLayers(st, ref); err != nil {
@@ -55,6 +62,34 @@ Modification times are not compared. No output means no differences.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the changes as JSON")
 	return cmd
+}
+
+// containerDiff prints docker diff's lines for the container ref names.
+func containerDiff(ctx context.Context, st *store.Store, ref string, asJSON bool) error {
+	c, err := st.LookupContainer(ref)
+	if errors.Is(err, store.ErrNoSuchContainer) {
+		if _, ierr := st.LookupImage(ref); ierr == nil {
+			return fmt.Errorf("%w (%s is an image: kiln diff IMAGE IMAGE compares two)", err, ref)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	changes, err := container.Changes(ctx, st, c)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if changes == nil {
+			changes = []container.Change{}
+		}
+		return writeJSON(os.Stdout, changes)
+	}
+	w := bufio.NewWriter(os.Stdout)
+	for _, ch := range changes {
+		fmt.Fprintln(w, ch)
+	}
+	return w.Flush()
 }
 
 // writeChanges prints one line per change: "C /etc/passwd (size 1.2kB →

@@ -237,9 +237,9 @@ func TestLayersAndDiffRefuseBadArgumentsClearly(t *testing.T) {
 		{[]string{"layers", "nosuch:1"}, "no such image: nosuch:1"},
 		{[]string{"layers", "--top", "0", "busybox"}, "--top 0: must be at least 1"},
 		{[]string{"layers"}, "accepts 1 arg(s), received 0"},
-		{[]string{"diff", "busybox"}, `"kiln diff" needs two images: kiln diff IMAGE IMAGE`},
+		{[]string{"diff", "busybox"}, "No such container: busybox (busybox is an image: kiln diff IMAGE IMAGE compares two)"},
 		{[]string{"diff", "busybox", "nosuch:1"}, "no such image: nosuch:1"},
-		{[]string{"diff", "a", "b", "c"}, `"kiln diff" needs two images, got 3 arguments`},
+		{[]string{"diff", "a", "b", "c"}, `"kiln diff" needs a container or two images, got 3 arguments`},
 	} {
 		out, errOut, err := s.Kiln(tc.args...)
 		if code := exitCode(t, err); code != 1 || !strings.Contains(errOut, tc.want) || out != "" {
