@@ -150,10 +150,13 @@ func commitConfig(base dockerspec.DockerOCIImage, c *store.Container, o CommitOp
 	cfg.Entrypoint = slices.Clone(c.Entrypoint)
 	cfg.Cmd = slices.Clone(c.Cmd)
 	cfg.StopSignal = c.StopSignal
+	// the image's labels and the container's over them
 	cfg.Labels = nil
-	if len(c.Labels) > 0 {
-		cfg.Labels = make(map[string]string, len(c.Labels))
-		for k, v := range c.Labels {
+	for _, m := range []map[string]string{base.Config.Labels, c.Labels} {
+		for k, v := range m {
+			if cfg.Labels == nil {
+				cfg.Labels = map[string]string{}
+			}
 			cfg.Labels[k] = v
 		}
 	}
