@@ -4,14 +4,19 @@ import (
 	"os"
 
 	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/container"
 	"github.com/spf13/cobra"
 )
 
 func logsCmd() *cobra.Command {
+	var follow bool
 	cmd := &cobra.Command{
-		Use:   "logs BUILD [STEP]",
-		Short: "Print the whole output of a build's steps, from the store",
-		Long: `Print the output of a build on record, as its steps wrote it: never clipped,
+		Use:   "logs [-f] CONTAINER | BUILD [STEP]",
+		Short: "Print a container's output, or the whole output of a build's steps",
+		Long: `With a container's name or ID: print its output (stdout and stderr, as
+written), and with -f keep printing what it writes until it stops.
+
+Otherwise print the output of a build on record, as its steps wrote it: never clipped,
 streamed from the store (kiln prune removes build logs; kiln builds still
 lists the build).
 
@@ -27,6 +32,11 @@ order, each after a line "#N NAME".`,
 				return err
 			}
 			defer st.Close()
+			if len(args) == 1 {
+				if c, err := st.LookupContainer(args[0]); err == nil {
+					return container.CopyLog(cmd.Context(), container.New(st), c, os.Stdout, follow)
+				}
+			}
 			j, err := builder.FindJournal(st.BuildsDir(), args[0])
 			if err != nil {
 				return err
@@ -41,5 +51,6 @@ order, each after a line "#N NAME".`,
 			return builder.CopyLog(os.Stdout, st.BuildsDir(), j, s)
 		},
 	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow a container's output until it stops")
 	return cmd
 }

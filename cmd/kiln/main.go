@@ -29,7 +29,8 @@ func main() {
 	addRegistryFlags(root.PersistentFlags())
 	root.AddCommand(buildCmd(), imagesCmd(), doctorCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
 		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd(),
-		buildsCmd(), logsCmd(), explainCmd(), layersCmd(), diffCmd(), commitCmd())
+		buildsCmd(), logsCmd(), explainCmd(), layersCmd(), diffCmd(), commitCmd(),
+		createCmd(), startCmd(), stopCmd(), killCmd(), restartCmd(), waitCmd(), execCmd(), monitorCmd())
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -41,16 +41,7 @@ func (r *Runtime) Run(ctx context.Context, id, bundleDir, rootfs string, p Proce
 	if err != nil {
 		return fmt.Errorf("container runtime %q not found: install it (apt-get install %s)", bin, bin)
 	}
-	etc, err := writeEtcFiles(bundleDir, p.Hostname)
-	if err != nil {
-		return err
-	}
-	spec := Spec(p, rootfs, etc)
-	b, err := json.MarshalIndent(spec, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(bundleDir, "config.json"), b, 0o600); err != nil {
+	if err := WriteBundle(bundleDir, rootfs, p); err != nil {
 		return err
 	}
 	var stderr bytes.Buffer
@@ -89,6 +80,20 @@ func (r *Runtime) Run(ctx context.Context, id, bundleDir, rootfs string, p Proce
 		return &ExitError{Code: ee.ExitCode()}
 	}
 	return fmt.Errorf("%s: %v: %s", bin, err, bytes.TrimSpace(stderr.Bytes()))
+}
+
+// WriteBundle writes the OCI bundle for p with rootfs at rootfs into
+// bundleDir: config.json (Spec) and the /etc files it binds.
+func WriteBundle(bundleDir, rootfs string, p Process) error {
+	etc, err := writeEtcFiles(bundleDir, p.Hostname)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(Spec(p, rootfs, etc), "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(bundleDir, "config.json"), b, 0o600)
 }
 
 func writeEtcFiles(bundleDir, hostname string) (map[string]string, error) {

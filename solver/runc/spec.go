@@ -28,6 +28,9 @@ type Process struct {
 	// Insecure (RUN --security=insecure) gives every capability and no
 	// masked or read-only /proc paths, like docker's --privileged.
 	Insecure bool
+	// Terminal gives the process a pseudo-terminal (runc's console; a
+	// container's -t in the foreground).
+	Terminal bool
 }
 
 // dockerCaps are the capabilities docker gives a container by default.
@@ -84,6 +87,7 @@ func Spec(p Process, rootfs string, etcFiles map[string]string) *specs.Spec {
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
 			NoNewPrivileges: false,
+			Terminal:        p.Terminal,
 		},
 		Root:     &specs.Root{Path: rootfs},
 		Hostname: p.Hostname,
