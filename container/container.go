@@ -29,7 +29,7 @@ import (
 // LostExitCode is the exit code recorded for a container whose monitor
 // died before its process did: docker's for a container that died with
 // the daemon.
-const LostExitCode = 255
+const LostExitCode = store.LostExitCode
 
 // Manager runs and manages the containers of one store.
 type Manager struct {
@@ -75,25 +75,10 @@ func (m *Manager) State(c *store.Container) (store.ContainerState, error) {
 	if st.Status != store.StatusRunning || m.Store.ContainerRunning(c.ID) {
 		return st, nil
 	}
-	l, err := m.Store.ContainerLock(c.ID)
-	if err != nil {
+	if _, err := m.Store.ReapContainer(c.ID); err != nil {
 		return st, err
 	}
-	defer l.Close()
-	if ok, err := l.TryLock(lock.Exclusive); err != nil || !ok {
-		// its monitor (or a start) took it meanwhile: that one is right
-		return m.Store.ReadContainerState(c.ID)
-	}
-	if st, err = m.Store.ReadContainerState(c.ID); err != nil || st.Status != store.StatusRunning {
-		return st, err
-	}
-	m.teardown(c)
-	st.Status = store.StatusExited
-	st.ExitCode = LostExitCode
-	st.Pid = 0
-	st.FinishedAt = time.Now().UTC()
-	st.Error = "container's monitor exited before its process (killed, or the machine restarted)"
-	return st, m.Store.WriteContainerState(c.ID, st)
+	return m.Store.ReadContainerState(c.ID)
 }
 
 // Running reports whether c's process runs now.

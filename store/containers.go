@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/store/lock"
+	"github.com/kiln-build/kiln/store/snapshot"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -415,4 +417,62 @@ func (s *Store) containerLeftovers() []string {
 		}
 	}
 	return out
+}
+
+// LostExitCode is the exit code recorded for a container whose monitor
+// died before its process did: docker's for a container that died with
+// its daemon.
+const LostExitCode = 255
+
+// ReapContainer tidies container id if nothing runs it: it removes what a
+// run left (the runc container, and any process still in it; the rootfs
+// mount) and records a "running" state whose monitor is gone as exited
+// (LostExitCode). It reports whether it held the container's lock to do
+// so (false: its monitor, or a start, holds it and the container is
+// theirs).
+func (s *Store) ReapContainer(id string) (bool, error) {
+	l, err := s.ContainerLock(id)
+	if err != nil {
+		return false, err
+	}
+	defer l.Close()
+	if ok, err := l.TryLock(lock.Exclusive); err != nil || !ok {
+		return false, err
+	}
+	if runc, err := exec.LookPath("runc"); err == nil {
+		if _, err := os.Stat(filepath.Join(s.ContainerRuncRoot(), id)); err == nil {
+			exec.Command(runc, "--root", s.ContainerRuncRoot(), "delete", "--force", id).Run()
+		}
+	}
+	if err := snapshot.UnmountUnder(s.ContainerRootfs(id)); err != nil {
+		return true, err
+	}
+	st, err := s.ReadContainerState(id)
+	if err != nil || st.Status != StatusRunning {
+		return true, err
+	}
+	st.Status = StatusExited
+	st.ExitCode = LostExitCode
+	st.Pid = 0
+	st.FinishedAt = time.Now().UTC()
+	st.Error = "container's monitor exited before its process (killed, or the machine restarted)"
+	return true, s.WriteContainerState(id, st)
+}
+
+// reapContainers is ReapContainer for every container (repair).
+func (s *Store) reapContainers() []string {
+	cs, _ := s.Containers()
+	var done []string
+	for _, c := range cs {
+		if st, err := s.ReadContainerState(c.ID); err == nil && st.Status == StatusRunning && !s.ContainerRunning(c.ID) {
+			if ok, _ := s.ReapContainer(c.ID); ok {
+				done = append(done, "container "+c.ShortID()+" lost its monitor: recorded as exited")
+			}
+		} else if mounts, _ := snapshot.MountsUnder(s.ContainerRootfs(c.ID)); len(mounts) > 0 && !s.ContainerRunning(c.ID) {
+			if ok, _ := s.ReapContainer(c.ID); ok {
+				done = append(done, "unmounted the rootfs of stopped container "+c.ShortID())
+			}
+		}
+	}
+	return done
 }

@@ -46,6 +46,7 @@ func (s *Store) repair() ([]string, error) {
 			done = append(done, "removed run/"+e.Name())
 		}
 	}
+	done = append(done, s.reapContainers()...)
 	for _, p := range s.containerLeftovers() {
 		snapshot.UnmountUnder(p)
 		if err := removeTree(p); err != nil {

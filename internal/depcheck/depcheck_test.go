@@ -42,8 +42,10 @@ var layers = []layer{
 		may: []string{"internal/cells", "cache", "solver", "explain", "progress"}},
 	{name: "builder", pkgs: []string{"builder"},
 		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "builder"}},
+	{name: "containers", pkgs: []string{"container"},
+		may: []string{"internal/readers", "internal/atomicfile", "cache", "store", "solver/runc", "exporter", "frontend", "transport", "container"}},
 	{name: "CLI", pkgs: []string{"cmd"},
-		may: []string{"internal/readers", "internal/atomicfile", "internal/cells", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "progress", "builder"}},
+		may: []string{"internal/readers", "internal/atomicfile", "internal/cells", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "progress", "builder", "container"}},
 	// test helpers: imported by tests only (checked below)
 	{name: "test helpers", pkgs: []string{"internal/testenv", "internal/depcheck", "e2e"},
 		may: []string{"internal", "cache", "store", "solver", "frontend", "transport", "exporter", "explain", "analyze", "progress", "builder"}},
