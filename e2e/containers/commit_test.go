@@ -35,6 +35,7 @@ func TestCommitChangesMessageAndAuthorLikeDocker(t *testing.T) {
 		}
 	}
 	kc, dc := kiln["Config"].(map[string]any), docker["Config"].(map[string]any)
+	delete(dc["Labels"].(map[string]any), p.prefix) // the label docker's run got from the test
 	for _, k := range []string{"Cmd", "Entrypoint", "Env", "WorkingDir", "Labels", "ExposedPorts", "User"} {
 		if !reflect.DeepEqual(kc[k], dc[k]) {
 			t.Errorf("Config.%s %v, docker's %v", k, kc[k], dc[k])
@@ -79,7 +80,10 @@ func TestCommitRefusesABadChangeAndKeepsNothing(t *testing.T) {
 func TestCommitOfARunningContainer(t *testing.T) {
 	s := e2etest.NewStore(t)
 	s.MustKiln("run", "-d", "--name", "r1", "busybox", "sh", "-c", "echo up > /up; exec sleep 1000")
-	t.Cleanup(func() { s.Kiln("rm", "-f", "r1") })
+	t.Cleanup(func() {
+		s.Kiln("kill", "r1")
+		s.Kiln("wait", "r1")
+	})
 	deadline := time.Now().Add(20 * time.Second)
 	for s.MustKiln("diff", "r1") != "A /up\n" {
 		if time.Now().After(deadline) {
@@ -87,7 +91,10 @@ func TestCommitOfARunningContainer(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	id := strings.TrimSpace(s.MustKiln("ps", "-q", "--no-trunc", "--filter", "name=r1"))
+	id, err := os.Readlink(filepath.Join(s.Root, "containers", "names", "r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, pause := range []string{"--pause=true", "--pause=false"} {
 		s.MustKiln("commit", pause, "r1", "running:1")
 		if out := s.MustKiln("run", "--rm", "running:1", "cat", "/up"); out != "up\n" {
@@ -98,9 +105,6 @@ func TestCommitOfARunningContainer(t *testing.T) {
 		if err != nil || json.Unmarshal(out, &state) != nil || state.Status != "running" {
 			t.Errorf("commit %s: runc state of r1: %v %s; want running (resumed)", pause, err, out)
 		}
-	}
-	if out := s.MustKiln("ps", "-q", "--filter", "name=r1"); strings.TrimSpace(out) == "" {
-		t.Errorf("ps: r1 does not run after the commits")
 	}
 }
 
