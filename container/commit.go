@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/solver/runc"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/store/content"
 	"github.com/kiln-build/kiln/store/layer"
@@ -144,7 +145,7 @@ func (m *Manager) writeLayer(ctx context.Context, c *store.Container) (record.La
 func commitConfig(base dockerspec.DockerOCIImage, c *store.Container, o CommitOptions) (dockerspec.DockerOCIImage, error) {
 	img := base
 	cfg := &img.Config
-	cfg.Env = slices.Clone(c.Env)
+	cfg.Env = committedEnv(base.Config.Env, c.Env)
 	cfg.User = c.User
 	cfg.WorkingDir = c.WorkingDir
 	cfg.Entrypoint = slices.Clone(c.Entrypoint)
@@ -175,6 +176,22 @@ func commitConfig(base dockerspec.DockerOCIImage, c *store.Container, o CommitOp
 		Author:    o.Author,
 	})
 	return img, nil
+}
+
+// committedEnv is the container's env without the PATH kiln run adds
+// for an image that sets none: docker adds it to the process only, so
+// its commit does not have it.
+func committedEnv(image, ctr []string) []string {
+	if slices.ContainsFunc(image, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		return slices.Clone(ctr)
+	}
+	var out []string
+	for _, e := range ctr {
+		if e != "PATH="+runc.DefaultPath {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func cloneSet(m map[string]struct{}) map[string]struct{} {

@@ -14,6 +14,7 @@ import (
 	"github.com/kiln-build/kiln/cache/record"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/internal/testenv"
+	"github.com/kiln-build/kiln/solver/runc"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/store/layer"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -51,6 +52,13 @@ func TestCommitConfigIsTheContainersWithChangesAndAHistoryEntry(t *testing.T) {
 	}
 	if _, ok := img.Config.ExposedPorts["80/tcp"]; !ok {
 		t.Errorf("ExposedPorts %v: the image's are kept", img.Config.ExposedPorts)
+	}
+	noPath := base
+	noPath.Config.Env = nil
+	c2 := *c
+	c2.Env = []string{"PATH=" + runc.DefaultPath, "X=1"}
+	if img, _ := commitConfig(noPath, &c2, CommitOptions{}); !slices.Equal(img.Config.Env, []string{"X=1"}) {
+		t.Errorf("Env %q of an image without PATH: want the default PATH left out, as docker does", img.Config.Env)
 	}
 	if len(base.Config.Labels) != 1 || len(c.Labels) != 1 {
 		t.Errorf("the change edited the base's or the container's labels: %v, %v", base.Config.Labels, c.Labels)
