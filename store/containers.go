@@ -476,3 +476,21 @@ func (s *Store) reapContainers() []string {
 	}
 	return done
 }
+
+// scanContainers makes every container a holder of its image's layers
+// (blob and snapshot): the GC never removes them while the container
+// exists, even after its image lost its tags.
+func (s *Store) scanContainers(g *graph) error {
+	cs, err := s.Containers()
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		h := &holder{kind: holdContainer, lastUsed: c.Created}
+		for _, l := range c.Layers {
+			g.layer(h, l.DiffID)
+		}
+		g.holders = append(g.holders, h)
+	}
+	return nil
+}

@@ -211,6 +211,8 @@ func (g *graph) plan(opts GCOptions, now time.Time) gcPlan {
 			return opts.Records
 		case holdMount:
 			return opts.Mounts
+		case holdContainer:
+			return false // a container keeps its image's layers, whatever its tags
 		case holdBuildRecord, holdBuildLogs, holdBuildRunning:
 			return g.historyEligible(h, opts)
 		}

@@ -160,6 +160,7 @@ const (
 	holdBuildRecord // buildhistory.go
 	holdBuildLogs
 	holdBuildRunning
+	holdContainer // a container: what its image's layers need, never evicted
 )
 
 // holder is what keeps objects: an image, a cache record or a cache mount.
@@ -272,6 +273,9 @@ func (s *Store) scan(ctx context.Context) (*graph, error) {
 		return nil, err
 	}
 	if err := s.scanMounts(ctx, g); err != nil {
+		return nil, err
+	}
+	if err := s.scanContainers(g); err != nil {
 		return nil, err
 	}
 	if err := s.scanBuilds(g); err != nil {

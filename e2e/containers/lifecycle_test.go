@@ -147,3 +147,18 @@ func TestRunKeepsContainer(t *testing.T) {
 	}
 	s.AssertDoctorClean()
 }
+
+// The GC keeps what a container needs: its image untagged and every
+// prune run, the stopped container still starts and has its files.
+func TestGCKeepsContainerLayers(t *testing.T) {
+	s := e2etest.NewStore(t)
+	s.MustKiln("build", "-q", "-t", "keep:1", e2etest.DockerfileContext(t, "FROM busybox\nRUN echo kept > /kept\n"))
+	s.MustKiln("run", "--name", "k1", "keep:1", "cat", "/kept")
+	s.MustKiln("rmi", "-f", "keep:1")
+	s.MustKiln("image", "prune", "-a", "-f")
+	s.MustKiln("prune", "-a", "-f")
+	if out, stderr, err := s.Kiln("start", "-a", "k1"); err != nil || out != "kept\n" {
+		t.Errorf("start -a of the container after prune: %v %q %s", err, out, stderr)
+	}
+	s.AssertDoctorClean()
+}
