@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -53,40 +53,48 @@ type inspectMetadata struct {
 }
 
 func inspectCmd() *cobra.Command {
-	var format string
+	var format, kind string
+	var size bool
 	cmd := &cobra.Command{
-		Use:   "inspect [OPTIONS] IMAGE [IMAGE...]",
-		Short: "Show image details as JSON",
-		Long: `Show image details like docker image inspect: a JSON array with one
-object per image, or with -f/--format a Go template executed per image
-("json" prints the array on one line). Template functions: json, join,
-split, upper, lower, title, pad, truncate and Go's own (println, index...).
-An image that does not exist is reported after the others ("Error: No such
-image: NAME") and the exit status is 1.`,
+		Use:   "inspect [OPTIONS] NAME|ID [NAME|ID...]",
+		Short: "Show container or image details as JSON",
+		Long: `Show the details of containers and images like docker inspect: a JSON
+array with one object per name, or with -f/--format a Go template executed
+per object ("json" prints the array on one line). A name is looked up as a
+container first (name, ID, unambiguous ID prefix), then as an image, unless
+--type says which. Template functions: json, join, split, upper, lower,
+title, pad, truncate and Go's own (println, index...). A name that matches
+nothing is reported after the others ("Error: No such object: NAME") and
+the exit status is 1.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			failed, err := runInspect(os.Stdout, format, args)
-			if err != nil {
-				return err
-			}
-			if len(failed) > 0 {
-				// docker's message, not main's "ERROR:" line
-				for _, f := range failed {
-					fmt.Fprintln(os.Stderr, "Error:", f)
+			if p := cmd.Parent(); p != nil && p.Name() == "image" {
+				// kiln image inspect: images only, as docker's
+				if kind != "" && kind != "image" {
+					return fmt.Errorf("%q is not a valid value for --type", kind)
 				}
-				return exitStatus(1)
+				kind = "image"
 			}
-			return nil
+			switch kind {
+			case "", "container", "image":
+			default:
+				return fmt.Errorf("%q is not a valid value for --type", kind)
+			}
+			return inspectMain(format, kind, size, args)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", `format output using a custom template: "json" or a Go TEMPLATE`)
+	cmd.Flags().StringVar(&kind, "type", "", "return JSON for the specified type: container or image")
+	cmd.Flags().BoolVarP(&size, "size", "s", false, "display total file sizes if the type is container")
 	return cmd
 }
 
-// runInspect prints the images like docker's inspect.Inspect and returns
-// the messages for those it could not find. err is a failure of the whole
-// command (the store, a template that does not parse).
-func runInspect(w io.Writer, format string, refs []string) (failed []string, err error) {
+// runInspect prints the containers and images refs name like docker's
+// inspect.Inspect and returns the messages for those it could not find.
+// kind is "container", "image" or "" (a container first, then an image);
+// size adds a container's sizes. err is a failure of the whole command
+// (the store, a template that does not parse).
+func runInspect(w io.Writer, format, kind string, size bool, refs []string) (failed []string, err error) {
 	var tmpl *template.Template
 	if format != "" && format != "json" {
 		tmpl, err = template.New("").Funcs(inspectFuncs()).Parse(format)
@@ -100,20 +108,16 @@ func runInspect(w io.Writer, format string, refs []string) (failed []string, err
 	}
 	defer st.Close()
 	sizes := st.NewLayerSizes()
-	var out []inspectOutput
+	out := []any{}
 	var buf bytes.Buffer
 	for _, ref := range refs {
-		o, err := inspectImage(st, sizes, ref)
+		o, err := inspectObject(st, sizes, kind, size, ref)
 		if err != nil {
-			msg := err.Error()
-			if strings.HasPrefix(msg, "no such image: ") {
-				msg = "No such image: " + ref
-			}
-			failed = append(failed, msg)
+			failed = append(failed, err.Error())
 			continue
 		}
 		if tmpl == nil {
-			out = append(out, *o)
+			out = append(out, o)
 			continue
 		}
 		if err := executeInspectTemplate(&buf, tmpl, o); err != nil {
@@ -129,9 +133,6 @@ func runInspect(w io.Writer, format string, refs []string) (failed []string, err
 		_, err := buf.WriteTo(w)
 		return failed, err
 	}
-	if out == nil {
-		out = []inspectOutput{}
-	}
 	var b []byte
 	if format == "json" {
 		b, err = json.Marshal(out)
@@ -145,10 +146,36 @@ func runInspect(w io.Writer, format string, refs []string) (failed []string, err
 	return failed, err
 }
 
+// inspectObject looks ref up as kind says and returns its inspect object,
+// or docker's message for a name that matches nothing: "No such object"
+// when it was looked up as both.
+func inspectObject(st *store.Store, sizes *store.LayerSizes, kind string, size bool, ref string) (any, error) {
+	if kind != "image" {
+		c, err := st.LookupContainer(ref)
+		if err == nil {
+			return inspectContainer(st, sizes, c, size)
+		}
+		if !errors.Is(err, store.ErrNoSuchContainer) || kind == "container" {
+			return nil, err
+		}
+	}
+	o, err := inspectImage(st, sizes, ref)
+	if err != nil && strings.HasPrefix(err.Error(), "no such image: ") {
+		if kind == "" {
+			return nil, errors.New("No such object: " + ref)
+		}
+		return nil, errors.New("No such image: " + ref)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
 // executeInspectTemplate runs tmpl on o; when that fails it runs it again
 // on o's JSON decoded into maps, with missing keys an error, as docker's
 // TemplateInspector does.
-func executeInspectTemplate(w *bytes.Buffer, tmpl *template.Template, o *inspectOutput) error {
+func executeInspectTemplate(w *bytes.Buffer, tmpl *template.Template, o any) error {
 	var b bytes.Buffer
 	if err := tmpl.Execute(&b, o); err == nil {
 		b.WriteTo(w)
