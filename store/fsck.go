@@ -51,7 +51,7 @@ const (
 type Finding struct {
 	Severity Severity
 	// Kind groups findings: "blob", "image", "record", "snapshot",
-	// "compressed", "layout", "leftover", "build".
+	// "compressed", "layout", "leftover", "build", "container".
 	Kind string
 	// Subject names what is wrong: a digest, an image name, a path.
 	Subject string
@@ -80,6 +80,8 @@ type CheckOptions struct {
 // Report is what Check found.
 type Report struct {
 	Blobs, Images, Records, Snapshots int
+	// Containers counts the containers checked.
+	Containers int
 	// Unreferenced counts blobs nothing refers to (an rmi'd image's, a
 	// failed load's): not a fault, prune and GC collect them.
 	Unreferenced     int
@@ -106,7 +108,7 @@ func (r *Report) Consistent() bool {
 func Check(ctx context.Context, s *Store, opts CheckOptions) (*Report, error) {
 	c := &checker{s: s, opts: opts, r: &Report{}, blobs: map[digest.Digest]blobState{}, referenced: map[digest.Digest]bool{}}
 	err := s.withExclusiveLock(ctx, opts.Waiting, func() error {
-		steps := []func(context.Context) error{c.leftovers, c.layout, c.checkBlobs, c.images, c.records, c.compressed, c.snapshots, c.builds}
+		steps := []func(context.Context) error{c.leftovers, c.layout, c.checkBlobs, c.images, c.records, c.compressed, c.snapshots, c.containers, c.builds}
 		for _, step := range steps {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -690,4 +692,148 @@ func (c *checker) checkEmpty(name string) {
 		}
 		return nil
 	})
+}
+
+// containers checks every container: its record and state parse, the
+// layers of its image are in the store, it has its name and every name
+// is a container's, and one recorded as running has its monitor (repair,
+// run before, already records those whose monitor died as exited).
+func (c *checker) containers(context.Context) error {
+	dir := c.s.ContainersDir()
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !isContainerID(e.Name()) {
+			continue
+		}
+		c.r.Containers++
+		id := e.Name()
+		short := id[:12]
+		ct, err := c.s.ReadContainer(id)
+		if err != nil {
+			// Containers() fails on it: kiln ps and the GC with it.
+			c.fix(Finding{Severity: Problem, Kind: "container", Subject: short, Problem: "config.json: " + strings.TrimPrefix(err.Error(), "container "+id+": config.json: ") + " (the container's record is lost: every container command fails on it)"},
+				"removed the container (its writable layer with it)", func() error { return c.removeBrokenContainer(id) })
+			continue
+		}
+		subject := short + " (" + ct.Name + ")"
+		for _, l := range ct.Layers {
+			c.referenced[l.DiffID] = true
+		}
+		for _, l := range ct.Layers {
+			if p := c.blobProblem("layer", l.DiffID); p != "" {
+				c.add(Finding{Severity: Problem, Kind: "container", Subject: subject, Problem: "its image's " + p + ": it cannot start (pull or build its image " + ct.Image + " again, or kiln rm it)"})
+				break
+			}
+		}
+		st, err := c.s.ReadContainerState(id)
+		switch {
+		case err != nil:
+			c.fix(Finding{Severity: Problem, Kind: "container", Subject: subject, Problem: "state.json: " + strings.TrimPrefix(err.Error(), "container "+id+": state.json: ")},
+				"recorded as exited", func() error { return c.resetContainerState(id) })
+		case st.Status == StatusRunning && !c.s.ContainerRunning(id):
+			c.fix(Finding{Severity: Problem, Kind: "container", Subject: subject, Problem: "recorded as running but its monitor is gone"},
+				"recorded as exited", func() error {
+					if ok, err := c.s.ReapContainer(id); err != nil || !ok {
+						return errors.Join(err, errors.New("its lock is held"))
+					}
+					return nil
+				})
+		}
+		link := filepath.Join(c.s.namesDir(), ct.Name)
+		switch target, err := os.Readlink(link); {
+		case errors.Is(err, fs.ErrNotExist):
+			c.fix(Finding{Severity: Problem, Kind: "container", Subject: subject, Problem: "its name has no link in containers/names: kiln cannot find it by name, and another container could take the name"},
+				"linked", func() error { return os.Symlink(id, link) })
+		case err != nil:
+			c.add(Finding{Severity: Problem, Kind: "container", Subject: subject, Problem: "containers/names/" + ct.Name + ": " + err.Error()})
+		case target != id:
+			if !c.s.staleName(target) {
+				c.add(Finding{Severity: Problem, Kind: "container", Subject: subject, Problem: "its name " + ct.Name + " links to container " + target + " (two containers with one name: kiln rm one)"})
+				break
+			}
+			c.fix(Finding{Severity: Problem, Kind: "container", Subject: subject, Problem: "its name links to " + target + ", which does not exist"},
+				"linked", func() error {
+					if err := os.Remove(link); err != nil {
+						return err
+					}
+					return os.Symlink(id, link)
+				})
+		}
+	}
+	return c.nameLinks()
+}
+
+// nameLinks finds names/ entries that are no container's name.
+func (c *checker) nameLinks() error {
+	ents, err := os.ReadDir(c.s.namesDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		link := filepath.Join(c.s.namesDir(), e.Name())
+		subject := "containers/names/" + e.Name()
+		remove := func() error { return os.Remove(link) }
+		target, err := os.Readlink(link)
+		if err != nil {
+			c.fix(Finding{Severity: Stale, Kind: "container", Subject: subject, Problem: "not a name link"}, "removed", func() error { return os.RemoveAll(link) })
+			continue
+		}
+		if !isContainerID(target) || c.s.staleName(target) {
+			c.fix(Finding{Severity: Stale, Kind: "container", Subject: subject, Problem: fmt.Sprintf("links to %q, which is no container (the name is free)", target)}, "removed", remove)
+			continue
+		}
+		if ct, err := c.s.ReadContainer(target); err == nil && ct.Name != e.Name() {
+			c.fix(Finding{Severity: Stale, Kind: "container", Subject: subject, Problem: "links to container " + target[:12] + ", which is named " + ct.Name}, "removed", remove)
+		}
+	}
+	return nil
+}
+
+// removeBrokenContainer removes container id, whose record is lost, if
+// nothing runs in it.
+func (c *checker) removeBrokenContainer(id string) error {
+	// Its state may be as broken as its record: only the lock matters.
+	if ok, err := c.s.ReapContainer(id); !ok {
+		return errors.Join(err, errors.New("it is running"))
+	}
+	if m, _ := snapshot.MountsUnder(c.s.ContainerRootfs(id)); len(m) > 0 {
+		return errors.New("its rootfs is still mounted")
+	}
+	gone := filepath.Join(c.s.ContainersDir(), ".removing-"+id)
+	if err := os.Rename(c.s.ContainerDir(id), gone); err != nil {
+		return err
+	}
+	ents, _ := os.ReadDir(c.s.namesDir())
+	for _, e := range ents {
+		link := filepath.Join(c.s.namesDir(), e.Name())
+		if t, err := os.Readlink(link); err == nil && t == id {
+			os.Remove(link)
+		}
+	}
+	return removeTree(gone)
+}
+
+// resetContainerState replaces an unreadable state.json, if nothing runs
+// in the container: what happened to its process is lost.
+func (c *checker) resetContainerState(id string) error {
+	l, err := c.s.ContainerLock(id)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if ok, err := l.TryLock(lock.Exclusive); err != nil {
+		return err
+	} else if !ok {
+		return errors.New("it is running")
+	}
+	return c.s.WriteContainerState(id, ContainerState{Status: StatusExited, ExitCode: LostExitCode, Error: "its state was lost (kiln doctor --repair)"})
 }
