@@ -248,11 +248,12 @@ func TestInspectMissingImageAfterTheOthers(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &insp); err != nil || len(insp) != 1 || insp[0]["RepoTags"].([]any)[0] != "busybox:latest" {
 		t.Errorf("stdout should hold busybox's JSON: %v\n%s", err, out)
 	}
-	if strings.TrimSpace(stderr) != "Error: No such image: nosuch" {
-		t.Errorf("stderr %q, want docker's \"Error: No such image: nosuch\"", stderr)
+	// neither a container nor an image: docker inspect's words
+	if strings.TrimSpace(stderr) != "Error: No such object: nosuch" {
+		t.Errorf("stderr %q, want docker's \"Error: No such object: nosuch\"", stderr)
 	}
 
-	out, stderr, err = s.Kiln("inspect", "-f", "{{.Os}}", "nosuch", "busybox", "alsomissing:1")
+	out, stderr, err = s.Kiln("image", "inspect", "-f", "{{.Os}}", "nosuch", "busybox", "alsomissing:1")
 	if code := exitCode(t, err); code != 1 || out != "linux\n" {
 		t.Errorf("exit %d, stdout %q", code, out)
 	}
