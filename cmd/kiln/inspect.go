@@ -150,26 +150,31 @@ func runInspect(w io.Writer, format, kind string, size bool, refs []string) (fai
 // or docker's message for a name that matches nothing: "No such object"
 // when it was looked up as both.
 func inspectObject(st *store.Store, sizes *store.LayerSizes, kind string, size bool, ref string) (any, error) {
+	var cerr error
 	if kind != "image" {
 		c, err := st.LookupContainer(ref)
 		if err == nil {
 			return inspectContainer(st, sizes, c, size)
 		}
-		if !errors.Is(err, store.ErrNoSuchContainer) || kind == "container" {
+		if kind == "container" {
 			return nil, err
+		}
+		if !errors.Is(err, store.ErrNoSuchContainer) {
+			cerr = err // a damaged container must not hide an image
 		}
 	}
 	o, err := inspectImage(st, sizes, ref)
-	if err != nil && strings.HasPrefix(err.Error(), "no such image: ") {
-		if kind == "" {
-			return nil, errors.New("No such object: " + ref)
-		}
-		return nil, errors.New("No such image: " + ref)
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+		return o, nil
+	case cerr != nil:
+		return nil, cerr
+	case !strings.HasPrefix(err.Error(), "no such image: "):
 		return nil, err
+	case kind == "":
+		return nil, errors.New("No such object: " + ref)
 	}
-	return o, nil
+	return nil, errors.New("No such image: " + ref)
 }
 
 // executeInspectTemplate runs tmpl on o; when that fails it runs it again
