@@ -131,7 +131,47 @@ func (m *Manager) Remove(ctx context.Context, c *store.Container, force bool) er
 		}
 	}
 	m.teardown(c)
-	return m.Store.RemoveContainerFiles(c)
+	if err := m.Store.RemoveContainerFiles(c); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return &store.NoSuchContainerError{Ref: c.ID} // removed meanwhile
+		}
+		return err
+	}
+	return nil
+}
+
+// PruneReport is what Prune removed: the containers' IDs and the size of
+// their writable layers.
+type PruneReport struct {
+	Deleted   []string
+	Reclaimed int64
+}
+
+// Prune removes every stopped container that keep does not spare (docker
+// container prune); a container that starts meanwhile is left alone.
+func (m *Manager) Prune(ctx context.Context, keep func(*store.Container) bool) (*PruneReport, error) {
+	cs, err := m.Store.Containers()
+	if err != nil {
+		return nil, err
+	}
+	rep := &PruneReport{}
+	for i := len(cs) - 1; i >= 0; i-- { // oldest first
+		c := cs[i]
+		if m.Running(c) || keep != nil && keep(c) {
+			continue
+		}
+		size, _ := m.SizeRw(c)
+		if err := m.Remove(ctx, c, false); err != nil {
+			var running *RunningError
+			if errors.As(err, &running) || errors.Is(err, store.ErrNoSuchContainer) {
+				continue
+			}
+			return rep, err
+		}
+		rep.Deleted = append(rep.Deleted, c.ID)
+		rep.Reclaimed += size
+	}
+	return rep, nil
 }
 
 // Kill sends signal (a name such as "TERM" or "SIGKILL", or a number) to

@@ -478,7 +478,7 @@ func (s *Store) reapContainers() []string {
 }
 
 // scanContainers makes every container a holder of its image's layers
-// (blob and snapshot): the GC never removes them while the container
+// (blob and snapshot), manifest and config: the GC never removes them while the container
 // exists, even after its image lost its tags.
 func (s *Store) scanContainers(g *graph) error {
 	cs, err := s.Containers()
@@ -486,9 +486,16 @@ func (s *Store) scanContainers(g *graph) error {
 		return err
 	}
 	for _, c := range cs {
-		h := &holder{kind: holdContainer, lastUsed: c.Created}
+		h := &holder{kind: holdContainer, lastUsed: c.Created, id: c.ImageID}
 		for _, l := range c.Layers {
 			g.layer(h, l.DiffID)
+		}
+		// and its manifest and config: ps, inspect and commit still
+		// read them once the image itself is gone.
+		for _, d := range []digest.Digest{c.Manifest, c.ImageID} {
+			if d.Validate() == nil {
+				h.hold(g.blobs[d.Encoded()])
+			}
 		}
 		g.holders = append(g.holders, h)
 	}

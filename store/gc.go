@@ -205,6 +205,14 @@ func (g *graph) plan(opts GCOptions, now time.Time) gcPlan {
 	for _, d := range opts.Protect {
 		protect[d] = true
 	}
+	// As docker's image prune: an image a container was made from stays,
+	// even without a name, as long as the container does.
+	usedByContainer := map[digest.Digest]bool{}
+	for _, h := range g.holders {
+		if h.kind == holdContainer {
+			usedByContainer[h.id] = true
+		}
+	}
 	eligible := func(h *holder) bool {
 		switch h.kind {
 		case holdRecord:
@@ -215,6 +223,9 @@ func (g *graph) plan(opts GCOptions, now time.Time) gcPlan {
 			return false // a container keeps its image's layers, whatever its tags
 		case holdBuildRecord, holdBuildLogs, holdBuildRunning:
 			return g.historyEligible(h, opts)
+		}
+		if usedByContainer[h.id] {
+			return false
 		}
 		return opts.DanglingImages && !h.named || opts.UntaggedImages && !h.tagged
 	}

@@ -252,6 +252,7 @@ func (s *Store) RemoveImage(ref string, force bool) ([]string, error) {
 		return configs[m]
 	}
 
+	user, userRunning := s.containerUsing(target.ID)
 	var lines []string
 	err = s.Content.UpdateIndex(func(idx *ocispec.Index) error {
 		lines = nil
@@ -264,6 +265,13 @@ func (s *Store) RemoveImage(ref string, force bool) ([]string, error) {
 			}
 		}
 		if byName != "" {
+			// As docker: the last name of an image a container uses is
+			// only removed with force, so the image does not turn
+			// dangling under the container unasked.
+			if !force && user != nil && singleReference(names) {
+				return fmt.Errorf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s",
+					ref, user.ShortID(), ShortID(string(id)))
+			}
 			found := false
 			for _, m := range idx.Manifests {
 				if m.Annotations[content.AnnotationImageName] == byName {
@@ -294,7 +302,29 @@ func (s *Store) RemoveImage(ref string, force bool) ([]string, error) {
 				idx.Manifests = keep
 				return nil
 			}
+			if userRunning {
+				// The name goes; the image a running container uses
+				// stays, without a name (docker's quiet conflict).
+				var others []ocispec.Descriptor
+				for _, m := range keep {
+					if configOf(m.Digest) != id {
+						others = append(others, m)
+					}
+				}
+				idx.Manifests = append(others, unnamed(idx.Manifests, id, configOf)...)
+				return nil
+			}
 		} else {
+			if user != nil && singleReference(names) {
+				if userRunning {
+					return fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s",
+						ShortID(string(id)), user.ShortID())
+				}
+				if !force {
+					return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is being used by stopped container %s",
+						ShortID(string(id)), user.ShortID())
+				}
+			}
 			if !force && !singleReference(names) {
 				var fam []string
 				for _, n := range names {
@@ -323,6 +353,42 @@ func (s *Store) RemoveImage(ref string, force bool) ([]string, error) {
 		return nil, err
 	}
 	return lines, nil
+}
+
+// unnamed is one index entry, without a name, for each manifest of image
+// id in entries: what keeps an image listed once its last name is gone.
+func unnamed(entries []ocispec.Descriptor, id digest.Digest, configOf func(digest.Digest) digest.Digest) []ocispec.Descriptor {
+	var out []ocispec.Descriptor
+	seen := map[digest.Digest]bool{}
+	for _, m := range entries {
+		if configOf(m.Digest) == id && !seen[m.Digest] {
+			seen[m.Digest] = true
+			d := m
+			d.Annotations = nil
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// containerUsing is a container made from image id, a running one if
+// any runs, and whether it runs: docker's rmi refuses to take an image
+// from under it.
+func (s *Store) containerUsing(id digest.Digest) (*Container, bool) {
+	cs, _ := s.Containers()
+	var stopped *Container
+	for _, c := range cs {
+		if c.ImageID != id {
+			continue
+		}
+		if s.ContainerRunning(c.ID) {
+			return c, true
+		}
+		if stopped == nil {
+			stopped = c
+		}
+	}
+	return stopped, false
 }
 
 // ManifestNames are the names index.json gives manifest m, as docker

@@ -30,7 +30,8 @@ func main() {
 	root.AddCommand(buildCmd(), imagesCmd(), doctorCmd(), tagCmd(), rmiCmd(), saveCmd(), loadCmd(), importCmd(),
 		inspectCmd(), historyCmd(), runCmd(), pullCmd(), pushCmd(), dfCmd(), pruneCmd(), imageCmd(),
 		buildsCmd(), logsCmd(), explainCmd(), layersCmd(), diffCmd(), commitCmd(),
-		createCmd(), startCmd(), stopCmd(), killCmd(), restartCmd(), waitCmd(), execCmd(), monitorCmd())
+		createCmd(), startCmd(), stopCmd(), killCmd(), restartCmd(), waitCmd(), execCmd(), monitorCmd(),
+		psCmd(), rmCmd(), containerCmd())
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

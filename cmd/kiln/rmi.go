@@ -17,7 +17,10 @@ func rmiCmd() *cobra.Command {
 		Long: `Remove images like docker rmi. A name is untagged, and the image is
 deleted when that was its last name. An ID (or any unambiguous prefix of
 one) deletes the image with all its names, but only with -f when several
-names refer to it. Layers and cache stay until prune or GC collects them.`,
+names refer to it. An image a container was made from keeps its last name
+unless -f is given (and is never deleted while such a container runs):
+docker's conflicts. Layers and cache stay until prune or GC collects them;
+a container's image layers stay as long as the container does.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
@@ -41,6 +44,6 @@ names refer to it. Layers and cache stay until prune or GC collects them.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image ID even if several names refer to it")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image even if several names refer to it or a stopped container uses it")
 	return cmd
 }
