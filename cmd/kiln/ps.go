@@ -25,9 +25,9 @@ const (
 
 func psCmd() *cobra.Command {
 	var (
-		o                           container.ListOptions
+		o                            container.ListOptions
 		quiet, size, noTrunc, latest bool
-		format                      string
+		format                       string
 	)
 	cmd := &cobra.Command{
 		Use:   "ps [OPTIONS]",
