@@ -185,3 +185,87 @@ func TestDiffMatchesDocker(t *testing.T) {
 		t.Errorf("diff:\n%s\nwant (path order):\n%s", k, want)
 	}
 }
+// The seeds' story, typed to kiln and to docker: run an image changing a
+// file, see the stopped container and its size, its diff, commit it
+// (tagged and not), see the new layer in history, run the new image, then
+// remove the containers — with images compared at every step.
+func TestSeedsStoryMatchesDocker(t *testing.T) {
+	p := newPair(t, "kilnstory")
+	bb, s1, s2 := p.image("busybox"), p.name("s1"), p.name("s2")
+	base := []string{bb + " latest 1.98MB"}
+	p.compareImages("before", base...)
+
+	k, d := p.both("run", "--name", s1, bb, "sh", "-c", "echo hello > /greeting")
+	if k != "" || d != "" {
+		t.Errorf("run printed %q, docker %q; want nothing", k, d)
+	}
+	p.compareImages("after run", base...)
+
+	k, d = p.both("ps", "-a", "-s")
+	if kh, dh := header(k), header(d); !slices.Equal(kh, dh) {
+		t.Errorf("ps -a -s header %q, docker's %q", kh, dh)
+	}
+	kr, dr := psRow(t, k, s1), psRow(t, d, s1)
+	if !slices.Equal(kr, dr) {
+		t.Errorf("ps -a -s row %q, docker's %q\nkiln:\n%s\ndocker:\n%s", kr, dr, k, d)
+	}
+	if want := []string{bb, `"sh -c 'echo hello >…"`, "Exited (0)", s1, "6B (virtual 1.98MB)"}; !slices.Equal(dr, want) {
+		t.Errorf("docker's ps row %q, the test expected %q", dr, want)
+	}
+
+	k, d = p.both("diff", s1)
+	if k != d || k != "A /greeting\n" {
+		t.Errorf("diff %q, docker's %q; want %q", k, d, "A /greeting\n")
+	}
+
+	k, d = p.both("commit", s1, p.image("story:v1"))
+	if !regexp.MustCompile(`^sha256:[0-9a-f]{64}\n$`).MatchString(k) {
+		t.Errorf("commit printed %q, want sha256:<id> as docker's %q", k, d)
+	}
+	withStory := []string{bb + " latest 1.98MB", p.image("story") + " v1 1.98MB"}
+	p.compareImages("after commit", withStory...)
+	if got := p.kiln.Inspect(p.image("story:v1"))["Id"]; got != strings.TrimSpace(k) {
+		t.Errorf("inspect story:v1: Id %v, commit printed %s", got, k)
+	}
+	p.both("commit", s1)
+	withDangling := append([]string{"<none> <none> 1.98MB"}, withStory...)
+	p.compareImages("after an untagged commit", withDangling...)
+
+	format := "{{.CreatedBy}}|{{.Size}}|{{.Comment}}"
+	k, d = p.both("history", "--no-trunc", "--format", format, p.image("story:v1"))
+	if k != d {
+		t.Errorf("history --format:\n%s\ndocker's:\n%s", k, d)
+	}
+	if first := firstLine(d); first != "sh -c echo hello > /greeting|6B|" {
+		t.Errorf("docker's history top %q: the test expected the commit's layer", first)
+	}
+	k, d = p.both("history", p.image("story:v1"))
+	if !slices.Equal(header(k), header(d)) || strings.Count(k, "\n") != strings.Count(d, "\n") {
+		t.Errorf("history:\n%s\ndocker's:\n%s", k, d)
+	}
+
+	k, d = p.both("run", "--rm", p.image("story:v1"), "cat", "/greeting")
+	if k != "hello\n" || d != k {
+		t.Errorf("run --rm story:v1 cat /greeting: %q, docker's %q; want hello", k, d)
+	}
+
+	k, d = p.both("rm", s1)
+	if k != s1+"\n" || d != k {
+		t.Errorf("rm printed %q, docker %q; want the name", k, d)
+	}
+	p.compareImages("after rm", withDangling...)
+
+	p.both("run", "--name", s2, bb, "sh", "-c", "echo bye > /bye")
+	s2id := strings.TrimSpace(p.kiln.MustKiln("ps", "-aq", "--no-trunc", "--filter", "name="+s2))
+	k, d = p.both("container", "prune", "-f")
+	kl, dl := strings.Split(strings.TrimRight(k, "\n"), "\n"), strings.Split(strings.TrimRight(d, "\n"), "\n")
+	if len(kl) != 4 || len(dl) != 4 || kl[0] != dl[0] || kl[1] != s2id || kl[2] != "" || kl[3] != dl[3] {
+		t.Errorf("container prune -f:\n%s\ndocker's:\n%s\nwant the same lines with %s", k, d, s2id)
+	}
+	if out := p.kiln.MustKiln("ps", "-aq"); out != "" {
+		t.Errorf("ps -aq after prune: %q, want none", out)
+	}
+	p.compareImages("after prune", withDangling...)
+	p.kiln.AssertDoctorClean()
+}
+
