@@ -185,6 +185,7 @@ func TestDiffMatchesDocker(t *testing.T) {
 		t.Errorf("diff:\n%s\nwant (path order):\n%s", k, want)
 	}
 }
+
 // The seeds' story, typed to kiln and to docker: run an image changing a
 // file, see the stopped container and its size, its diff, commit it
 // (tagged and not), see the new layer in history, run the new image, then
@@ -268,4 +269,3 @@ func TestSeedsStoryMatchesDocker(t *testing.T) {
 	p.compareImages("after prune", withDangling...)
 	p.kiln.AssertDoctorClean()
 }
-
