@@ -26,7 +26,7 @@ set -u -o pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
-WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7 8 9 10 11 12 13"}
+WORKLOADS=${WORKLOADS:-"1 2 3 4 5 6 7 8 9 10 11 12 13 14 15"}
 CPU_LOOP=${CPU_LOOP:-1500000}
 if [ "$QUICK" = 1 ]; then
 	NFILES=${NFILES:-2000}
@@ -684,6 +684,8 @@ dk import "$BBTAR" busybox:latest >/dev/null || die "docker import failed"
 . "$REPO/benchmarks/registry-workloads.sh"
 # shellcheck source=benchmarks/store-workloads.sh
 . "$REPO/benchmarks/store-workloads.sh"
+# shellcheck source=benchmarks/container-workloads.sh
+. "$REPO/benchmarks/container-workloads.sh"
 
 # Warm-up (untimed): first BuildKit solve in a new daemon, binaries in page cache.
 mkdir -p "$WORK/ctx/warm"
@@ -707,7 +709,9 @@ for w in $WORKLOADS; do
 	11) w_df_many ;;
 	12) w_images_many ;;
 	13) w_gc ;;
-	*) die "unknown workload '$w' (1-13)" ;;
+	14) w_run_rm ;;
+	15) w_run_detached ;;
+	*) die "unknown workload '$w' (1-15)" ;;
 	esac
 done
 
