@@ -10,6 +10,7 @@ import (
 	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
 	"github.com/kiln-build/kiln/cache/record"
+	"github.com/kiln-build/kiln/container"
 	"github.com/kiln-build/kiln/solver/ops"
 	"github.com/kiln-build/kiln/store"
 	"github.com/spf13/cobra"
@@ -28,7 +29,10 @@ and build history, with what kiln prune / kiln image prune could reclaim.
 
 Sizes are what things take on disk: a layer counts its blob, its unpacked
 snapshot and any compressed copies, once however many images share it.
-The four rows add up to the store's size (du -sb), metadata aside.
+Apart from Containers (their writable layers, under containers/), the
+rows add up to the store's size (du -sb), metadata aside. Containers:
+ACTIVE are the running ones, RECLAIMABLE the stopped ones' writable layers
+(kiln container prune).
 Images: ACTIVE are those with a name; RECLAIMABLE is what removing the
 untagged ones frees. Build Cache: layers only cache records use, the
 records, the trees explain keeps for them, and data nothing refers to.
@@ -53,6 +57,10 @@ ReclaimableBytes); a Go template gets .Type .TotalCount .Active .Size
 			if err != nil {
 				return err
 			}
+			ctrs, err := containerUsage(st)
+			if err != nil {
+				return err
+			}
 			if verbose {
 				limit, err := cacheMax("")
 				if err != nil {
@@ -62,11 +70,11 @@ ReclaimableBytes); a Go template gets .Type .TotalCount .Active .Size
 					limit = store.DefaultBudget(st.Root)
 				}
 				if format == "json" {
-					return writeDFVerboseJSON(os.Stdout, u, limit)
+					return writeDFVerboseJSON(os.Stdout, u, ctrs, limit)
 				}
-				return writeDFVerbose(os.Stdout, u, limit)
+				return writeDFVerbose(os.Stdout, u, ctrs, limit)
 			}
-			return writeDF(os.Stdout, format, dfRows(u))
+			return writeDF(os.Stdout, format, dfRows(u, ctrs))
 		},
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show images, cache records and cache mounts one by one")
@@ -102,9 +110,40 @@ func (r dfRow) MarshalJSON() ([]byte, error) {
 	})
 }
 
-func dfRows(u *store.Usage) []dfRow {
+// containerUsage is every container with its writable layer's size.
+func containerUsage(st *store.Store) ([]*containerContext, error) {
+	m := container.New(st)
+	list, err := m.List(container.ListOptions{All: true})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*containerContext, len(list))
+	for i, l := range list {
+		out[i] = &containerContext{l: l, image: imageName(st, l.Container), trunc: true}
+		out[i].sizeRw, _ = m.SizeRw(l.Container)
+	}
+	return out, nil
+}
+
+// containersRow is docker's Containers line: ACTIVE are the running ones,
+// RECLAIMABLE the writable layers of the others (container prune).
+func containersRow(ctrs []*containerContext) dfRow {
+	r := dfRow{Type: "Containers", TotalCount: len(ctrs)}
+	for _, c := range ctrs {
+		r.SizeBytes += c.sizeRw
+		if c.l.State.Status == store.StatusRunning {
+			r.Active++
+		} else {
+			r.ReclaimableBytes += c.sizeRw
+		}
+	}
+	return r
+}
+
+func dfRows(u *store.Usage, ctrs []*containerContext) []dfRow {
 	return []dfRow{
 		{Type: "Images", TotalCount: len(u.Images), Active: u.ActiveImages, SizeBytes: u.ImagesSize, ReclaimableBytes: u.ImagesReclaimable},
+		containersRow(ctrs),
 		{Type: "Build Cache", TotalCount: len(u.Records), SizeBytes: u.CacheSize, ReclaimableBytes: u.CacheSize},
 		{Type: "Cache Mounts", TotalCount: len(u.Mounts), Active: u.ActiveMounts, SizeBytes: u.MountsSize, ReclaimableBytes: u.MountsReclaimable},
 		{Type: "Build History", TotalCount: len(u.Builds), Active: u.ActiveBuilds, SizeBytes: u.HistorySize, ReclaimableBytes: u.HistoryReclaimable},
@@ -127,7 +166,7 @@ func writeDF(w io.Writer, format string, rows []dfRow) error {
 	return writeFormatted(w, format, rows, dfHeaders)
 }
 
-func writeDFVerbose(w io.Writer, u *store.Usage, limit int64) error {
+func writeDFVerbose(w io.Writer, u *store.Usage, ctrs []*containerContext, limit int64) error {
 	fmt.Fprintln(w, "Images space usage:")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
@@ -141,6 +180,16 @@ func writeDFVerbose(w io.Writer, u *store.Usage, limit int64) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rt[0], rt[1], shortID(string(im.ID)), created,
 				units.HumanSize(float64(im.Size)), units.HumanSize(float64(im.SharedSize)), units.HumanSize(float64(im.UniqueSize)))
 		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Containers space usage:")
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+	fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES")
+	for _, c := range ctrs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID(), c.Image(), c.Command(), c.LocalVolumes(),
+			units.HumanSize(float64(c.sizeRw)), c.RunningFor(), c.Status(), c.Names())
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -200,7 +249,7 @@ func writeDFVerbose(w io.Writer, u *store.Usage, limit int64) error {
 	return err
 }
 
-func writeDFVerboseJSON(w io.Writer, u *store.Usage, limit int64) error {
+func writeDFVerboseJSON(w io.Writer, u *store.Usage, ctrs []*containerContext, limit int64) error {
 	type rec struct {
 		store.RecordUsage
 		Step string
@@ -209,13 +258,15 @@ func writeDFVerboseJSON(w io.Writer, u *store.Usage, limit int64) error {
 	out := struct {
 		Summary     []dfRow
 		Images      []store.ImageUsage
+		Containers  []*containerContext
 		BuildCache  []rec
 		CacheMounts []store.MountUsage
 		Builds      []store.BuildUsage
 		Budget      budget
 	}{
-		Summary:     dfRows(u),
+		Summary:     dfRows(u, ctrs),
 		Images:      append([]store.ImageUsage{}, u.Images...),
+		Containers:  append([]*containerContext{}, ctrs...),
 		BuildCache:  []rec{},
 		CacheMounts: append([]store.MountUsage{}, u.Mounts...),
 		Builds:      append([]store.BuildUsage{}, u.Builds...),

@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -97,6 +98,12 @@ func TestListRemoveAndImageConflicts(t *testing.T) {
 		t.Errorf("image prune removed the dangling image a container uses:\n%s", out)
 	}
 
+	if out := s.MustKiln("df"); !regexp.MustCompile(`(?m)^Containers\s+4\s+0\s+\S+\s+\S+ \((100|0)%\)$`).MatchString(out) {
+		t.Errorf("df has no Containers row for 4 stopped containers:\n%s", out)
+	}
+	if out := s.MustKiln("df", "-v"); !regexp.MustCompile(`(?m)^Containers space usage:$`).MatchString(out) || !strings.Contains(out, "fromd") {
+		t.Errorf("df -v does not list the containers:\n%s", out)
+	}
 	out := s.MustKiln("container", "prune", "-f")
 	if !strings.HasPrefix(out, "Deleted Containers:\n") || strings.Count(out, "\n") != 7 || !strings.HasSuffix(out, "\n\nTotal reclaimed space: 0B\n") {
 		t.Errorf("container prune -f:\n%s", out)
