@@ -315,7 +315,15 @@ func (s *Store) RemoveImage(ref string, force bool) ([]string, error) {
 				return nil
 			}
 		} else {
-			if user != nil && singleReference(names) {
+			if !force && !singleReference(names) {
+				var fam []string
+				for _, n := range names {
+					fam = append(fam, content.FamiliarName(n))
+				}
+				return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories: %s",
+					ShortID(string(id)), strings.Join(fam, ", "))
+			}
+			if user != nil {
 				if userRunning {
 					return fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s",
 						ShortID(string(id)), user.ShortID())
@@ -324,14 +332,6 @@ func (s *Store) RemoveImage(ref string, force bool) ([]string, error) {
 					return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is being used by stopped container %s",
 						ShortID(string(id)), user.ShortID())
 				}
-			}
-			if !force && !singleReference(names) {
-				var fam []string
-				for _, n := range names {
-					fam = append(fam, content.FamiliarName(n))
-				}
-				return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories: %s",
-					ShortID(string(id)), strings.Join(fam, ", "))
 			}
 			for _, n := range names {
 				lines = append(lines, "Untagged: "+content.FamiliarName(n))
