@@ -162,3 +162,13 @@ func TestGCKeepsContainerLayers(t *testing.T) {
 	}
 	s.AssertDoctorClean()
 }
+
+// -it gives the process a real terminal of the user's size, as docker's.
+func TestRunWithATerminal(t *testing.T) {
+	s := e2etest.NewStore(t)
+	out, term, err := s.KilnTerminal(91, 27, "run", "-it", "--rm", "busybox", "sh", "-c", "tty; stty size; test -t 0 && echo stdin-is-a-tty")
+	all := out + string(term)
+	if err != nil || !strings.Contains(all, "/dev/pts/") || !strings.Contains(all, "27 91") || !strings.Contains(all, "stdin-is-a-tty") {
+		t.Errorf("run -it: %v\nstdout %q\nterminal %q\nwant a pts of 27 rows x 91 columns", err, out, term)
+	}
+}
